@@ -1,0 +1,134 @@
+"""The command-line interface the Snakemake rules call: ``python -m zslrepro <command> ...``.
+
+Each command does one step of the pipeline and can be run by hand. Errors a user can fix are
+printed as one line (``zslrepro: error: ...``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import ZslError
+
+
+def cmd_synthesize(args) -> None:
+    from .config import load_dataset_config
+    from .data.synthetic import SyntheticSpec, generate
+
+    cfg = load_dataset_config(args.dataset_config)
+    if cfg["kind"] != "synthetic":
+        raise ZslError(f"{args.dataset_config} describes a real dataset; it cannot be synthesised")
+    summary = generate(SyntheticSpec(**cfg["synthetic"]), args.out)
+    print(f"synthetic dataset written to {args.out}: {summary}")
+
+
+def cmd_ingest(args) -> None:
+    from .config import load_dataset_config
+    from .data.xlsa17 import ingest
+    from .io import write_json
+
+    cfg = load_dataset_config(args.dataset_config)
+    ds = ingest(cfg)
+    ds.save(args.out)
+    write_json(args.summary, ds.summary())
+    print(f"ingested {cfg['name']}: {ds.summary()}")
+
+
+def cmd_extract(args) -> None:
+    from .config import load_dataset_config
+    from .data.xlsa17 import IngestedDataset
+    from .features.extract import extract
+
+    cfg = load_dataset_config(args.dataset_config)
+    if args.store not in cfg["feature_stores"]:
+        raise ZslError(f"{args.dataset_config} has no feature store {args.store!r} "
+                       f"(known: {', '.join(cfg['feature_stores'])})")
+    extract(IngestedDataset.load(args.index), cfg["images_root"], cfg["feature_stores"][args.store], args.out,
+            device=args.device)
+
+
+def cmd_train(args) -> None:
+    from .config import load_method_config
+    from .training.trainer import train
+
+    cfg = load_method_config(args.method_config)
+    path = train(cfg, args.features, args.out_dir, replicate=args.replicate, device=args.device,
+                 halt_after_evals=args.halt_after_evals)
+    print(f"final model: {path}")
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluation.evaluate import evaluate_run
+
+    result = evaluate_run(args.model, args.history, args.features, args.metrics, args.curve, device=args.device)
+    p, c = result["protocols"]["paper"], result["protocols"]["clean"]
+    print(f"{result['method']} on {result['dataset']}: paper T1 {p['T1']:.1f} H {p['H']:.1f} | "
+          f"clean T1 {c['T1']:.1f} U {c['U']:.1f} S {c['S']:.1f} H {c['H']:.1f} AUSUC {c['AUSUC']:.1f} "
+          f"(chance T1 {result['chance']['T1']:.1f})")
+
+
+def cmd_tables(args) -> None:
+    from .tables import render
+
+    paths = render(args.metrics, args.paper_results, args.out_dir)
+    print("tables: " + ", ".join(str(p) for p in paths.values()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zslrepro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synthesize", help="generate the embedded synthetic dataset (xlsa17 layout)")
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--out", required=True, help="folder to write the dataset into")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("ingest", help="read and check xlsa17 files; write the dataset index")
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--out", required=True, help="index .npz")
+    p.add_argument("--summary", required=True, help="counts .json")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("extract", help="extract backbone feature maps into an HDF5 feature store")
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--index", required=True)
+    p.add_argument("--store", required=True, help="feature store name in the dataset config")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("train", help="train a method on a feature store (resumes from a checkpoint)")
+    p.add_argument("--method-config", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--replicate", type=int, default=0, help="replicate k runs with the config's seed + k")
+    p.add_argument("--device", default=None)
+    p.add_argument("--halt-after-evals", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run under the paper and clean protocols")
+    p.add_argument("--model", required=True)
+    p.add_argument("--history", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--curve", required=True)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tables", help="render the results tables (CSV, Markdown, LaTeX)")
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--paper-results", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ZslError as exc:
+        print(f"zslrepro: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

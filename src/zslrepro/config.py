@@ -1,0 +1,105 @@
+"""Loading and validating the YAML configuration files.
+
+Three kinds of file, each with a JSON schema shipped in ``zslrepro/schemas``:
+
+* ``config/datasets/<DATASET>.yaml`` — where a dataset's files are, how to remap its image paths,
+  what counts to expect, and the feature stores that can be extracted from it;
+* ``config/methods/<method>/<DATASET>.yaml`` — every hyper-parameter of one method on one dataset
+  (the common part: schedule, optimiser, evaluation; the method's own part: ``model`` and ``loss``);
+* ``config/config.yaml`` — what the workflow runs; validated by Snakemake against
+  ``workflow/schemas/config.schema.yaml``.
+
+A file that does not match its schema raises one :class:`ConfigError` naming the file, the key and
+the problem, never a traceback from the code that would later trip over it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """Return the schema ``zslrepro/schemas/<name>.yaml``."""
+    text = resources.files("zslrepro").joinpath("schemas", f"{name}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def validate(data: dict, schema: dict, source: str) -> dict:
+    """Validate ``data`` in place (filling schema defaults) or raise one readable ConfigError."""
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = _with_defaults(validator_cls)(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: invalid value at '{where}': {err.message}{more}")
+    return data
+
+
+def _with_defaults(validator_cls):
+    """A validator class that also writes each property's ``default`` into the instance."""
+    validate_props = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def method_schema(method: str) -> dict:
+    """The full schema of a method config: the common part plus the method's model/loss part."""
+    schema = copy.deepcopy(load_schema("method_common"))
+    try:
+        own = load_schema(f"method_{method}")
+    except FileNotFoundError:
+        raise ConfigError(f"no schema for method '{method}'") from None
+    schema["properties"].update(own["properties"])
+    schema["required"] = sorted(set(schema.get("required", [])) | set(own.get("required", [])))
+    return schema
+
+
+def load_dataset_config(path: str | Path) -> dict:
+    return validate(read_yaml(path), load_schema("dataset"), str(path))
+
+
+def load_method_config(path: str | Path) -> dict:
+    data = read_yaml(path)
+    method = data.get("method")
+    if not isinstance(method, str):
+        raise ConfigError(f"{path}: missing the key 'method' (the method's registry name)")
+    return validate(data, method_schema(method), str(path))
+
+
+def config_digest(cfg: Any) -> str:
+    """A stable short hash of a config, used to refuse resuming from a foreign checkpoint."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,197 @@
+"""Ingest of the xlsa17 "Proposed Split V2" files (res101.mat, att_splits.mat) for any dataset.
+
+What every codebase does, done once and checked: 1-based MATLAB indices become 0-based, ``att``
+is transposed to class x attribute, uint8/uint16 become int64, and the foreign absolute
+``image_files`` are remapped to local files by cutting after an *anchor* (``/images/`` for CUB,
+``/SUN/images/`` for SUN, ``/JPEGImages/`` for AWA2), which also absorbs CUB's doubled folder and
+AWA2's ``//``. The checks (partition of the split, disjoint seen/unseen classes, one class folder
+per label, every image present, expected counts) raise one :class:`DatasetError` each.
+
+The result is an :class:`IngestedDataset`, saved as one ``.npz`` that feature extraction reads.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from ..errors import DatasetError
+from ..io import atomic_path
+
+LOC_KEYS = ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc")
+
+
+@dataclass
+class IngestedDataset:
+    name: str
+    image_paths: np.ndarray       # (N,) str, relative to the dataset's images_root
+    labels: np.ndarray            # (N,) int64, 0-based class index
+    trainval_loc: np.ndarray      # 0-based image indices
+    test_seen_loc: np.ndarray
+    test_unseen_loc: np.ndarray
+    train_loc: np.ndarray         # for validation (hyper-parameters), never used for reporting
+    val_loc: np.ndarray
+    att: np.ndarray               # (C, A) float64, xlsa17 'att' transposed (L2-normalised per class)
+    original_att: np.ndarray      # (C, A) float64, un-normalised
+    w2v_att: np.ndarray           # (A, d) float64 attribute word vectors
+    class_names: np.ndarray       # (C,) str
+    attribute_names: np.ndarray   # (A,) str
+    seen_classes: np.ndarray      # sorted class ids of trainval
+    unseen_classes: np.ndarray    # sorted class ids of test_unseen
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "IngestedDataset":
+        with np.load(path, allow_pickle=False) as z:
+            kwargs = {f.name: z[f.name] for f in fields(cls)}
+        kwargs["name"] = str(kwargs["name"])
+        return cls(**kwargs)
+
+    def summary(self) -> dict:
+        return {"name": self.name, "images": int(len(self.labels)), "classes": int(len(self.class_names)),
+                "seen_classes": int(len(self.seen_classes)), "unseen_classes": int(len(self.unseen_classes)),
+                "attributes": int(self.att.shape[1]), "trainval": int(len(self.trainval_loc)),
+                "test_seen": int(len(self.test_seen_loc)), "test_unseen": int(len(self.test_unseen_loc)),
+                "train": int(len(self.train_loc)), "val": int(len(self.val_loc))}
+
+
+def _loadmat(path: Path, keys: list[str], obtain: str) -> dict:
+    if not path.is_file():
+        raise DatasetError(f"missing {path}. To obtain it: {obtain}")
+    try:
+        data = scipy.io.loadmat(path, variable_names=keys)
+    except Exception as exc:  # scipy raises several types for a damaged file
+        raise DatasetError(f"{path} is not a readable MATLAB file ({exc}); delete it and obtain it again: {obtain}") from None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise DatasetError(f"{path} lacks the variable(s) {missing}; is it the xlsa17 file?")
+    return data
+
+
+def _cell_strings(cell: np.ndarray) -> list[str]:
+    """Strings of an N x 1 MATLAB cell as scipy returns it (each element a 1-element str array)."""
+    return [str(np.asarray(x).ravel()[0]) for x in np.asarray(cell).ravel()]
+
+
+def remap_path(foreign: str, anchor: str) -> str:
+    """The part of a foreign absolute path after ``anchor``, with doubled slashes removed."""
+    cut = foreign.find(anchor)
+    if cut < 0:
+        raise DatasetError(f"image path {foreign!r} does not contain the anchor {anchor!r}; "
+                           "check 'anchor' in the dataset config")
+    rel = foreign[cut + len(anchor):]
+    while "//" in rel:
+        rel = rel.replace("//", "/")
+    return rel.lstrip("/")
+
+
+def read_attribute_names(spec: dict) -> list[str]:
+    path = Path(spec["file"])
+    if not path.is_file():
+        raise DatasetError(f"missing attribute-name file {path}")
+    if spec["format"] == "numbered_lines":  # CUB attributes.txt, AWA2 predicates.txt: "<id> <name>"
+        lines = [ln.split(None, 1) for ln in path.read_text().splitlines() if ln.strip()]
+        return [parts[1].strip() for parts in lines]
+    data = scipy.io.loadmat(path, variable_names=[spec["key"]])  # SUN attributes.mat
+    return _cell_strings(data[spec["key"]])
+
+
+def ingest(cfg: dict, check_files: bool = True) -> IngestedDataset:
+    """Read, convert and check one dataset described by a dataset config."""
+    obtain = cfg.get("obtain", "see the README")
+    xdir = Path(cfg["xlsa17_dir"])
+    res = _loadmat(xdir / "res101.mat", ["image_files", "labels"], obtain)
+    splits = _loadmat(xdir / "att_splits.mat", ["att", "original_att", *LOC_KEYS, "allclasses_names"], obtain)
+
+    labels = np.asarray(res["labels"]).astype(np.int64).ravel() - 1
+    rel_paths = [remap_path(p, cfg["anchor"]) for p in _cell_strings(res["image_files"])]
+    locs = {k: np.asarray(splits[k]).astype(np.int64).ravel() - 1 for k in LOC_KEYS}
+    att = np.asarray(splits["att"], dtype=np.float64).T
+    original_att = np.asarray(splits["original_att"], dtype=np.float64).T
+    class_names = np.array(_cell_strings(splits["allclasses_names"]))
+
+    w2v_path = Path(cfg["w2v"])
+    if not w2v_path.is_file():
+        raise DatasetError(f"missing attribute word vectors {w2v_path}. To obtain them: {obtain}")
+    with open(w2v_path, "rb") as fh:
+        w2v = np.asarray(pickle.load(fh), dtype=np.float64)
+    attr_names = np.array(read_attribute_names(cfg["attribute_names"]))
+
+    n = len(labels)
+    if len(rel_paths) != n:
+        raise DatasetError(f"{xdir}/res101.mat: {len(rel_paths)} image_files but {n} labels")
+    if labels.min() < 0 or labels.max() >= att.shape[0]:
+        raise DatasetError(f"labels range {labels.min()+1}..{labels.max()+1} does not fit {att.shape[0]} classes (1-based)")
+    if len(class_names) != att.shape[0]:
+        raise DatasetError(f"{len(class_names)} class names but att has {att.shape[0]} classes")
+    if w2v.shape[0] != att.shape[1] or len(attr_names) != att.shape[1]:
+        raise DatasetError(f"attribute counts disagree: att {att.shape[1]}, word vectors {w2v.shape[0]}, "
+                           f"names {len(attr_names)}")
+    _check_partition(locs, n)
+    seen = np.unique(labels[locs["trainval_loc"]])
+    unseen = np.unique(labels[locs["test_unseen_loc"]])
+    if np.intersect1d(seen, unseen).size:
+        raise DatasetError(f"seen and unseen classes overlap: {np.intersect1d(seen, unseen)[:10]}")
+    if not np.isin(labels[locs["test_seen_loc"]], seen).all():
+        raise DatasetError("test_seen_loc contains images of classes absent from trainval_loc")
+    _check_class_folders(rel_paths, labels)
+    if check_files:
+        root = Path(cfg["images_root"])
+        missing = [p for p in rel_paths if not os.path.exists(root / p)]
+        if missing:
+            raise DatasetError(f"{len(missing)} of {n} images are missing under {root} (first: {root / missing[0]}). "
+                               f"To obtain them: {obtain}")
+    ds = IngestedDataset(name=cfg["name"], image_paths=np.array(rel_paths), labels=labels, **locs, att=att,
+                         original_att=original_att, w2v_att=w2v, class_names=class_names,
+                         attribute_names=attr_names, seen_classes=seen, unseen_classes=unseen)
+    _check_expected(ds.summary(), cfg.get("expected") or {}, cfg["name"])
+    return ds
+
+
+def _check_partition(locs: dict[str, np.ndarray], n: int) -> None:
+    for k, v in locs.items():
+        if v.size and (v.min() < 0 or v.max() >= n):
+            raise DatasetError(f"{k} has indices outside 1..{n} (1-based)")
+    parts = [locs["trainval_loc"], locs["test_seen_loc"], locs["test_unseen_loc"]]
+    joined = np.concatenate(parts)
+    if len(np.unique(joined)) != len(joined):
+        raise DatasetError("trainval_loc, test_seen_loc and test_unseen_loc overlap")
+    if len(joined) != n:
+        raise DatasetError(f"trainval/test_seen/test_unseen cover {len(joined)} of {n} images, not all")
+    if np.intersect1d(locs["train_loc"], locs["val_loc"]).size:
+        raise DatasetError("train_loc and val_loc overlap")
+
+
+def _check_class_folders(rel_paths: list[str], labels: np.ndarray) -> None:
+    """Each label must be exactly one image folder, and each folder exactly one label."""
+    folders = np.array([os.path.dirname(p) for p in rel_paths])
+    pairs = set(zip(labels.tolist(), folders.tolist()))
+    by_label: dict[int, set[str]] = {}
+    by_folder: dict[str, set[int]] = {}
+    for lab, fol in pairs:
+        by_label.setdefault(lab, set()).add(fol)
+        by_folder.setdefault(fol, set()).add(lab)
+    bad = {lab: sorted(f) for lab, f in by_label.items() if len(f) > 1}
+    if bad:
+        lab = next(iter(bad))
+        raise DatasetError(f"label {lab + 1} (1-based) spans several image folders {bad[lab][:3]}: labels and folders disagree")
+    bad_f = {f: sorted(ls) for f, ls in by_folder.items() if len(ls) > 1}
+    if bad_f:
+        fol = next(iter(bad_f))
+        raise DatasetError(f"image folder {fol!r} holds several labels {[x + 1 for x in bad_f[fol]]}")
+
+
+def _check_expected(summary: dict, expected: dict, name: str) -> None:
+    wrong = {k: (summary[k], v) for k, v in expected.items() if summary.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}: found {got}, expected {exp}" for k, (got, exp) in wrong.items())
+        raise DatasetError(f"{name}: counts differ from the benchmark ({detail}); is this the right xlsa17 version?")

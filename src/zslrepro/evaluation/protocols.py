@@ -1,0 +1,37 @@
+"""The two reporting protocols, both always reported.
+
+``paper``: what the authors' scripts print — over the periodic evaluations on the *test* set during
+training, the best H (with the U and S of that evaluation) and, separately, the best T1 (possibly
+from another evaluation). Model selection on the test set: kept for parity, labelled as such.
+
+``clean``: the final model, no selection on the test set; calibrated stacking with the gamma fixed
+in the method config. Also the seen-unseen curve and its area (AUSUC) for that model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import metrics
+
+
+def paper_protocol(history: list[dict]) -> dict:
+    if not history:
+        raise ValueError("no periodic evaluation was recorded")
+    best_h = max(history, key=lambda r: r["H"])
+    best_t1 = max(history, key=lambda r: r["T1"])
+    return {"T1": best_t1["T1"], "U": best_h["U"], "S": best_h["S"], "H": best_h["H"],
+            "update_best_T1": best_t1["update"], "update_best_H": best_h["update"],
+            "evaluations": len(history)}
+
+
+def clean_protocol(scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray,
+                   seen: np.ndarray, unseen: np.ndarray, gamma: float) -> tuple[dict, dict]:
+    """Metrics (in %) of the final model, and its seen-unseen curve (gamma, U, S in %)."""
+    g = metrics.gzsl(scores["seen"], labels_seen, scores["unseen"], labels_unseen, seen, gamma)
+    t1 = metrics.zsl_top1(scores["unseen"], labels_unseen, unseen)
+    gammas, u, s = metrics.seen_unseen_curve(scores["seen"], labels_seen, scores["unseen"], labels_unseen,
+                                             seen, unseen)
+    result = {"T1": 100 * t1, "U": 100 * g.U, "S": 100 * g.S, "H": 100 * g.H,
+              "AUSUC": 100 * metrics.ausuc(u, s), "gamma": gamma}
+    return result, {"gamma": gammas, "U": 100 * u, "S": 100 * s}

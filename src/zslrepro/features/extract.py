@@ -1,0 +1,123 @@
+"""Feature extraction: images -> truncated ResNet -> float16 HDF5 store, resumable.
+
+The store is written under a ``.partial`` name with a ``done`` counter; an interrupted run reopens
+it and continues from the first missing image (if its backbone settings match), and only a
+complete store is renamed to its final name. CUDA + autocast + channels-last when a GPU is
+present; the same code runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from tqdm import tqdm
+
+from ..data.xlsa17 import IngestedDataset
+from ..errors import DatasetError
+from .backbone import build_backbone
+from .store import META_KEYS, NAME_KEYS
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def image_transform(resize: int, crop: int) -> transforms.Compose:
+    """The official preprocessing: shorter side to ``resize``, centre crop, ImageNet normalisation."""
+    return transforms.Compose([
+        transforms.Resize(resize), transforms.CenterCrop(crop), transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class ImageFiles(Dataset):
+    """Images by path, converted to RGB (CUB and SUN contain greyscale and CMYK files)."""
+
+    def __init__(self, root: Path, rel_paths: np.ndarray, transform):
+        self.root, self.rel_paths, self.transform = root, rel_paths, transform
+
+    def __len__(self) -> int:
+        return len(self.rel_paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        path = self.root / str(self.rel_paths[i])
+        try:
+            with Image.open(path) as img:
+                return self.transform(img.convert("RGB"))
+        except OSError as exc:
+            raise DatasetError(f"cannot read image {path}: {exc}") from None
+
+
+def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, out: str | Path,
+            device: str | None = None) -> None:
+    """Fill the feature store ``out`` for all images of ``index`` with the backbone of ``store_cfg``."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    spec = json.dumps({k: store_cfg[k] for k in sorted(store_cfg) if k not in ("batch_size", "num_workers", "amp")},
+                      sort_keys=True)
+    net = build_backbone(store_cfg["arch"], store_cfg["weights"], store_cfg["layer"], store_cfg["init_seed"])
+    net = net.to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    transform = image_transform(store_cfg["resize"], store_cfg["crop"])
+    with torch.inference_mode():
+        c, h, w = net(torch.zeros(1, 3, store_cfg["crop"], store_cfg["crop"], device=device)).shape[1:]
+
+    n = len(index.labels)
+    h5 = _open_partial(partial, spec, (n, c, h, w))
+    done = int(h5.attrs["done"])
+    if done:
+        print(f"resuming extraction at image {done} of {n}")
+    dataset = ImageFiles(Path(images_root), index.image_paths[done:], transform)
+    loader = DataLoader(dataset, batch_size=store_cfg["batch_size"], shuffle=False,
+                        num_workers=store_cfg["num_workers"], pin_memory=device.type == "cuda")
+    use_amp = store_cfg["amp"] and device.type == "cuda"
+    bar = tqdm(total=n, initial=done, unit="img", desc=f"extract {index.name}", dynamic_ncols=True,
+               mininterval=2.0)
+    with torch.inference_mode():
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True)
+            if device.type == "cuda":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                maps = net(batch)
+            h5["features"][done:done + len(batch)] = maps.float().cpu().numpy().astype(np.float16)
+            done += len(batch)
+            h5.attrs["done"] = done
+            h5.flush()
+            bar.update(len(batch))
+    bar.close()
+    for key in META_KEYS:
+        h5.create_dataset(key, data=getattr(index, key))
+    for key in NAME_KEYS:
+        h5.create_dataset(key, data=np.array([s.encode() for s in getattr(index, key)]))
+    h5.attrs["complete"] = True
+    h5.close()
+    os.replace(partial, out)
+
+
+def _open_partial(path: Path, spec: str, shape: tuple[int, ...]) -> h5py.File:
+    """Reopen a matching partial store, or start a new one."""
+    if path.exists():
+        try:
+            h5 = h5py.File(path, "a")
+            if h5.attrs.get("spec") == spec and h5["features"].shape == shape:
+                return h5
+            h5.close()
+        except OSError:
+            pass  # a partial file damaged by the interruption: start over
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h5 = h5py.File(path, "w")
+    h5.create_dataset("features", shape=shape, dtype=np.float16, chunks=(1, *shape[1:]))
+    h5.attrs["spec"] = spec
+    h5.attrs["done"] = 0
+    h5.attrs["complete"] = False
+    return h5

@@ -1,0 +1,73 @@
+"""The feature store: one HDF5 file per dataset x backbone x resolution.
+
+Layout (everything a feature-level method needs, so training reads nothing else):
+
+    features         (N, C, H, W) float16, chunked one image per chunk -> random batches stream
+    labels           (N,) int64, 0-based
+    trainval_loc, test_seen_loc, test_unseen_loc, train_loc, val_loc   0-based image indices
+    att, original_att (Cls, A) float64;  w2v_att (A, d) float64
+    class_names, attribute_names, seen_classes, unseen_classes
+    attrs: spec (JSON of the backbone settings), complete (bool)
+
+Reading never loads the whole ``features`` array: :meth:`FeatureStore.read` fetches the requested
+rows only (h5py needs increasing indices, so they are sorted and the order restored).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import DatasetError
+
+META_KEYS = ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
+             "att", "original_att", "w2v_att", "seen_classes", "unseen_classes")
+NAME_KEYS = ("class_names", "attribute_names")
+
+
+class FeatureStore:
+    """Read-only view of a complete feature store; small arrays are held, features streamed."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DatasetError(f"feature store {self.path} does not exist; run the workflow's extract step first")
+        self._h5 = h5py.File(self.path, "r")
+        if not self._h5.attrs.get("complete", False):
+            raise DatasetError(f"feature store {self.path} is incomplete; run extraction again to finish it")
+        self.features = self._h5["features"]
+        for key in META_KEYS:
+            setattr(self, key, self._h5[key][()])
+        for key in NAME_KEYS:
+            setattr(self, key, np.array([s.decode() for s in self._h5[key][()]]))
+        self.spec = json.loads(self._h5.attrs["spec"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one feature map."""
+        return tuple(self.features.shape[1:])
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """float32 features of the given images, in the given order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        block = self.features[uniq] if len(uniq) > 1 else self.features[uniq[0]][None]
+        return block[inverse].astype(np.float32)
+
+    def iter_batches(self, indices: np.ndarray, batch_size: int):
+        """Yield (indices, features) in order, ``batch_size`` images at a time."""
+        for start in range(0, len(indices), batch_size):
+            idx = np.asarray(indices[start:start + batch_size])
+            yield idx, self.read(idx)
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

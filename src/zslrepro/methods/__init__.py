@@ -1,0 +1,8 @@
+"""The method zoo: every method registers itself under its config name."""
+
+from .registry import DataSpec, ZslMethod, build_method, list_methods, register
+
+# importing the modules registers their methods
+from . import msdn  # noqa: F401,E402
+
+__all__ = ["DataSpec", "ZslMethod", "build_method", "list_methods", "register"]

@@ -1,0 +1,88 @@
+"""MSDN: Mutually Semantic Distillation Network (Chen et al., CVPR 2022).
+
+Feature-level, as the official code (shiming-chen/MSDN): a frozen ResNet's layer4 map
+U = {u_r} (R regions of D channels, each L2-normalised) and attribute word vectors V (A x d,
+trainable, shared) feed two sub-networks whose class scores are Z psi and Z phi (Z: the C x A
+row-normalised class-attribute matrix, all classes):
+
+A->V (attribute-guided region attention), for attribute i:
+    s_ir = v_i^T W_1 u_r,    a_ir = softmax_r(v_i^T W_2 u_r),    psi_i = sum_r a_ir s_ir
+V->A (region-guided attribute attention), for region r:
+    t_ri = u_r^T W_11 v_i,   alpha_ir = softmax_i(v_i^T W_21 u_r), phi_i = sum_r alpha_ir t_ri
+
+psi_i = v_i^T W_1 (sum_r a_ir u_r) is the official "score of the attribute-based visual feature";
+summing a * s avoids materialising the B x A x D features. The four projections of U are one
+matmul (U @ [V W_1; V W_2; V W_11^T; V W_21]^T).
+
+Loss (per branch j): CE over all classes + lambda * self-calibration; plus mu * D(L1, L2), the
+semantic distillation (cubic-weighted L1 + Jensen-Shannon, gradients into both branches).
+Test: w1 L1 + w2 L2, plus the official +-bias on unseen/seen logits (0 in every released script).
+
+Official initialisation: W_1 ~ N(0, 1); W_2, W_11, W_21 = 0; V = row-normalised word vectors.
+Dropped (dead in the official code): W_3, W_3_1, the attribute gate A_p and the unused outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .losses import discrepancy, self_calibration
+from .registry import DataSpec, ZslMethod, register
+
+
+def normalized_regions(x: torch.Tensor) -> torch.Tensor:
+    """B x D x H x W feature maps -> B x R x D region vectors, each L2-normalised over channels."""
+    return F.normalize(x.flatten(2).transpose(1, 2), dim=-1)
+
+
+@register("msdn")
+class MSDN(ZslMethod):
+    consumes = "features"
+
+    def __init__(self, cfg: dict, spec: DataSpec):
+        super().__init__()
+        model, loss = cfg["model"], cfg["loss"]
+        channels = spec.input_shape[0]
+        dim = spec.w2v.shape[1]
+        self.normalize_V = model["normalize_V"]
+        self.w1, self.w2 = model["fusion"]
+        self.lambda_cal, self.mu_distill, self.eps = loss["lambda_cal"], loss["mu_distill"], loss["eps"]
+
+        self.V = nn.Parameter(F.normalize(spec.w2v.float(), dim=1))
+        self.W_1 = nn.Parameter(torch.randn(dim, channels))       # A->V score, N(0, 1)
+        self.W_2 = nn.Parameter(torch.zeros(dim, channels))       # A->V region attention
+        self.W_11 = nn.Parameter(torch.zeros(channels, dim))      # V->A score
+        self.W_21 = nn.Parameter(torch.zeros(dim, channels))      # V->A attribute attention
+        self.register_buffer("Z", F.normalize(spec.att.float(), dim=1))
+        self.register_buffer("unseen", spec.unseen.clone())
+        sign = torch.full((spec.num_classes,), -1.0)
+        sign[spec.unseen] = 1.0
+        self.register_buffer("test_bias", model["test_bias"] * sign)
+
+    def semantic_vectors(self) -> torch.Tensor:
+        return F.normalize(self.V, dim=1) if self.normalize_V else self.V
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits (B x C) of the A->V and the V->A sub-networks."""
+        U = normalized_regions(x)
+        V = self.semantic_vectors()
+        n_att = V.shape[0]
+        projections = torch.cat([V @ self.W_1, V @ self.W_2, V @ self.W_11.T, V @ self.W_21])  # 4A x D
+        s, e, t, g = (U @ projections.T).split(n_att, dim=-1)  # each B x R x A
+        psi = (torch.softmax(e, dim=1) * s).sum(1)  # attention over regions (dim R)
+        phi = (torch.softmax(g, dim=2) * t).sum(1)  # attention over attributes (dim A)
+        return psi @ self.Z.T, phi @ self.Z.T
+
+    def loss(self, outputs, labels):
+        logits_av, logits_va = outputs
+        ce = F.cross_entropy(logits_av, labels) + F.cross_entropy(logits_va, labels)
+        cal = self_calibration(logits_av, self.unseen) + self_calibration(logits_va, self.unseen)
+        distill = discrepancy(logits_av, logits_va, self.eps)
+        total = ce + self.lambda_cal * cal + self.mu_distill * distill
+        return total, {"loss": total.item(), "ce": ce.item(), "calibration": cal.item(), "distill": distill.item()}
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        logits_av, logits_va = self(x)
+        return self.w1 * logits_av + self.w2 * logits_va + self.test_bias

@@ -1,0 +1,109 @@
+"""Results tables: method x dataset rows, T1/U/S/H per protocol, mean +- std over replicates,
+with the paper's number and our delta beside each cell (blank where the paper gives none).
+
+Writes ``results.csv`` (long form: one row per method, dataset, protocol and metric),
+``results.md`` and ``results.tex`` (one wide table per protocol).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .io import write_text
+
+METRICS = ("T1", "U", "S", "H")
+PROTOCOL_TITLES = {
+    "paper": "Authors' protocol (best evaluation on the test set; H and T1 maximised separately)",
+    "clean": "Clean protocol (final model, no selection on the test set, fixed gamma)",
+}
+
+
+def load_paper_results(path: str | Path) -> dict:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return data.get("methods", {})
+
+
+def collect(metric_files: list[str | Path]) -> pd.DataFrame:
+    rows = []
+    for f in metric_files:
+        m = json.loads(Path(f).read_text())
+        for protocol, values in m["protocols"].items():
+            for metric in (*METRICS, "AUSUC"):
+                if metric in values:
+                    rows.append({"method": m["method"], "dataset": m["dataset"], "protocol": protocol,
+                                 "metric": metric, "replicate": m["replicate"], "value": values[metric]})
+    return pd.DataFrame(rows, columns=["method", "dataset", "protocol", "metric", "replicate", "value"])
+
+
+def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
+    """Mean, std and count over replicates, joined with the paper's numbers."""
+    grouped = runs.groupby(["method", "dataset", "protocol", "metric"], sort=True)["value"]
+    table = grouped.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count").reset_index()
+
+    def paper_value(row):
+        entry = paper.get(row["method"], {}).get("results", {}).get(row["dataset"], {})
+        value = entry.get(row["metric"])
+        return np.nan if value is None else float(value)
+
+    table["paper"] = table.apply(paper_value, axis=1) if len(table) else []
+    table["delta"] = table["mean"] - table["paper"]
+    return table
+
+
+def _fmt_cell(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if np.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def _fmt(x: float, signed: bool = False) -> str:
+    if x is None or np.isnan(x):
+        return ""
+    return f"{x:+.1f}" if signed else f"{x:.1f}"
+
+
+def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
+    sub = table[table.protocol == protocol]
+    metrics = [m for m in (*METRICS, "AUSUC") if m in set(sub.metric)]
+    rows = []
+    for (method, dataset), g in sub.groupby(["method", "dataset"], sort=True):
+        info = paper.get(method, {})
+        row = {"Method": info.get("title", method) + (f" [{info['label']}]" if info.get("label") else ""),
+               "Dataset": dataset, "n": int(g.n.max())}
+        for metric in metrics:
+            r = g[g.metric == metric]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            row[metric] = _fmt_cell(r["mean"], r["std"])
+            if metric != "AUSUC":
+                row[f"{metric} paper"] = _fmt(r["paper"])
+                row[f"Δ{metric}"] = _fmt(r["delta"], signed=True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    paper = load_paper_results(paper_results)
+    table = summarize(collect(metric_files), paper)
+    paths = {ext: out_dir / f"results.{ext}" for ext in ("csv", "md", "tex")}
+    write_text(paths["csv"], table.to_csv(index=False, float_format="%.4f"))
+    md, tex = ["# Results", ""], []
+    for protocol in ("paper", "clean"):
+        w = wide(table, protocol, paper)
+        if w.empty:
+            continue
+        md += [f"## {PROTOCOL_TITLES[protocol]}", "", w.to_markdown(index=False), ""]
+        tex += [f"% {PROTOCOL_TITLES[protocol]}",
+                w.to_latex(index=False, caption=PROTOCOL_TITLES[protocol], label=f"tab:{protocol}"), ""]
+    notes = [f"- **{info.get('title', name)}**: {info['note']}" for name, info in paper.items()
+             if info.get("note") and name in set(table.method)]
+    md += ["Values in %, mean ± std over replicates (n). 'paper' = the number the paper reports, "
+           "Δ = ours − paper; blank where the paper gives none.", *notes, ""]
+    write_text(paths["md"], "\n".join(md))
+    write_text(paths["tex"], "\n".join(tex))
+    return paths

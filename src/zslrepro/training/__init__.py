@@ -1,0 +1,1 @@
+"""Training: samplers, optimisers, and the resumable loop with periodic evaluation."""

@@ -1,0 +1,54 @@
+"""Batch samplers of the official scripts, with explicit generators so a resumed run continues
+exactly where it stopped (their states go into the checkpoint)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class IIDSampler:
+    """A fresh random subset of ``batch_size`` training images each step (MSDN's CUB sampler:
+    ``torch.randperm(ntrain)[:batch_size]``), not epoch permutations."""
+
+    def __init__(self, train_idx: np.ndarray, batch_size: int, seed: int):
+        self.train_idx, self.batch_size = np.asarray(train_idx), batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self) -> np.ndarray:
+        pick = torch.randperm(len(self.train_idx), generator=self.generator)[: self.batch_size]
+        return self.train_idx[pick.numpy()]
+
+    def state(self) -> dict:
+        return {"torch": self.generator.get_state()}
+
+    def restore(self, state: dict) -> None:
+        self.generator.set_state(state["torch"])
+
+
+class ClassBalancedSampler:
+    """``min(batch_size, #classes)`` distinct training classes, one random image of each
+    (MSDN's SUN/AWA2 sampler; on AWA2 the effective batch is therefore 40)."""
+
+    def __init__(self, train_idx: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        train_idx = np.asarray(train_idx)
+        classes = np.unique(labels[train_idx])
+        self.per_class = [train_idx[labels[train_idx] == c] for c in classes]
+        self.n_classes = min(batch_size, len(classes))
+        self.rng = np.random.default_rng(seed)
+
+    def next(self) -> np.ndarray:
+        chosen = self.rng.choice(len(self.per_class), self.n_classes, replace=False)
+        return np.array([self.rng.choice(self.per_class[c]) for c in chosen])
+
+    def state(self) -> dict:
+        return {"numpy": self.rng.bit_generator.state}
+
+    def restore(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["numpy"]
+
+
+def build_sampler(schedule: dict, labels: np.ndarray, train_idx: np.ndarray, seed: int):
+    if schedule["sampler"] == "iid":
+        return IIDSampler(train_idx, schedule["batch_size"], seed)
+    return ClassBalancedSampler(train_idx, labels, schedule["batch_size"], seed)

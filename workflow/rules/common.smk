@@ -1,0 +1,105 @@
+# Configuration loading and validation, and the helpers the rules share.
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(workflow.basedir).parent
+sys.path.insert(0, str(REPO / "src"))
+from zslrepro.config import load_dataset_config, load_method_config  # noqa: E402
+from zslrepro.errors import ZslError  # noqa: E402
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+# Every job runs the package from this checkout, also inside a conda env (which drops PYTHONPATH).
+# (Snakemake formats the prefix too, hence the doubled braces.)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={REPO / 'src'}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
+
+CONFIG_DIR = Path(config["config_dir"])
+TABLES_DIR = "results/tables"
+REPLICATES = list(range(config["replicates"]))
+
+
+def _load_configs():
+    """Validate every dataset and method config the run needs, before any job starts."""
+    try:
+        datasets = {
+            name: load_dataset_config(CONFIG_DIR / "datasets" / f"{name}.yaml")
+            for name in config["datasets"]
+        }
+        methods = {
+            (method, name): load_method_config(
+                CONFIG_DIR / "methods" / method / f"{name}.yaml"
+            )
+            for method in config["methods"]
+            for name in config["datasets"]
+        }
+    except ZslError as exc:
+        raise WorkflowError(str(exc)) from None
+    for (method, name), cfg in methods.items():
+        if cfg["feature_store"] not in datasets[name]["feature_stores"]:
+            raise WorkflowError(
+                f"{CONFIG_DIR}/methods/{method}/{name}.yaml names the feature store "
+                f"{cfg['feature_store']!r}, which config/datasets/{name}.yaml does not define"
+            )
+    for name, cfg in datasets.items():
+        if cfg["kind"] == "synthetic":
+            if cfg["xlsa17_dir"] != f"resources/datasets/{name}/xlsa17/data/{name}":
+                raise WorkflowError(
+                    f"synthetic dataset {name}: xlsa17_dir must be resources/datasets/{name}/xlsa17/data/{name}"
+                )
+        elif not Path(cfg["xlsa17_dir"], "res101.mat").is_file():
+            raise WorkflowError(
+                f"dataset {name} is not available: {cfg['xlsa17_dir']}/res101.mat is missing.\n"
+                f"To obtain it: {cfg['obtain']}"
+            )
+    return datasets, methods
+
+
+DATASETS, METHOD_CONFIGS = _load_configs()
+
+
+wildcard_constraints:
+    dataset="[A-Z0-9]+",
+    method="[a-z0-9_]+",
+    store="[A-Za-z0-9_]+",
+    rep=r"\d+",
+
+
+def dataset_config_file(wildcards):
+    return CONFIG_DIR / "datasets" / f"{wildcards.dataset}.yaml"
+
+
+def method_config_file(wildcards):
+    return CONFIG_DIR / "methods" / wildcards.method / f"{wildcards.dataset}.yaml"
+
+
+def raw_dataset_files(wildcards):
+    """The xlsa17 files, word vectors and attribute names that ingest reads."""
+    cfg = DATASETS[wildcards.dataset]
+    return {
+        "config": dataset_config_file(wildcards),
+        "res101": f"{cfg['xlsa17_dir']}/res101.mat",
+        "splits": f"{cfg['xlsa17_dir']}/att_splits.mat",
+        "w2v": cfg["w2v"],
+        "names": cfg["attribute_names"]["file"],
+    }
+
+
+def feature_store_of(wildcards):
+    """The feature store a method config names, for its dataset."""
+    store = METHOD_CONFIGS[(wildcards.method, wildcards.dataset)]["feature_store"]
+    return f"results/features/{wildcards.dataset}/{store}.h5"
+
+
+def all_metrics():
+    return expand(
+        "results/metrics/{method}/{dataset}/rep{rep}.json",
+        method=config["methods"],
+        dataset=config["datasets"],
+        rep=REPLICATES,
+    )

@@ -1,0 +1,21 @@
+# Phase 2: feature maps of a truncated ImageNet ResNet, one HDF5 store per dataset x backbone x size.
+
+
+rule extract_features:
+    input:
+        config=dataset_config_file,
+        index="results/data/{dataset}/index.npz",
+    output:
+        "results/features/{dataset}/{store}.h5",
+    log:
+        "logs/extract_features/{dataset}/{store}.log",
+    benchmark:
+        "results/benchmarks/extract_features/{dataset}/{store}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    shell:
+        "python -m zslrepro extract --dataset-config {input.config} --index {input.index}"
+        " --store {wildcards.store} --out {output} > {log} 2>&1"
