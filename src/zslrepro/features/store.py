@@ -2,7 +2,8 @@
 
 Layout (everything a feature-level method needs, so training reads nothing else):
 
-    features         (N, C, H, W) float16, chunked one image per chunk -> random batches stream
+    features         (N, C, H, W) float16, contiguous (no chunks, no compression), so that it
+                     can be memory-mapped: a random batch reads only its own rows
     labels           (N,) int64, 0-based
     trainval_loc, test_seen_loc, test_unseen_loc, train_loc, val_loc   0-based image indices
     att, original_att (Cls, A) float64;  w2v_att (A, d) float64
@@ -10,7 +11,9 @@ Layout (everything a feature-level method needs, so training reads nothing else)
     attrs: spec (JSON of the backbone settings), complete (bool)
 
 Reading never loads the whole ``features`` array: :meth:`FeatureStore.read` fetches the requested
-rows only (h5py needs increasing indices, so they are sorted and the order restored).
+rows only, through a read-only ``numpy.memmap`` of the dataset's bytes (27x faster than h5py's
+chunked fancy indexing for random batches: benchmarks/feature_store_read.py), or through h5py for
+a store whose layout cannot be mapped (chunked or compressed).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class FeatureStore:
         if not self._h5.attrs.get("complete", False):
             raise DatasetError(f"feature store {self.path} is incomplete; run extraction again to finish it")
         self.features = self._h5["features"]
+        offset = self.features.id.get_offset()
+        self._rows = (np.memmap(self.path, dtype=self.features.dtype, mode="r", offset=offset,
+                                shape=self.features.shape)
+                      if offset is not None and self.features.chunks is None else None)
         for key in META_KEYS:
             setattr(self, key, self._h5[key][()])
         for key in NAME_KEYS:
@@ -53,7 +60,9 @@ class FeatureStore:
     def read(self, indices: np.ndarray) -> np.ndarray:
         """float32 features of the given images, in the given order."""
         indices = np.asarray(indices, dtype=np.int64)
-        uniq, inverse = np.unique(indices, return_inverse=True)
+        if self._rows is not None:
+            return self._rows[indices].astype(np.float32)
+        uniq, inverse = np.unique(indices, return_inverse=True)  # h5py needs increasing indices
         block = self.features[uniq] if len(uniq) > 1 else self.features[uniq[0]][None]
         return block[inverse].astype(np.float32)
 
@@ -64,6 +73,7 @@ class FeatureStore:
             yield idx, self.read(idx)
 
     def close(self) -> None:
+        self._rows = None
         self._h5.close()
 
     def __enter__(self) -> "FeatureStore":

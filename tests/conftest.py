@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny synthetic dataset, its index and feature store, built once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from zslrepro.config import load_dataset_config, load_method_config
+from zslrepro.data.synthetic import SyntheticSpec, generate
+from zslrepro.data.xlsa17 import ingest
+from zslrepro.features.extract import extract
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / ".test" / "config"
+
+
+def tiny_dataset_config(root: Path) -> dict:
+    """The tiny SYNTH dataset config with its paths moved under ``root``."""
+    cfg = load_dataset_config(TINY_CONFIG / "datasets" / "SYNTH.yaml")
+    for key in ("xlsa17_dir", "images_root", "w2v"):
+        cfg[key] = str(root / cfg[key])
+    cfg["attribute_names"]["file"] = str(root / cfg["attribute_names"]["file"])
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Generated, ingested and extracted tiny dataset: a namespace of paths and configs."""
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = tiny_dataset_config(root)
+    generate(SyntheticSpec(**cfg["synthetic"]), root / "resources/datasets/SYNTH")
+    index = ingest(cfg)
+    index_path = root / "index.npz"
+    index.save(index_path)
+    store_path = root / "features.h5"
+    extract(index, cfg["images_root"], cfg["feature_stores"]["rn18rand_64"], store_path, device="cpu")
+
+    class Tiny:
+        pass
+
+    t = Tiny()
+    t.root, t.cfg, t.index, t.index_path, t.store_path = root, cfg, index, index_path, store_path
+    t.method_config_path = TINY_CONFIG / "methods" / "msdn" / "SYNTH.yaml"
+    t.method_cfg = load_method_config(t.method_config_path)
+    return t
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)

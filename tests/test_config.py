@@ -1,0 +1,80 @@
+"""Config validation: every shipped config is valid; a bad one gives one error naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zslrepro.config import load_dataset_config, load_method_config, load_schema
+from zslrepro.errors import ConfigError
+from zslrepro.methods import list_methods
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config/datasets").glob("*.yaml")) +
+                         sorted((REPO / ".test/config/datasets").glob("*.yaml")), ids=str)
+def test_shipped_dataset_configs_validate(path):
+    cfg = load_dataset_config(path)
+    assert cfg["name"] == path.stem
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config/methods").glob("*/*.yaml")) +
+                         sorted((REPO / ".test/config/methods").glob("*/*.yaml")), ids=str)
+def test_shipped_method_configs_validate_and_name_a_store(path):
+    cfg = load_method_config(path)
+    assert cfg["method"] == path.parent.name and cfg["dataset"] == path.stem
+    ds = load_dataset_config(REPO / "config/datasets" / f"{path.stem}.yaml")
+    if path.is_relative_to(REPO / "config"):
+        assert cfg["feature_store"] in ds["feature_stores"]
+
+
+def test_every_registered_method_has_configs_for_every_dataset():
+    for method in list_methods():
+        for ds in ("SYNTH", "CUB", "SUN", "AWA2"):
+            assert (REPO / "config/methods" / method / f"{ds}.yaml").is_file()
+
+
+def test_workflow_schema_lists_the_registered_methods():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert sorted(schema["properties"]["methods"]["items"]["enum"]) == list_methods()
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "m.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_is_named(tmp_path):
+    text = (REPO / "config/methods/msdn/CUB.yaml").read_text().replace("lambda_cal:", "lamda_cal:")
+    with pytest.raises(ConfigError, match=r"m.yaml: invalid value at 'loss'.*'lamda_cal'"):
+        load_method_config(_write(tmp_path, text))
+
+
+def test_wrong_type_is_named(tmp_path):
+    text = (REPO / "config/methods/msdn/CUB.yaml").read_text().replace("epochs: 30", "epochs: thirty")
+    with pytest.raises(ConfigError, match=r"'schedule.epochs'.*'thirty' is not of type 'integer'"):
+        load_method_config(_write(tmp_path, text))
+
+
+def test_defaults_are_filled(tmp_path):
+    cfg = load_method_config(REPO / ".test/config/methods/msdn/SYNTH.yaml")
+    assert cfg["evaluation"]["gamma"] == 0.0 and cfg["loss"]["eps"] == 1e-8 and cfg["clamp_negative_att"] is False
+
+
+def test_default_weights_are_refused(tmp_path):
+    text = (REPO / "config/datasets/CUB.yaml").read_text().replace("IMAGENET1K_V1", "DEFAULT")
+    with pytest.raises(ConfigError, match="feature_stores.res101_448.weights"):
+        load_dataset_config(_write(tmp_path, text))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_method_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_method_config(_write(tmp_path, "method: [msdn"))
+
+
+def test_schemas_load():
+    assert load_schema("dataset")["type"] == "object"

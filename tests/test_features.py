@@ -1,0 +1,103 @@
+"""Backbones, the feature store and resumable extraction."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from zslrepro.errors import ConfigError, DatasetError
+from zslrepro.features import extract as extract_mod
+from zslrepro.features.backbone import build_backbone
+from zslrepro.features.store import FeatureStore
+
+
+def test_backbone_is_truncated_before_pooling():
+    net = build_backbone("resnet18", None, "layer3", init_seed=0)
+    out = net(torch.zeros(1, 3, 64, 64))
+    assert out.shape == (1, 256, 4, 4)
+    assert torch.equal(build_backbone("resnet18", None, "layer3", 0)[0].weight, net[0].weight)  # seeded
+    assert not torch.equal(build_backbone("resnet18", None, "layer3", 1)[0].weight, net[0].weight)
+
+
+def test_default_weights_refused():
+    with pytest.raises(ConfigError, match="DEFAULT"):
+        build_backbone("resnet101", "DEFAULT")
+
+
+def test_store_holds_everything_as_contiguous_float16(tiny):
+    with h5py.File(tiny.store_path) as h5:
+        f = h5["features"]
+        assert f.dtype == np.float16 and f.shape == (144, 256, 4, 4) and f.chunks is None
+        for key in ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "att", "w2v_att",
+                    "class_names", "attribute_names"):
+            assert key in h5
+    with FeatureStore(tiny.store_path) as store:
+        assert store.shape == (256, 4, 4)
+        assert store._rows is not None  # memory-mapped
+        assert np.array_equal(store.labels, tiny.index.labels)
+        idx = np.array([7, 3, 100, 3])
+        x = store.read(idx)
+        assert x.dtype == np.float32 and x.shape == (4, 256, 4, 4)
+        assert np.array_equal(x[1], x[3])
+        with h5py.File(tiny.store_path) as h5:
+            assert np.array_equal(x[0], h5["features"][7].astype(np.float32))
+        batches = list(store.iter_batches(np.arange(10), 4))
+        assert [len(i) for i, _ in batches] == [4, 4, 2]
+
+
+def test_features_match_the_backbone(tiny):
+    """A stored map equals the backbone applied to the preprocessed image (up to float16)."""
+    spec = tiny.cfg["feature_stores"]["rn18rand_64"]
+    net = build_backbone(spec["arch"], None, spec["layer"], spec["init_seed"])
+    ds = extract_mod.ImageFiles(tiny.root / tiny.cfg["images_root"], tiny.index.image_paths,
+                                extract_mod.image_transform(spec["resize"], spec["crop"]))
+    with torch.inference_mode():
+        ref = net(ds[5][None])[0].numpy()
+    with FeatureStore(tiny.store_path) as store:
+        assert np.allclose(store.read([5])[0], ref, rtol=1e-2, atol=1e-2)
+
+
+def test_interrupted_extraction_resumes(tiny, tmp_path, monkeypatch):
+    spec = dict(tiny.cfg["feature_stores"]["rn18rand_64"], batch_size=16)
+    out = tmp_path / "f.h5"
+    real_getitem = extract_mod.ImageFiles.__getitem__
+    calls = {"n": 0}
+
+    def failing(self, i):
+        calls["n"] += 1
+        if calls["n"] > 40:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_getitem(self, i)
+
+    monkeypatch.setattr(extract_mod.ImageFiles, "__getitem__", failing)
+    with pytest.raises(KeyboardInterrupt):
+        extract_mod.extract(tiny.index, tiny.cfg["images_root"], spec, out, device="cpu")
+    assert not out.exists()
+    partial = out.with_name(out.name + ".partial")
+    with h5py.File(partial) as h5:
+        assert h5.attrs["done"] == 32 and not h5.attrs["complete"]
+    with pytest.raises(DatasetError, match="does not exist"):
+        FeatureStore(out)
+
+    monkeypatch.setattr(extract_mod.ImageFiles, "__getitem__", real_getitem)
+    calls["n"] = 0
+    extract_mod.extract(tiny.index, tiny.cfg["images_root"], spec, out, device="cpu")
+    assert not partial.exists()
+    with h5py.File(out) as a, h5py.File(tiny.store_path) as b:
+        assert np.array_equal(a["features"][()], b["features"][()])
+
+
+def test_chunked_store_is_read_through_h5py(tiny, tmp_path):
+    """A store written by another tool with chunks (not mappable) still reads the same values."""
+    import shutil
+
+    path = tmp_path / "chunked.h5"
+    shutil.copy(tiny.store_path, path)
+    with h5py.File(path, "a") as h5:
+        data = h5["features"][()]
+        del h5["features"]
+        h5.create_dataset("features", data=data, chunks=(1, *data.shape[1:]), compression="gzip")
+    idx = np.array([9, 2, 2, 50])
+    with FeatureStore(path) as chunked, FeatureStore(tiny.store_path) as mapped:
+        assert chunked._rows is None
+        assert np.array_equal(chunked.read(idx), mapped.read(idx))

@@ -1,0 +1,96 @@
+"""Training: the loss goes down, runs are deterministic, and a killed run resumes exactly."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import yaml
+
+from zslrepro.features.store import FeatureStore
+from zslrepro.io import read_jsonl
+from zslrepro.methods import build_method
+from zslrepro.training.samplers import ClassBalancedSampler, IIDSampler
+from zslrepro.training.trainer import HALT_EXIT_CODE, build_optimizer, data_spec, train
+
+
+def test_a_few_steps_reduce_the_loss(tiny):
+    torch.manual_seed(0)
+    with FeatureStore(tiny.store_path) as store:
+        model = build_method(tiny.method_cfg, data_spec(store, tiny.method_cfg))
+        opt = build_optimizer(tiny.method_cfg["optimizer"], model.parameters())
+        idx = store.trainval_loc[:32]
+        x, y = torch.from_numpy(store.read(idx)), torch.from_numpy(store.labels[idx])
+    losses = []
+    for _ in range(30):
+        loss, _ = model.loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_samplers():
+    labels = np.repeat(np.arange(5), 4)
+    train_idx = np.arange(20)
+    iid = IIDSampler(train_idx, 6, seed=0)
+    b = iid.next()
+    assert len(b) == 6 and len(set(b)) == 6
+    bal = ClassBalancedSampler(train_idx, labels, 50, seed=0)
+    b = bal.next()
+    assert sorted(labels[b]) == [0, 1, 2, 3, 4]   # min(batch, #classes) classes, one image each
+    state = bal.state()
+    nxt = bal.next()
+    bal.restore(state)
+    assert np.array_equal(bal.next(), nxt)
+
+
+def _train_cli(config, store, out_dir, *extra):
+    return subprocess.run([sys.executable, "-m", "zslrepro", "train", "--method-config", str(config),
+                           "--features", str(store), "--out-dir", str(out_dir), *extra],
+                          capture_output=True, text=True)
+
+
+def test_killed_run_resumes_with_identical_results(tiny, tmp_path):
+    full = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+
+    halted = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "resumed", "--halt-after-evals", "2")
+    assert halted.returncode == HALT_EXIT_CODE, halted.stderr
+    assert (tmp_path / "resumed/checkpoint.pt").exists() and not (tmp_path / "resumed/model.pt").exists()
+    assert len(read_jsonl(tmp_path / "resumed/history.jsonl")) == 2
+
+    resumed = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "resumed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
+    assert not (tmp_path / "resumed/checkpoint.pt").exists()
+    assert read_jsonl(tmp_path / "full/history.jsonl") == read_jsonl(tmp_path / "resumed/history.jsonl")
+    a = torch.load(tmp_path / "full/model.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed/model.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_another_config_is_ignored(tiny, tmp_path):
+    halted = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "run", "--halt-after-evals", "1")
+    assert halted.returncode == HALT_EXIT_CODE
+    cfg = yaml.safe_load(tiny.method_config_path.read_text())
+    cfg["optimizer"]["lr"] = 5e-4
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    run = _train_cli(other, tiny.store_path, tmp_path / "run")
+    assert run.returncode == 0 and "ignoring" in run.stdout and "resuming" not in run.stdout
+
+
+def test_replicates_differ_and_history_is_recorded(tiny, tmp_path):
+    logs = []
+    train(tiny.method_cfg, tiny.store_path, tmp_path / "r1", replicate=1, device="cpu", log=logs.append)
+    saved = torch.load(tmp_path / "r1/model.pt", weights_only=False)
+    assert saved["seed"] == tiny.method_cfg["seed"] + 1
+    history = read_jsonl(tmp_path / "r1/history.jsonl")
+    n_train = len(tiny.index.trainval_loc)
+    niters = n_train * 3 // 16
+    assert history[0]["update"] == 1 and len(history) == len(range(0, niters, max(1, niters // 3)))
+    assert all(0 <= row["H"] <= 100 and set(row) >= {"T1", "U", "S", "H", "loss"} for row in history)
+    assert any("seed 4" in line for line in logs)
