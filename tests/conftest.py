@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zslrepro.config import load_dataset_config, load_method_config
+from zslrepro.config import load_dataset_config, load_method_config, run_config
 from zslrepro.data.synthetic import SyntheticSpec, generate
 from zslrepro.data.xlsa17 import ingest
 from zslrepro.features.extract import extract
@@ -43,7 +43,7 @@ def tiny(tmp_path_factory):
     t = Tiny()
     t.root, t.cfg, t.index, t.index_path, t.store_path = root, cfg, index, index_path, store_path
     t.method_config_path = TINY_CONFIG / "methods" / "msdn" / "SYNTH.yaml"
-    t.method_cfg = load_method_config(t.method_config_path)
+    t.method_cfg = run_config(load_method_config(t.method_config_path), "main")
     return t
 
 

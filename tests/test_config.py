@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zslrepro.config import load_dataset_config, load_method_config, load_schema
+from zslrepro.config import load_dataset_config, load_method_config, load_schema, run_config
 from zslrepro.errors import ConfigError
 from zslrepro.methods import list_methods
 
@@ -78,3 +78,28 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_schemas_load():
     assert load_schema("dataset")["type"] == "object"
+
+
+def test_named_runs_merge_and_report(tmp_path):
+    text = (REPO / "config/methods/msdn/CUB.yaml").read_text() + (
+        "runs:\n  gzsl: {}\n  zsl: {loss: {lambda_cal: 0.18}, seed: 6379}\n"
+        "report: {T1: zsl, GZSL: gzsl}\n")
+    cfg = load_method_config(_write(tmp_path, text))
+    zsl, gzsl = run_config(cfg, "zsl"), run_config(cfg, "gzsl")
+    assert zsl["loss"]["lambda_cal"] == 0.18 and zsl["loss"]["mu_distill"] == 0.001 and zsl["seed"] == 6379
+    assert gzsl["loss"]["lambda_cal"] == 0.1 and "runs" not in gzsl
+    assert zsl["reports"] == ["T1"] and gzsl["reports"] == ["U", "S", "H", "AUSUC"]
+    with pytest.raises(ConfigError, match="no run named"):
+        run_config(cfg, "other")
+
+
+def test_a_bad_override_is_named_with_its_run(tmp_path):
+    text = (REPO / "config/methods/msdn/CUB.yaml").read_text() + "runs:\n  zsl: {loss: {lambda_cal: -1}}\n"
+    with pytest.raises(ConfigError, match=r"run 'zsl'.*'loss.lambda_cal'"):
+        load_method_config(_write(tmp_path, text))
+
+
+def test_report_must_name_a_run(tmp_path):
+    text = (REPO / "config/methods/msdn/CUB.yaml").read_text() + "report: {T1: zsl}\n"
+    with pytest.raises(ConfigError, match="report.T1 names the run 'zsl'"):
+        load_method_config(_write(tmp_path, text))

@@ -85,7 +85,8 @@ def test_checkpoint_of_another_config_is_ignored(tiny, tmp_path):
 
 def test_replicates_differ_and_history_is_recorded(tiny, tmp_path):
     logs = []
-    train(tiny.method_cfg, tiny.store_path, tmp_path / "r1", replicate=1, device="cpu", log=logs.append)
+    train(tiny.method_cfg, tiny.store_path, tmp_path / "r1", replicate=1, device="cpu",
+          log=logs.append)
     saved = torch.load(tmp_path / "r1/model.pt", weights_only=False)
     assert saved["seed"] == tiny.method_cfg["seed"] + 1
     history = read_jsonl(tmp_path / "r1/history.jsonl")

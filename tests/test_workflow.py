@@ -33,10 +33,10 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Results tables: results/tables/results.md" in run.stdout + run.stderr
     for rep in (0, 1):
-        m = json.loads((tiny_workdir / f"results/metrics/msdn/SYNTH/rep{rep}.json").read_text())
+        m = json.loads((tiny_workdir / f"results/metrics/msdn/SYNTH/main/rep{rep}.json").read_text())
         assert set(m["protocols"]) == {"paper", "clean"}
         assert 0 <= m["protocols"]["clean"]["AUSUC"] <= 100
-        assert (tiny_workdir / f"logs/train_method/msdn/SYNTH/rep{rep}.log").stat().st_size > 0
+        assert (tiny_workdir / f"logs/train_method/msdn/SYNTH/main/rep{rep}.log").stat().st_size > 0
     table = pd.read_csv(tiny_workdir / "results/tables/results.csv")
     assert set(table.protocol) == {"paper", "clean"} and (table.n == 2).all()
     assert "SYNTH" in (tiny_workdir / "results/tables/results.md").read_text()

@@ -49,10 +49,10 @@ def cmd_extract(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .config import load_method_config
+    from .config import load_method_config, run_config
     from .training.trainer import train
 
-    cfg = load_method_config(args.method_config)
+    cfg = run_config(load_method_config(args.method_config), args.run, source=args.method_config)
     path = train(cfg, args.features, args.out_dir, replicate=args.replicate, device=args.device,
                  halt_after_evals=args.halt_after_evals)
     print(f"final model: {path}")
@@ -63,7 +63,7 @@ def cmd_evaluate(args) -> None:
 
     result = evaluate_run(args.model, args.history, args.features, args.metrics, args.curve, device=args.device)
     p, c = result["protocols"]["paper"], result["protocols"]["clean"]
-    print(f"{result['method']} on {result['dataset']}: paper T1 {p['T1']:.1f} H {p['H']:.1f} | "
+    print(f"{result['method']} on {result['dataset']} (run {result['run']}): paper T1 {p['T1']:.1f} H {p['H']:.1f} | "
           f"clean T1 {c['T1']:.1f} U {c['U']:.1f} S {c['S']:.1f} H {c['H']:.1f} AUSUC {c['AUSUC']:.1f} "
           f"(chance T1 {result['chance']['T1']:.1f})")
 
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-config", required=True)
     p.add_argument("--features", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--run", default="main", help="which of the config's named runs to train")
     p.add_argument("--replicate", type=int, default=0, help="replicate k runs with the config's seed + k")
     p.add_argument("--device", default=None)
     p.add_argument("--halt-after-evals", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill

@@ -5,7 +5,9 @@ Three kinds of file, each with a JSON schema shipped in ``zslrepro/schemas``:
 * ``config/datasets/<DATASET>.yaml`` — where a dataset's files are, how to remap its image paths,
   what counts to expect, and the feature stores that can be extracted from it;
 * ``config/methods/<method>/<DATASET>.yaml`` — every hyper-parameter of one method on one dataset
-  (the common part: schedule, optimiser, evaluation; the method's own part: ``model`` and ``loss``);
+  (the common part: schedule, optimiser, evaluation; the method's own part: ``model`` and ``loss``).
+  Authors who trained ZSL and GZSL separately get named ``runs``: each is the base config with a
+  few overridden values, and ``report`` says which run supplies T1 and which U/S/H;
 * ``config/config.yaml`` — what the workflow runs; validated by Snakemake against
   ``workflow/schemas/config.schema.yaml``.
 
@@ -93,11 +95,43 @@ def load_dataset_config(path: str | Path) -> dict:
 
 
 def load_method_config(path: str | Path) -> dict:
+    """The validated config file, with ``runs`` and ``report`` filled in; see :func:`run_config`."""
     data = read_yaml(path)
     method = data.get("method")
     if not isinstance(method, str):
         raise ConfigError(f"{path}: missing the key 'method' (the method's registry name)")
-    return validate(data, method_schema(method), str(path))
+    cfg = validate(data, method_schema(method), str(path))
+    cfg.setdefault("report", {})
+    for role in ("T1", "GZSL"):
+        run = cfg["report"].setdefault(role, next(iter(cfg["runs"])))
+        if run not in cfg["runs"]:
+            raise ConfigError(f"{path}: report.{role} names the run {run!r}, which 'runs' does not define")
+    for run in cfg["runs"]:
+        run_config(cfg, run, source=str(path))  # every run must validate, not only the first one used
+    return cfg
+
+
+def run_config(cfg: dict, run: str, source: str = "method config") -> dict:
+    """The config of one named run: the base config with the run's overrides merged in."""
+    if run not in cfg["runs"]:
+        raise ConfigError(f"{source}: no run named {run!r} (runs: {', '.join(cfg['runs'])})")
+    base = {k: v for k, v in cfg.items() if k not in ("runs", "report")}
+    merged = _deep_merge(copy.deepcopy(base), cfg["runs"][run])
+    merged = validate(merged, method_schema(cfg["method"]), f"{source} (run {run!r})")
+    merged.pop("runs")
+    merged["run"] = run
+    merged["reports"] = [m for role, metrics in (("T1", ["T1"]), ("GZSL", ["U", "S", "H", "AUSUC"]))
+                         if cfg["report"][role] == run for m in metrics]
+    return merged
+
+
+def _deep_merge(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
 
 
 def config_digest(cfg: Any) -> str:

@@ -1,6 +1,9 @@
 """Results tables: method x dataset rows, T1/U/S/H per protocol, mean +- std over replicates,
 with the paper's number and our delta beside each cell (blank where the paper gives none).
 
+A method trained as separate runs (e.g. DEDN's ZSL and GZSL runs) contributes to each column only
+from the run its config's ``report`` names (recorded as ``reports`` in each metrics file).
+
 Writes ``results.csv`` (long form: one row per method, dataset, protocol and metric),
 ``results.md`` and ``results.tex`` (one wide table per protocol).
 """
@@ -32,17 +35,19 @@ def collect(metric_files: list[str | Path]) -> pd.DataFrame:
     rows = []
     for f in metric_files:
         m = json.loads(Path(f).read_text())
+        reported = set(m.get("reports", [*METRICS, "AUSUC"]))
         for protocol, values in m["protocols"].items():
             for metric in (*METRICS, "AUSUC"):
-                if metric in values:
+                if metric in values and metric in reported:
                     rows.append({"method": m["method"], "dataset": m["dataset"], "protocol": protocol,
-                                 "metric": metric, "replicate": m["replicate"], "value": values[metric]})
-    return pd.DataFrame(rows, columns=["method", "dataset", "protocol", "metric", "replicate", "value"])
+                                 "metric": metric, "run": m.get("run", "main"), "replicate": m["replicate"],
+                                 "value": values[metric]})
+    return pd.DataFrame(rows, columns=["method", "dataset", "protocol", "metric", "run", "replicate", "value"])
 
 
 def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     """Mean, std and count over replicates, joined with the paper's numbers."""
-    grouped = runs.groupby(["method", "dataset", "protocol", "metric"], sort=True)["value"]
+    grouped = runs.groupby(["method", "dataset", "protocol", "metric", "run"], sort=True)["value"]
     table = grouped.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count").reset_index()
 
     def paper_value(row):

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO / "src"))
-from zslrepro.config import load_dataset_config, load_method_config  # noqa: E402
+from zslrepro.config import load_dataset_config, load_method_config, run_config  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 
 
@@ -31,19 +31,19 @@ def _load_configs():
             name: load_dataset_config(CONFIG_DIR / "datasets" / f"{name}.yaml")
             for name in config["datasets"]
         }
-        methods = {
-            (method, name): load_method_config(
-                CONFIG_DIR / "methods" / method / f"{name}.yaml"
-            )
-            for method in config["methods"]
-            for name in config["datasets"]
-        }
+        runs = {}
+        for method in config["methods"]:
+            for name in config["datasets"]:
+                path = CONFIG_DIR / "methods" / method / f"{name}.yaml"
+                cfg = load_method_config(path)
+                for run in cfg["runs"]:
+                    runs[(method, name, run)] = run_config(cfg, run, source=str(path))
     except ZslError as exc:
         raise WorkflowError(str(exc)) from None
-    for (method, name), cfg in methods.items():
+    for (method, name, run), cfg in runs.items():
         if cfg["feature_store"] not in datasets[name]["feature_stores"]:
             raise WorkflowError(
-                f"{CONFIG_DIR}/methods/{method}/{name}.yaml names the feature store "
+                f"{CONFIG_DIR}/methods/{method}/{name}.yaml (run {run}) names the feature store "
                 f"{cfg['feature_store']!r}, which config/datasets/{name}.yaml does not define"
             )
     for name, cfg in datasets.items():
@@ -57,15 +57,16 @@ def _load_configs():
                 f"dataset {name} is not available: {cfg['xlsa17_dir']}/res101.mat is missing.\n"
                 f"To obtain it: {cfg['obtain']}"
             )
-    return datasets, methods
+    return datasets, runs
 
 
-DATASETS, METHOD_CONFIGS = _load_configs()
+DATASETS, RUN_CONFIGS = _load_configs()
 
 
 wildcard_constraints:
     dataset="[A-Z0-9]+",
     method="[a-z0-9_]+",
+    run="[a-z0-9_]+",
     store="[A-Za-z0-9_]+",
     rep=r"\d+",
 
@@ -91,15 +92,15 @@ def raw_dataset_files(wildcards):
 
 
 def feature_store_of(wildcards):
-    """The feature store a method config names, for its dataset."""
-    store = METHOD_CONFIGS[(wildcards.method, wildcards.dataset)]["feature_store"]
+    """The feature store a run's config names, for its dataset."""
+    store = RUN_CONFIGS[(wildcards.method, wildcards.dataset, wildcards.run)]["feature_store"]
     return f"results/features/{wildcards.dataset}/{store}.h5"
 
 
 def all_metrics():
-    return expand(
-        "results/metrics/{method}/{dataset}/rep{rep}.json",
-        method=config["methods"],
-        dataset=config["datasets"],
-        rep=REPLICATES,
-    )
+    """Metrics of every run of every method on every dataset, for every replicate."""
+    return [
+        f"results/metrics/{method}/{dataset}/{run}/rep{rep}.json"
+        for (method, dataset, run) in RUN_CONFIGS
+        for rep in REPLICATES
+    ]

@@ -3,14 +3,14 @@
 
 rule evaluate_run:
     input:
-        model="results/runs/{method}/{dataset}/rep{rep}/model.pt",
-        history="results/runs/{method}/{dataset}/rep{rep}/history.jsonl",
+        model="results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt",
+        history="results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
         features=feature_store_of,
     output:
-        metrics="results/metrics/{method}/{dataset}/rep{rep}.json",
-        curve="results/curves/{method}/{dataset}/rep{rep}.csv",
+        metrics="results/metrics/{method}/{dataset}/{run}/rep{rep}.json",
+        curve="results/curves/{method}/{dataset}/{run}/rep{rep}.csv",
     log:
-        "logs/evaluate_run/{method}/{dataset}/rep{rep}.log",
+        "logs/evaluate_run/{method}/{dataset}/{run}/rep{rep}.log",
     conda:
         "../envs/torch.yaml"
     shell:

@@ -6,12 +6,12 @@ rule train_method:
         config=method_config_file,
         features=feature_store_of,
     output:
-        model="results/runs/{method}/{dataset}/rep{rep}/model.pt",
-        history="results/runs/{method}/{dataset}/rep{rep}/history.jsonl",
+        model="results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt",
+        history="results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
     log:
-        "logs/train_method/{method}/{dataset}/rep{rep}.log",
+        "logs/train_method/{method}/{dataset}/{run}/rep{rep}.log",
     benchmark:
-        "results/benchmarks/train_method/{method}/{dataset}/rep{rep}.tsv"
+        "results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -19,4 +19,5 @@ rule train_method:
         gpu=1,
     shell:
         "python -m zslrepro train --method-config {input.config} --features {input.features}"
-        ' --out-dir "$(dirname {output.model})" --replicate {wildcards.rep} > {log} 2>&1'
+        " --run {wildcards.run} --replicate {wildcards.rep}"
+        ' --out-dir "$(dirname {output.model})" > {log} 2>&1'

@@ -24,7 +24,8 @@ def evaluate_run(model_path: str | Path, history_path: str | Path, store_path: s
                                       store.seen_classes, store.unseen_classes, cfg["evaluation"]["gamma"])
         n_unseen, n_classes = len(store.unseen_classes), len(store.class_names)
     result = {
-        "method": cfg["method"], "dataset": cfg["dataset"], "replicate": saved["replicate"],
+        "method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "reports": cfg["reports"],
+        "replicate": saved["replicate"],
         "seed": saved["seed"], "updates": saved["updates"],
         "chance": {"T1": 100 / n_unseen, "all_classes": 100 / n_classes},
         "protocols": {"paper": paper_protocol(read_jsonl(history_path)), "clean": clean},
