@@ -38,9 +38,11 @@ def test_samplers():
     iid = IIDSampler(train_idx, 6, seed=0)
     b = iid.next()
     assert len(b) == 6 and len(set(b)) == 6
+    b = ClassBalancedSampler(train_idx, labels, 3, seed=0).next()
+    assert len(b) == 3 and len(set(labels[b])) == 3                 # min(batch, #classes) classes
     bal = ClassBalancedSampler(train_idx, labels, 50, seed=0)
     b = bal.next()
-    assert sorted(labels[b]) == [0, 1, 2, 3, 4]   # min(batch, #classes) classes, one image each
+    assert sorted(labels[b]) == sorted(list(range(5)) * 10)        # batch // #classes images each
     state = bal.state()
     nxt = bal.next()
     bal.restore(state)

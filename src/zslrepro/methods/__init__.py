@@ -3,6 +3,6 @@
 from .registry import DataSpec, ZslMethod, build_method, list_methods, register
 
 # importing the modules registers their methods
-from . import msdn  # noqa: F401,E402
+from . import dedn, msdn  # noqa: F401,E402
 
 __all__ = ["DataSpec", "ZslMethod", "build_method", "list_methods", "register"]

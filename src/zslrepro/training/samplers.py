@@ -27,19 +27,21 @@ class IIDSampler:
 
 
 class ClassBalancedSampler:
-    """``min(batch_size, #classes)`` distinct training classes, one random image of each
-    (MSDN's SUN/AWA2 sampler; on AWA2 the effective batch is therefore 40)."""
+    """``min(batch_size, #classes)`` distinct training classes, ``max(batch_size // #classes, 1)``
+    random images of each, drawn with replacement (MSDN's and DEDN's balanced sampler; on AWA2,
+    40 seen classes, the effective batch is therefore 40)."""
 
     def __init__(self, train_idx: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
         train_idx = np.asarray(train_idx)
         classes = np.unique(labels[train_idx])
         self.per_class = [train_idx[labels[train_idx] == c] for c in classes]
         self.n_classes = min(batch_size, len(classes))
+        self.per_draw = max(batch_size // len(classes), 1)
         self.rng = np.random.default_rng(seed)
 
     def next(self) -> np.ndarray:
         chosen = self.rng.choice(len(self.per_class), self.n_classes, replace=False)
-        return np.array([self.rng.choice(self.per_class[c]) for c in chosen])
+        return np.concatenate([self.rng.choice(self.per_class[c], self.per_draw) for c in chosen])
 
     def state(self) -> dict:
         return {"numpy": self.rng.bit_generator.state}
