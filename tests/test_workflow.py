@@ -1,6 +1,8 @@
 """The real Snakemake workflow, end to end on the tiny synthetic config, and its lint."""
 
+import base64
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -42,10 +44,44 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert "SYNTH" in (tiny_workdir / "results/tables/results.md").read_text()
     assert (tiny_workdir / "results/tables/results.tex").exists()
     assert list((tiny_workdir / "results/benchmarks/train_method").rglob("*.tsv"))
+    bench = pd.read_csv(tiny_workdir / "results/tables/benchmarks.csv")
+    assert set(bench.rule) == {"extract_features", "train_method"} and len(bench) == 1 + 3 * 2
+    assert (bench["peak RSS (MB)"] > 0).all()
+    for run in ("msdn/SYNTH/main", "dedn/SYNTH/gzsl", "dedn/SYNTH/zsl"):
+        for kind in ("seen_unseen", "training"):
+            assert (tiny_workdir / f"results/plots/{run}/{kind}.png").read_bytes()[:4] == b"\x89PNG"
 
     again = snakemake(tiny_workdir, "--cores", "2")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def report_files(report: Path) -> dict[str, dict]:
+    """The files embedded in a Snakemake HTML report, with their decoded content."""
+    text = report.read_text()
+    start = text.index("var results = {") + len("var results = ")
+    entries, _ = json.JSONDecoder().raw_decode(text[start:])
+    for entry in entries.values():
+        entry["content"] = base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
+    return entries
+
+
+@pytest.mark.slow
+def test_report_holds_tables_curves_and_captions(tiny_workdir):
+    report = tiny_workdir / "results/report.html"
+    if not (tiny_workdir / "results/tables/results.csv").exists():
+        pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
+    assert report.exists()  # written by the default profile's report-after-run
+    files = report_files(report)
+    table = files["results/tables/results.html"]
+    assert b"MSDN (CVPR'22)" in table["content"] and b"Clean protocol" in table["content"]
+    assert "mean per-class" in table["caption"]
+    curves = [k for k in files if k.endswith("seen_unseen.png")]
+    assert len(curves) == 3 and all(files[k]["content"][:4] == b"\x89PNG" for k in curves)
+    assert "AUSUC" in files[curves[0]]["caption"]
+    assert len([k for k in files if k.endswith("training.png")]) == 3
+    assert "results/tables/benchmarks.html" in files
+    assert re.search(r"regenerates the numbers", report.read_text())
 
 
 @pytest.mark.slow
@@ -56,8 +92,16 @@ def test_changed_hyper_parameter_reruns_only_its_dependents(tiny_workdir):
     cfg.write_text(cfg.read_text().replace("lambda_cal: 0.5", "lambda_cal: 0.4"))
     dry = snakemake(tiny_workdir, "-n", "--cores", "2")
     out = dry.stdout + dry.stderr
-    assert "train_method" in out and "results_tables" in out
-    assert "extract_features" not in out and "ingest_dataset" not in out
+    parts = re.split(r"^(?:local)?rule (\w+):$", out, flags=re.M)  # [head, rule, body, rule, body, ...]
+    planned = set()
+    for rule, body in zip(parts[1::2], parts[2::2]):
+        wildcards = re.search(r"wildcards: (.*)", body)
+        planned.add((rule, wildcards.group(1) if wildcards else ""))
+    rules = {r for r, _ in planned}
+    assert {"train_method", "evaluate_run", "results_tables"} <= rules
+    assert not rules & {"synthesize_dataset", "ingest_dataset", "extract_features"}
+    trained = {w for r, w in planned if r == "train_method"}
+    assert trained and all("method=msdn" in w for w in trained)  # DEDN is not retrained
 
 
 def test_lint_is_clean():

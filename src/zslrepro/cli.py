@@ -75,6 +75,19 @@ def cmd_tables(args) -> None:
     print("tables: " + ", ".join(str(p) for p in paths.values()))
 
 
+def cmd_plots(args) -> None:
+    from .plots import seen_unseen_figure, training_figure
+
+    seen_unseen_figure(args.curves, args.title, args.seen_unseen)
+    training_figure(args.histories, args.title, args.training)
+
+
+def cmd_benchmarks(args) -> None:
+    from .benchmark_summary import render
+
+    render(args.files, args.out_csv, args.out_html)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zslrepro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-results", required=True)
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("plots", help="seen-unseen and training curves of one run (all replicates)")
+    p.add_argument("--curves", nargs="+", required=True)
+    p.add_argument("--histories", nargs="+", required=True)
+    p.add_argument("--title", required=True)
+    p.add_argument("--seen-unseen", required=True, help="output PNG")
+    p.add_argument("--training", required=True, help="output PNG")
+    p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("benchmarks", help="summarise Snakemake benchmark files (wall time, peak memory)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-html", required=True)
+    p.set_defaults(func=cmd_benchmarks)
     return parser
 
 

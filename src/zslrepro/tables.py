@@ -5,7 +5,7 @@ A method trained as separate runs (e.g. DEDN's ZSL and GZSL runs) contributes to
 from the run its config's ``report`` names (recorded as ``reports`` in each metrics file).
 
 Writes ``results.csv`` (long form: one row per method, dataset, protocol and metric),
-``results.md`` and ``results.tex`` (one wide table per protocol).
+``results.md``, ``results.tex`` and ``results.html`` (one wide table per protocol).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import yaml
 from .io import write_text
 
 METRICS = ("T1", "U", "S", "H")
+LEGEND = ("Values in %, mean ± std over replicates (n). 'paper' = the number the paper reports, "
+          "Δ = ours − paper; blank where the paper gives none.")
 PROTOCOL_TITLES = {
     "paper": "Authors' protocol (best evaluation on the test set; H and T1 maximised separately)",
     "clean": "Clean protocol (final model, no selection on the test set, fixed gamma)",
@@ -95,20 +97,22 @@ def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: s
     out_dir = Path(out_dir)
     paper = load_paper_results(paper_results)
     table = summarize(collect(metric_files), paper)
-    paths = {ext: out_dir / f"results.{ext}" for ext in ("csv", "md", "tex")}
+    paths = {ext: out_dir / f"results.{ext}" for ext in ("csv", "md", "tex", "html")}
     write_text(paths["csv"], table.to_csv(index=False, float_format="%.4f"))
-    md, tex = ["# Results", ""], []
+    md, tex, html = ["# Results", ""], [], []
     for protocol in ("paper", "clean"):
         w = wide(table, protocol, paper)
         if w.empty:
             continue
         md += [f"## {PROTOCOL_TITLES[protocol]}", "", w.to_markdown(index=False), ""]
+        html += [f"<h3>{PROTOCOL_TITLES[protocol]}</h3>", w.to_html(index=False, border=0)]
         tex += [f"% {PROTOCOL_TITLES[protocol]}",
                 w.to_latex(index=False, caption=PROTOCOL_TITLES[protocol], label=f"tab:{protocol}"), ""]
-    notes = [f"- **{info.get('title', name)}**: {info['note']}" for name, info in paper.items()
+    notes = [(info.get("title", name), info["note"]) for name, info in paper.items()
              if info.get("note") and name in set(table.method)]
-    md += ["Values in %, mean ± std over replicates (n). 'paper' = the number the paper reports, "
-           "Δ = ours − paper; blank where the paper gives none.", *notes, ""]
+    md += [LEGEND, *[f"- **{title}**: {note}" for title, note in notes], ""]
+    html += [f"<p>{LEGEND}</p>", "<ul>", *[f"<li><b>{title}</b>: {note}</li>" for title, note in notes], "</ul>"]
     write_text(paths["md"], "\n".join(md))
+    write_text(paths["html"], "\n".join(html))
     write_text(paths["tex"], "\n".join(tex))
     return paths

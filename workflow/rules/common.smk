@@ -97,10 +97,37 @@ def feature_store_of(wildcards):
     return f"results/features/{wildcards.dataset}/{store}.h5"
 
 
-def all_metrics():
-    """Metrics of every run of every method on every dataset, for every replicate."""
+def all_runs(pattern):
+    """``pattern`` (with {method}, {dataset}, {run}, {rep}) for every run and replicate."""
     return [
-        f"results/metrics/{method}/{dataset}/{run}/rep{rep}.json"
+        pattern.format(method=method, dataset=dataset, run=run, rep=rep)
         for (method, dataset, run) in RUN_CONFIGS
         for rep in REPLICATES
     ]
+
+
+def all_feature_stores():
+    stores = {
+        (dataset, cfg["feature_store"]) for (_, dataset, _), cfg in RUN_CONFIGS.items()
+    }
+    return [f"results/features/{d}/{s}.h5" for d, s in sorted(stores)]
+
+
+def all_plots():
+    return [
+        f"results/plots/{method}/{dataset}/{run}/{kind}.png"
+        for (method, dataset, run) in RUN_CONFIGS
+        for kind in ("seen_unseen", "training")
+    ]
+
+
+def all_benchmarks():
+    return [
+        f.replace("results/features/", "results/benchmarks/extract_features/").replace(".h5", ".tsv")
+        for f in all_feature_stores()
+    ] + all_runs("results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv")
+
+
+def all_metrics():
+    """Metrics of every run of every method on every dataset, for every replicate."""
+    return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json")

@@ -1,4 +1,4 @@
-# Phase 5: results tables (CSV, Markdown, LaTeX) over methods, datasets and replicates.
+# Phase 5: results tables, figures and the benchmark summary; all annotated for `snakemake --report`.
 
 
 rule results_tables:
@@ -9,6 +9,11 @@ rule results_tables:
         csv=f"{TABLES_DIR}/results.csv",
         md=f"{TABLES_DIR}/results.md",
         tex=f"{TABLES_DIR}/results.tex",
+        html=report(
+            f"{TABLES_DIR}/results.html",
+            caption="../report/results_table.rst",
+            category="1. Results tables",
+        ),
     log:
         "logs/results_tables.log",
     conda:
@@ -16,3 +21,56 @@ rule results_tables:
     shell:
         "python -m zslrepro tables --metrics {input.metrics} --paper-results {input.paper}"
         ' --out-dir "$(dirname {output.csv})" > {log} 2>&1'
+
+
+rule plot_run:
+    input:
+        curves=lambda wc: expand(
+            "results/curves/{method}/{dataset}/{run}/rep{rep}.csv", rep=REPLICATES, **wc
+        ),
+        histories=lambda wc: expand(
+            "results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
+            rep=REPLICATES,
+            **wc,
+        ),
+    output:
+        seen_unseen=report(
+            "results/plots/{method}/{dataset}/{run}/seen_unseen.png",
+            caption="../report/seen_unseen.rst",
+            category="2. Seen-unseen curves",
+            labels={"method": "{method}", "dataset": "{dataset}", "run": "{run}"},
+        ),
+        training=report(
+            "results/plots/{method}/{dataset}/{run}/training.png",
+            caption="../report/training.rst",
+            category="3. Training curves",
+            labels={"method": "{method}", "dataset": "{dataset}", "run": "{run}"},
+        ),
+    log:
+        "logs/plot_run/{method}/{dataset}/{run}.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        title=lambda wc: f"{wc.method} on {wc.dataset} ({wc.run})",
+    shell:
+        "python -m zslrepro plots --curves {input.curves} --histories {input.histories}"
+        ' --title "{params.title}" --seen-unseen {output.seen_unseen}'
+        " --training {output.training} > {log} 2>&1"
+
+
+rule benchmark_summary:
+    input:
+        all_benchmarks(),
+    output:
+        csv=f"{TABLES_DIR}/benchmarks.csv",
+        html=report(
+            f"{TABLES_DIR}/benchmarks.html",
+            caption="../report/benchmarks.rst",
+            category="4. Compute",
+        ),
+    log:
+        "logs/benchmark_summary.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m zslrepro benchmarks {input} --out-csv {output.csv} --out-html {output.html} > {log} 2>&1"
