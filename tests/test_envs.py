@@ -99,7 +99,7 @@ def test_rule_names_an_existing_env_that_covers_its_imports(rule):
     assert m, f"rule {rule} has no conda: directive"
     env = (REPO / "workflow/rules" / m.group(1)).resolve()
     assert env.is_file(), env
-    command = re.search(r"python -m zslrepro (\w+)", text).group(1)
+    command = re.search(r"python -m zslrepro ([\w-]+)", text).group(1).replace("-", "_")
     needed = {CONDA_NAME.get(n, n) for n in third_party_imports(command_modules(command))}
     packages = env_packages(env)
     assert "python" in packages

@@ -33,7 +33,7 @@ def test_store_holds_everything_as_contiguous_float16(tiny):
             assert key in h5
     with FeatureStore(tiny.store_path) as store:
         assert store.shape == (256, 4, 4)
-        assert store._rows is not None  # memory-mapped
+        assert store._rows is not None  # read by offset, not through h5py
         assert np.array_equal(store.labels, tiny.index.labels)
         idx = np.array([7, 3, 100, 3])
         x = store.read(idx)

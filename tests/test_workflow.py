@@ -117,10 +117,14 @@ def test_bad_run_config_is_one_clear_error(tmp_path):
     assert run.returncode != 0 and "('seeds' was unexpected)" in out and "Traceback" not in out
 
 
-def test_missing_real_dataset_says_how_to_obtain_it(tmp_path):
+def test_missing_file_no_download_provides_says_how_to_obtain_it(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     (tmp_path / "config/config.yaml").write_text("datasets: [CUB]\nmethods: [msdn]\nreplicates: 1\n")
+    cfg = tmp_path / "config/datasets/CUB.yaml"
+    cfg.write_text(cfg.read_text().replace("images_root: resources/datasets/CUB/CUB_200_2011/images",
+                                           "images_root: /data/elsewhere/CUB/images"))
     run = snakemake(tmp_path, "-n")
     out = run.stdout + run.stderr
     assert run.returncode != 0 and "Traceback" not in out
-    assert "dataset CUB is not available" in out and "CUB_200_2011.tgz" in out
+    assert "/data/elsewhere/CUB/images is missing and no download provides it" in out
+    assert "CUB_200_2011.tgz" in out

@@ -23,6 +23,26 @@ def cmd_synthesize(args) -> None:
     print(f"synthetic dataset written to {args.out}: {summary}")
 
 
+def cmd_download(args) -> None:
+    from pathlib import Path
+
+    from .data.download import fetch, load_sources, source_of
+
+    source = source_of(load_sources(args.sources), args.name)
+    fetch(args.name, source, Path(args.out), Path(args.lock))
+    print(f"{args.out}: verified")
+
+
+def cmd_extract_archive(args) -> None:
+    from pathlib import Path
+
+    from .data.download import install, load_sources, source_of
+
+    source = source_of(load_sources(args.sources), args.name)
+    install(args.name, source, Path(args.archive), Path(args.marker), Path(args.lock))
+    print(f"{args.name}: in place under {source['extract_to']}")
+
+
 def cmd_ingest(args) -> None:
     from .config import load_dataset_config
     from .data.xlsa17 import ingest
@@ -96,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-config", required=True)
     p.add_argument("--out", required=True, help="folder to write the dataset into")
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("download", help="download (or verify a present) file of config/downloads.yaml")
+    p.add_argument("name")
+    p.add_argument("--sources", required=True, help="config/downloads.yaml")
+    p.add_argument("--lock", required=True, help="lock file of recorded SHA-256 sums")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("extract-archive", help="extract a verified download into place, marker last")
+    p.add_argument("name")
+    p.add_argument("--sources", required=True)
+    p.add_argument("--lock", required=True)
+    p.add_argument("--archive", required=True)
+    p.add_argument("--marker", required=True)
+    p.set_defaults(func=cmd_extract_archive)
 
     p = sub.add_parser("ingest", help="read and check xlsa17 files; write the dataset index")
     p.add_argument("--dataset-config", required=True)

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO / "src"))
 from zslrepro.config import load_dataset_config, load_method_config, run_config  # noqa: E402
+from zslrepro.data.download import load_sources  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 
 
@@ -52,19 +53,24 @@ def _load_configs():
                 raise WorkflowError(
                     f"synthetic dataset {name}: xlsa17_dir must be resources/datasets/{name}/xlsa17/data/{name}"
                 )
-        elif not Path(cfg["xlsa17_dir"], "res101.mat").is_file():
-            raise WorkflowError(
-                f"dataset {name} is not available: {cfg['xlsa17_dir']}/res101.mat is missing.\n"
-                f"To obtain it: {cfg['obtain']}"
-            )
+        else:
+            unknown = [f for f in cfg["downloads"] if f not in DOWNLOADS]
+            if unknown:
+                raise WorkflowError(
+                    f"config/datasets/{name}.yaml needs {unknown}, which {DOWNLOADS_FILE} does not describe"
+                )
     return datasets, runs
 
 
+DOWNLOADS_FILE = CONFIG_DIR / "downloads.yaml"
+DOWNLOADS_LOCK = CONFIG_DIR / "downloads.lock.yaml"
+DOWNLOADS = load_sources(DOWNLOADS_FILE) if DOWNLOADS_FILE.exists() else {}
 DATASETS, RUN_CONFIGS = _load_configs()
 
 
 wildcard_constraints:
     dataset="[A-Z0-9]+",
+    download=r"[A-Za-z0-9_.+-]+",
     method="[a-z0-9_]+",
     run="[a-z0-9_]+",
     store="[A-Za-z0-9_]+",
@@ -79,16 +85,56 @@ def method_config_file(wildcards):
     return CONFIG_DIR / "methods" / wildcards.method / f"{wildcards.dataset}.yaml"
 
 
-def raw_dataset_files(wildcards):
-    """The xlsa17 files, word vectors and attribute names that ingest reads."""
-    cfg = DATASETS[wildcards.dataset]
+def dataset_inputs(name, cfg):
+    """The files ingest reads: xlsa17 files, word vectors, attribute names."""
     return {
-        "config": dataset_config_file(wildcards),
+        "config": CONFIG_DIR / "datasets" / f"{name}.yaml",
         "res101": f"{cfg['xlsa17_dir']}/res101.mat",
         "splits": f"{cfg['xlsa17_dir']}/att_splits.mat",
         "w2v": cfg["w2v"],
         "names": cfg["attribute_names"]["file"],
     }
+
+
+def downloads_needed(name, cfg):
+    """Downloads that provide a missing file of a real dataset (the file, or a folder above it).
+
+    Files already in place, brought by the user, need none; a missing file that no download
+    provides stops the run here with what to do.
+    """
+    needed = [Path(p) for p in (*dataset_inputs(name, cfg).values(), cfg["images_root"])]
+    downloads = []
+    for path in (p for p in needed if not p.exists()):
+        covering = [
+            d
+            for d in cfg["downloads"]
+            if any(path == Path(p) or Path(p) in path.parents for p in DOWNLOADS[d]["provides"])
+        ]
+        if not covering:
+            raise WorkflowError(
+                f"dataset {name}: {path} is missing and no download provides it.\n"
+                f"To obtain it: {cfg['obtain']}"
+            )
+        downloads += [d for d in covering if d not in downloads]
+    return downloads
+
+
+NEEDED_DOWNLOADS = {
+    name: downloads_needed(name, cfg)
+    for name, cfg in DATASETS.items()
+    if cfg["kind"] == "xlsa17"
+}
+
+
+def raw_dataset_files(wildcards):
+    """What ingest waits for: its files, or for a real dataset the extraction of their downloads."""
+    files = dataset_inputs(wildcards.dataset, DATASETS[wildcards.dataset])
+    if DATASETS[wildcards.dataset]["kind"] == "synthetic":
+        return files
+    files = {k: v for k, v in files.items() if Path(v).exists()}
+    for d in NEEDED_DOWNLOADS[wildcards.dataset]:
+        files[f"download_{d}"] = f"resources/installed/{d}.ok"
+    return files
 
 
 def feature_store_of(wildcards):

@@ -1,5 +1,39 @@
-# Phase 1: datasets. The synthetic one is generated; real ones are obtained (see config/datasets/).
-# Both end in the same ingest: xlsa17 files -> checked 0-based index of images, labels and splits.
+# Phase 1: datasets. The synthetic one is generated; real ones are downloaded, verified and
+# extracted (config/downloads.yaml). Both end in the same ingest: xlsa17 files -> checked 0-based
+# index of images, labels and splits.
+
+
+rule download_file:
+    input:
+        sources=DOWNLOADS_FILE,
+    output:
+        "resources/downloads/{download}",
+    log:
+        "logs/download_file/{download}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        lock=DOWNLOADS_LOCK,
+    shell:
+        "python -m zslrepro download {wildcards.download} --sources {input.sources}"
+        " --lock {params.lock} --out {output} > {log} 2>&1"
+
+
+rule extract_download:
+    input:
+        sources=DOWNLOADS_FILE,
+        archive="resources/downloads/{download}",
+    output:
+        "resources/installed/{download}.ok",
+    log:
+        "logs/extract_download/{download}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        lock=DOWNLOADS_LOCK,
+    shell:
+        "python -m zslrepro extract-archive {wildcards.download} --sources {input.sources}"
+        " --lock {params.lock} --archive {input.archive} --marker {output} > {log} 2>&1"
 
 
 rule synthesize_dataset:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from PIL import Image, ImageDraw
 
 from ..io import atomic_path, write_text
+from .xlsa17 import write_xlsa17
 
 GROUPS: dict[str, list[str]] = {
     "shape": ["circle", "square", "triangle", "diamond"],
@@ -213,27 +213,11 @@ def generate(spec: SyntheticSpec, out: str | Path) -> dict:
     val_loc = trainval[np.isin(labels_arr[trainval], val_classes)]
     train_loc = trainval[~np.isin(labels_arr[trainval], val_classes)]
 
-    def loc(a) -> np.ndarray:  # 1-based column vectors, uint16 as in the AWA2 files
-        return (np.sort(np.asarray(a)) + 1).astype(np.uint16).reshape(-1, 1)
-
-    def cell(strings: list[str]) -> np.ndarray:
-        arr = np.empty((len(strings), 1), dtype=object)
-        for i, s in enumerate(strings):
-            arr[i, 0] = np.array([s])
-        return arr
-
     xdir = out / "xlsa17" / "data" / "SYNTH"
-    xdir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(xdir / "res101.mat", suffix=".mat") as tmp:
-        scipy.io.savemat(tmp, {"image_files": cell(image_files),
-                               "labels": (labels_arr + 1).astype(np.uint8).reshape(-1, 1)})
-    with atomic_path(xdir / "att_splits.mat", suffix=".mat") as tmp:
-        scipy.io.savemat(tmp, {
-            "att": att, "original_att": original_att,
-            "trainval_loc": loc(trainval), "test_seen_loc": loc(test_seen),
-            "test_unseen_loc": loc(test_unseen), "train_loc": loc(train_loc), "val_loc": loc(val_loc),
-            "allclasses_names": cell([f.split(".", 1)[1] for f in folders]),
-        })
+    write_xlsa17(xdir, image_files, labels_arr,
+                 {"trainval_loc": trainval, "test_seen_loc": test_seen, "test_unseen_loc": test_unseen,
+                  "train_loc": train_loc, "val_loc": val_loc},
+                 att, original_att, [f.split(".", 1)[1] for f in folders])
     write_text(xdir / "trainvalclasses.txt", "".join(f"{folders[c]}\n" for c in seen_classes))
     write_text(xdir / "testclasses.txt", "".join(f"{folders[c]}\n" for c in np.flatnonzero(unseen)))
     write_text(out / "attributes.txt", "".join(f"{i + 1} {n}\n" for i, n in enumerate(names)))

@@ -64,6 +64,36 @@ class IngestedDataset:
                 "train": int(len(self.train_loc)), "val": int(len(self.val_loc))}
 
 
+def write_xlsa17(xdir: str | Path, image_files: list[str], labels: np.ndarray, splits: dict[str, np.ndarray],
+                 att: np.ndarray, original_att: np.ndarray, class_names: list[str]) -> None:
+    """Write res101.mat and att_splits.mat exactly as xlsa17 ships them.
+
+    ``labels`` and ``splits`` are 0-based here and written 1-based; ``att`` is attribute x class;
+    image paths go in an N x 1 cell; labels as uint8 (uint16 beyond 255 classes), locations as
+    uint16 column vectors, as in the AWA2 files. (The real res101.mat also holds 'features', which no
+    attention method reads; it is not written.)
+    """
+    def cell(strings: list[str]) -> np.ndarray:
+        arr = np.empty((len(strings), 1), dtype=object)
+        for i, s in enumerate(strings):
+            arr[i, 0] = np.array([s])
+        return arr
+
+    def loc(a) -> np.ndarray:
+        return (np.sort(np.asarray(a, dtype=np.int64)) + 1).astype(np.uint16).reshape(-1, 1)
+
+    xdir = Path(xdir)
+    xdir.mkdir(parents=True, exist_ok=True)
+    label_type = np.uint8 if labels.max() < 255 else np.uint16
+    with atomic_path(xdir / "res101.mat", suffix=".mat") as tmp:
+        scipy.io.savemat(tmp, {"image_files": cell(image_files),
+                               "labels": (np.asarray(labels) + 1).astype(label_type).reshape(-1, 1)})
+    with atomic_path(xdir / "att_splits.mat", suffix=".mat") as tmp:
+        scipy.io.savemat(tmp, {"att": att, "original_att": original_att,
+                               **{k: loc(splits[k]) for k in LOC_KEYS},
+                               "allclasses_names": cell(class_names)})
+
+
 def _loadmat(path: Path, keys: list[str], obtain: str) -> dict:
     if not path.is_file():
         raise DatasetError(f"missing {path}. To obtain it: {obtain}")

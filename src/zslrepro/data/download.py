@@ -1,0 +1,202 @@
+"""Acquisition of the benchmark files: download, verify, extract; safe against every interruption.
+
+Each file is described once in ``config/downloads.yaml`` (URLs, size and checksum where published,
+where it goes). Guarantees:
+
+* a download is written to ``<name>.part`` and renamed only once complete; an interrupted HTTP
+  download resumes from its ``.part`` (Range request), and every URL is tried a few times;
+* a file is verified (size, published MD5/SHA-256, else the SHA-256 recorded in the lock file by an
+  earlier successful run) before it is used; a mismatch moves it aside as ``<name>.bad-<time>`` and
+  stops with one message;
+* an archive is extracted into a temporary folder, its entries renamed into place, and a marker is
+  written last: only the marker is trusted, so a half-extracted tree is never used;
+* where nothing is published, the SHA-256 of the first download that extracts correctly is
+  recorded in the lock file (commit it); later downloads must match it;
+* without network, the error names the file, where to put it and its expected checksum.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import http.client
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from torchvision.datasets.utils import extract_archive
+
+from ..errors import ConfigError, DatasetError
+
+CHUNK = 1 << 20
+
+
+def load_sources(path: str | Path) -> dict[str, dict]:
+    from ..config import load_schema, read_yaml, validate
+
+    return validate(read_yaml(path), load_schema("downloads"), str(path))["files"]
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            md5.update(block)
+            sha256.update(block)
+    return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+
+
+@contextmanager
+def _locked(lock_path: Path):
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path.with_name(lock_path.name + ".flock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def read_lock(lock_path: Path) -> dict[str, str]:
+    return (yaml.safe_load(lock_path.read_text()) or {}) if lock_path.is_file() else {}
+
+
+def record_sha256(lock_path: Path, name: str, sha256: str) -> None:
+    """Add ``name: sha256`` to the lock file (read-modify-write under a file lock)."""
+    with _locked(lock_path):
+        lock = read_lock(lock_path)
+        if lock.get(name) == sha256:
+            return
+        lock[name] = sha256
+        tmp = lock_path.with_name(lock_path.name + ".tmp")
+        tmp.write_text("# SHA-256 of downloads without a published checksum, recorded by the first run.\n"
+                       "# Commit this file: later downloads must match.\n" + yaml.safe_dump(lock, sort_keys=True))
+        os.replace(tmp, lock_path)
+
+
+def expected_checksums(name: str, source: dict, lock_path: Path) -> dict[str, str]:
+    expected = {k: source[k] for k in ("md5", "sha256") if source.get(k)}
+    if "sha256" not in expected and name in read_lock(lock_path):
+        expected["sha256"] = read_lock(lock_path)[name]
+    return expected
+
+
+def _checksum_hint(name: str, source: dict, lock_path: Path) -> str:
+    expected = expected_checksums(name, source, lock_path)
+    if not expected:
+        return "no checksum is published; the first good download is recorded in " + str(lock_path)
+    return ", ".join(f"{k} {v}" for k, v in expected.items())
+
+
+def _transfer(url: str, part: Path, timeout: float) -> None:
+    """Stream ``url`` into ``part``, resuming an existing partial HTTP(S) download."""
+    request = urllib.request.Request(url, headers={"User-Agent": "zsl-repro"})
+    offset = part.stat().st_size if part.exists() and url.startswith("http") else 0
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        resumed = offset and getattr(response, "status", 200) == 206
+        with open(part, "ab" if resumed else "wb") as out:
+            shutil.copyfileobj(response, out, CHUNK)
+
+
+def fetch(name: str, source: dict, dest: Path, lock_path: Path, attempts: int = 3, timeout: float = 60.0,
+          log=print) -> None:
+    """Download ``name`` to ``dest`` unless a file is already there, then verify it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        log(f"{dest} is present: verifying it instead of downloading")
+    else:
+        part = dest.with_name(dest.name + ".part")
+        errors = []
+        for url in source["urls"]:
+            for attempt in range(attempts):
+                try:
+                    log(f"downloading {name} from {url}" + (f" (attempt {attempt + 1})" if attempt else ""))
+                    _transfer(url, part, timeout)
+                    os.replace(part, dest)
+                    break
+                except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                    errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+                    time.sleep(min(2 ** attempt, 10) if attempt + 1 < attempts else 0)
+            if dest.exists():
+                break
+        else:
+            raise DatasetError(
+                f"could not download {name} ({'; '.join(errors[-2:])}). Without network access, put the file at "
+                f"{dest} ({_checksum_hint(name, source, lock_path)}) and run again.")
+    verify(name, source, dest, lock_path)
+
+
+def verify(name: str, source: dict, path: Path, lock_path: Path) -> None:
+    """Check size and checksums; move a bad file aside and raise."""
+    problems = []
+    if source.get("size") is not None and path.stat().st_size != source["size"]:
+        problems.append(f"size {path.stat().st_size} instead of {source['size']}")
+    expected = expected_checksums(name, source, lock_path)
+    if expected and not problems:
+        actual = file_digests(path)
+        problems += [f"{k} {actual[k]} instead of {v}" for k, v in expected.items() if actual[k] != v]
+    if problems:
+        aside = path.with_name(f"{path.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+        os.replace(path, aside)
+        raise DatasetError(f"{name} failed verification ({'; '.join(problems)}); it was moved aside to {aside}. "
+                           f"Run again to download it anew, or put a good copy at {path}.")
+
+
+def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Path) -> None:
+    """Extract an archive (or copy a plain file) into place; write ``marker`` last."""
+    target = Path(source["extract_to"])
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target / f".extracting-{name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if source["kind"] == "file":
+            staging.mkdir()
+            shutil.copyfile(archive, staging / Path(source["provides"][0]).name)
+        else:
+            extract_archive(str(archive), str(staging))
+    except Exception as exc:  # tarfile, zipfile, gzip and EOF errors for a damaged archive
+        shutil.rmtree(staging, ignore_errors=True)
+        aside = archive.with_name(f"{archive.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+        os.replace(archive, aside)
+        raise DatasetError(f"{name} could not be extracted ({type(exc).__name__}: {exc}); it is damaged and was "
+                           f"moved aside to {aside}. Run again to download it anew.") from None
+    for entry in sorted(staging.iterdir()):
+        final = target / entry.name
+        if final.is_dir() and entry.is_dir():
+            _merge(entry, final)
+        else:
+            if final.exists():
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
+            os.replace(entry, final)
+    shutil.rmtree(staging, ignore_errors=True)
+    missing = [p for p in source["provides"] if not Path(p).exists()]
+    if missing:
+        raise DatasetError(f"{name} was extracted into {target} but {missing[0]} is not there: "
+                           "is 'extract_to' in config/downloads.yaml right for this archive?")
+    if not expected_checksums(name, source, lock_path):
+        record_sha256(lock_path, name, file_digests(archive)["sha256"])
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{name} extracted into {target}\n")
+
+
+def _merge(src: Path, dst: Path) -> None:
+    """Move the entries of ``src`` into the existing folder ``dst`` (xlsa17.zip into an existing tree)."""
+    for entry in src.iterdir():
+        final = dst / entry.name
+        if final.is_dir() and entry.is_dir():
+            _merge(entry, final)
+        else:
+            if final.exists():
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
+            os.replace(entry, final)
+
+
+def source_of(sources: dict, name: str) -> dict:
+    if name not in sources:
+        raise ConfigError(f"no file named {name!r} in the downloads config (known: {', '.join(sources)})")
+    return sources[name]
