@@ -262,3 +262,13 @@ def test_offline_workflow_run_fails_with_one_clear_message(tmp_path):
     assert log.splitlines()[-1].startswith("zslrepro: error: could not download CUB_attribute.pkl")
     assert "resources/downloads/CUB_attribute.pkl" in log.splitlines()[-1]
     assert "sha256 35261deef657d26c" in log
+
+
+def test_optional_word_vector_stage_is_planned_only_when_switched_on(tmp_path):
+    workdir = _workdir(tmp_path)
+    assert "regenerate_word_vectors" not in _dry_run(workdir)
+    (workdir / "config/config.yaml").write_text(
+        "datasets: [CUB]\nmethods: [msdn]\nreplicates: 1\nregenerate_word_vectors: true\n")
+    plan = _dry_run(workdir)
+    assert "rule regenerate_word_vectors" in plan
+    assert "resources/downloads/word2vec-google-news-300.gz" in plan

@@ -43,6 +43,32 @@ def cmd_extract_archive(args) -> None:
     print(f"{args.name}: in place under {source['extract_to']}")
 
 
+def cmd_word_vectors(args) -> None:
+    import pickle
+
+    import pandas as pd
+
+    from .config import load_dataset_config
+    from .data.word2vec import cosine_per_attribute, regenerate
+    from .data.xlsa17 import read_attribute_names
+    from .io import atomic_path
+
+    cfg = load_dataset_config(args.dataset_config)
+    if not cfg.get("word2vec_cleaning"):
+        raise ZslError(f"{args.dataset_config} names no word2vec_cleaning rules")
+    names = read_attribute_names(cfg["attribute_names"])
+    ours, cleaned = regenerate(names, cfg["word2vec_cleaning"], args.model)
+    with open(cfg["w2v"], "rb") as fh:
+        published = pickle.load(fh)
+    cos = cosine_per_attribute(ours, published)
+    with atomic_path(args.out_pkl, suffix=".pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(ours))
+    with atomic_path(args.report, suffix=".csv") as tmp:
+        pd.DataFrame({"attribute": names, "cleaned": cleaned, "cosine": cos}).to_csv(tmp, index=False)
+    print(f"{cfg['name']}: cosine to the published vectors: min {cos.min():.4f}, mean {cos.mean():.4f}; "
+          f"{int((cos > 0.9999).sum())} of {len(cos)} identical")
+
+
 def cmd_ingest(args) -> None:
     from .config import load_dataset_config
     from .data.xlsa17 import ingest
@@ -131,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--archive", required=True)
     p.add_argument("--marker", required=True)
     p.set_defaults(func=cmd_extract_archive)
+
+    p = sub.add_parser("word-vectors", help="regenerate attribute word vectors from word2vec; compare")
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--model", required=True, help="GoogleNews word2vec binary (.bin or .gz)")
+    p.add_argument("--out-pkl", required=True)
+    p.add_argument("--report", required=True, help="CSV of the cosine per attribute")
+    p.set_defaults(func=cmd_word_vectors)
 
     p = sub.add_parser("ingest", help="read and check xlsa17 files; write the dataset index")
     p.add_argument("--dataset-config", required=True)

@@ -174,6 +174,17 @@ def all_benchmarks():
     ] + all_runs("results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv")
 
 
+def optional_word_vector_reports():
+    """The optional regenerate_word_vectors stage's reports, when config turns it on."""
+    if not config["regenerate_word_vectors"]:
+        return []
+    return [
+        f"results/word_vectors/{name}/comparison.csv"
+        for name, cfg in DATASETS.items()
+        if cfg.get("word2vec_cleaning")
+    ]
+
+
 def all_metrics():
     """Metrics of every run of every method on every dataset, for every replicate."""
     return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json")

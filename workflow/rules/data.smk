@@ -53,6 +53,23 @@ rule synthesize_dataset:
         " --out resources/datasets/{wildcards.dataset} > {log} 2>&1"
 
 
+rule regenerate_word_vectors:
+    input:
+        config=dataset_config_file,
+        index="results/data/{dataset}/index.npz",
+        model="resources/downloads/word2vec-google-news-300.gz",
+    output:
+        pkl="results/word_vectors/{dataset}/regenerated.pkl",
+        report="results/word_vectors/{dataset}/comparison.csv",
+    log:
+        "logs/regenerate_word_vectors/{dataset}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m zslrepro word-vectors --dataset-config {input.config} --model {input.model}"
+        " --out-pkl {output.pkl} --report {output.report} > {log} 2>&1"
+
+
 rule ingest_dataset:
     input:
         unpack(raw_dataset_files),
