@@ -141,10 +141,16 @@ def verify(name: str, source: dict, path: Path, lock_path: Path) -> None:
         actual = file_digests(path)
         problems += [f"{k} {actual[k]} instead of {v}" for k, v in expected.items() if actual[k] != v]
     if problems:
-        aside = path.with_name(f"{path.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
-        os.replace(path, aside)
+        aside = _move_aside(path)
         raise DatasetError(f"{name} failed verification ({'; '.join(problems)}); it was moved aside to {aside}. "
                            f"Run again to download it anew, or put a good copy at {path}.")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a bad file to ``<name>.bad-<UTC time>`` so that it is never used, but kept to inspect."""
+    aside = path.with_name(f"{path.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+    os.replace(path, aside)
+    return aside
 
 
 def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Path) -> None:
@@ -161,18 +167,10 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
             extract_archive(str(archive), str(staging))
     except Exception as exc:  # tarfile, zipfile, gzip and EOF errors for a damaged archive
         shutil.rmtree(staging, ignore_errors=True)
-        aside = archive.with_name(f"{archive.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
-        os.replace(archive, aside)
+        aside = _move_aside(archive)
         raise DatasetError(f"{name} could not be extracted ({type(exc).__name__}: {exc}); it is damaged and was "
                            f"moved aside to {aside}. Run again to download it anew.") from None
-    for entry in sorted(staging.iterdir()):
-        final = target / entry.name
-        if final.is_dir() and entry.is_dir():
-            _merge(entry, final)
-        else:
-            if final.exists():
-                shutil.rmtree(final) if final.is_dir() else final.unlink()
-            os.replace(entry, final)
+    _merge(staging, target)
     shutil.rmtree(staging, ignore_errors=True)
     missing = [p for p in source["provides"] if not Path(p).exists()]
     if missing:
@@ -185,7 +183,8 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
 
 
 def _merge(src: Path, dst: Path) -> None:
-    """Move the entries of ``src`` into the existing folder ``dst`` (xlsa17.zip into an existing tree)."""
+    """Move the entries of ``src`` into ``dst``, merging into folders that exist (xlsa17.zip's
+    data/ into a tree that already holds another dataset) and replacing files."""
     for entry in src.iterdir():
         final = dst / entry.name
         if final.is_dir() and entry.is_dir():
