@@ -272,3 +272,62 @@ def test_optional_word_vector_stage_is_planned_only_when_switched_on(tmp_path):
     plan = _dry_run(workdir)
     assert "rule regenerate_word_vectors" in plan
     assert "resources/downloads/word2vec-google-news-300.gz" in plan
+
+
+class _RangeServer:
+    """A loopback HTTP server for one file, honouring Range requests; the first response is cut
+    off after ``cut`` bytes, as a dropped connection would."""
+
+    def __init__(self, data: bytes, cut: int):
+        import http.server
+        import threading
+
+        server_self = self
+        self.requests: list[str | None] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                rng = self.headers.get("Range")
+                server_self.requests.append(rng)
+                start = int(rng.split("=")[1].rstrip("-")) if rng else 0
+                body = data[start:]
+                self.send_response(206 if rng else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if len(server_self.requests) == 1:
+                    self.wfile.write(body[:cut])  # then drop the connection
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                else:
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/file.bin"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_interrupted_http_download_resumes_where_it_stopped(tmp_path):
+    data = np.random.default_rng(0).bytes(300_000)
+    server = _RangeServer(data, cut=100_000)
+    try:
+        source = {"urls": [server.url], "kind": "file", "size": len(data), "md5": None,
+                  "sha256": file_digests_bytes(data), "extract_to": str(tmp_path), "provides": [str(tmp_path)]}
+        dest = tmp_path / "file.bin"
+        fetch("file.bin", source, dest, tmp_path / "lock.yaml", log=lambda *_: None)
+    finally:
+        server.close()
+    assert dest.read_bytes() == data and not (tmp_path / "file.bin.part").exists()
+    assert server.requests[0] is None and server.requests[1] == "bytes=100000-"  # resumed, not restarted
+
+
+def file_digests_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -99,8 +99,14 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         request.add_header("Range", f"bytes={offset}-")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         resumed = offset and getattr(response, "status", 200) == 206
+        announced = response.headers.get("Content-Length")
+        received = 0
         with open(part, "ab" if resumed else "wb") as out:
-            shutil.copyfileobj(response, out, CHUNK)
+            while block := response.read(CHUNK):
+                out.write(block)
+                received += len(block)
+    if announced is not None and received != int(announced):  # the connection dropped mid-body
+        raise http.client.IncompleteRead(b"", int(announced) - received)
 
 
 def fetch(name: str, source: dict, dest: Path, lock_path: Path, attempts: int = 3, timeout: float = 60.0,
