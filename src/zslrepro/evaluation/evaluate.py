@@ -10,7 +10,7 @@ from ..features.store import FeatureStore
 from ..io import atomic_path, read_jsonl, write_json
 from ..training.trainer import load_trained, pick_device
 from .protocols import clean_protocol, paper_protocol
-from .scoring import test_scores
+from .scoring import test_labels, test_scores
 
 
 def evaluate_run(model_path: str | Path, history_path: str | Path, store_path: str | Path,
@@ -20,8 +20,8 @@ def evaluate_run(model_path: str | Path, history_path: str | Path, store_path: s
         model, saved = load_trained(model_path, store, device_)
         cfg = saved["config"]
         scores = test_scores(model, store, cfg["evaluation"]["batch_size"], device_)
-        clean, curve = clean_protocol(scores, store.labels[store.test_seen_loc], store.labels[store.test_unseen_loc],
-                                      store.seen_classes, store.unseen_classes, cfg["evaluation"]["gamma"])
+        clean, curve = clean_protocol(scores, *test_labels(store), store.seen_classes, store.unseen_classes,
+                                      cfg["evaluation"]["gamma"])
         n_unseen, n_classes = len(store.unseen_classes), len(store.class_names)
     result = {
         "method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "reports": cfg["reports"],

@@ -25,13 +25,19 @@ def paper_protocol(history: list[dict]) -> dict:
             "evaluations": len(history)}
 
 
+def test_metrics(scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray,
+                 seen: np.ndarray, unseen: np.ndarray, gamma: float) -> dict:
+    """T1, U, S, H (in %) of test scores, with calibrated stacking ``gamma`` for GZSL."""
+    g = metrics.gzsl(scores["seen"], labels_seen, scores["unseen"], labels_unseen, seen, gamma)
+    t1 = metrics.zsl_top1(scores["unseen"], labels_unseen, unseen)
+    return {"T1": 100 * t1, "U": 100 * g.U, "S": 100 * g.S, "H": 100 * g.H}
+
+
 def clean_protocol(scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray,
                    seen: np.ndarray, unseen: np.ndarray, gamma: float) -> tuple[dict, dict]:
     """Metrics (in %) of the final model, and its seen-unseen curve (gamma, U, S in %)."""
-    g = metrics.gzsl(scores["seen"], labels_seen, scores["unseen"], labels_unseen, seen, gamma)
-    t1 = metrics.zsl_top1(scores["unseen"], labels_unseen, unseen)
+    result = test_metrics(scores, labels_seen, labels_unseen, seen, unseen, gamma)
     gammas, u, s = metrics.seen_unseen_curve(scores["seen"], labels_seen, scores["unseen"], labels_unseen,
                                              seen, unseen)
-    result = {"T1": 100 * t1, "U": 100 * g.U, "S": 100 * g.S, "H": 100 * g.H,
-              "AUSUC": 100 * metrics.ausuc(u, s), "gamma": gamma}
+    result.update(AUSUC=100 * metrics.ausuc(u, s), gamma=gamma)
     return result, {"gamma": gammas, "U": 100 * u, "S": 100 * s}

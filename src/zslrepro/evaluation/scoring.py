@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..features.store import FeatureStore
-from . import metrics
+from .protocols import test_metrics
 
 
 @torch.no_grad()
@@ -29,9 +29,11 @@ def test_scores(model, store: FeatureStore, batch_size: int, device: torch.devic
     }
 
 
+def test_labels(store: FeatureStore) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of the test_seen and test_unseen images."""
+    return store.labels[store.test_seen_loc], store.labels[store.test_unseen_loc]
+
+
 def summarize(scores: dict, store: FeatureStore, gamma: float) -> dict:
-    """T1, U, S, H (in %) of test scores with calibrated stacking ``gamma``."""
-    y_s, y_u = store.labels[store.test_seen_loc], store.labels[store.test_unseen_loc]
-    g = metrics.gzsl(scores["seen"], y_s, scores["unseen"], y_u, store.seen_classes, gamma)
-    t1 = metrics.zsl_top1(scores["unseen"], y_u, store.unseen_classes)
-    return {"T1": 100 * t1, "U": 100 * g.U, "S": 100 * g.S, "H": 100 * g.H}
+    """T1, U, S, H (in %) of test scores, for the periodic evaluations during training."""
+    return test_metrics(scores, *test_labels(store), store.seen_classes, store.unseen_classes, gamma)
