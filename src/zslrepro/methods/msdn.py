@@ -57,9 +57,7 @@ class MSDN(ZslMethod):
         self.W_21 = nn.Parameter(torch.zeros(dim, channels))      # V->A attribute attention
         self.register_buffer("Z", F.normalize(spec.att.float(), dim=1))
         self.register_buffer("unseen", spec.unseen.clone())
-        sign = torch.full((spec.num_classes,), -1.0)
-        sign[spec.unseen] = 1.0
-        self.register_buffer("test_bias", model["test_bias"] * sign)
+        self.register_buffer("test_bias", model["test_bias"] * spec.unseen_sign())
 
     def semantic_vectors(self) -> torch.Tensor:
         return F.normalize(self.V, dim=1) if self.normalize_V else self.V
