@@ -81,15 +81,18 @@ def third_party_imports(start: list[str]) -> set[str]:
     return found
 
 
-def command_modules(command: str) -> list[str]:
-    """zslrepro modules imported by the CLI function of ``command``."""
+def command_imports(command: str) -> tuple[list[str], set[str]]:
+    """The zslrepro modules and the third-party packages the CLI function of ``command`` imports."""
     tree = ast.parse((PKG / "cli.py").read_text())
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == f"cmd_{command}")
-    mods = ["zslrepro.errors"]  # cli.py itself imports only the standard library at top level
+    mods, packages = ["zslrepro.errors"], set()  # cli.py's top level imports only the standard library
     for node in ast.walk(fn):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             mods.append(f"zslrepro.{node.module}")
-    return mods
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            packages |= {n.split(".")[0] for n in names if n.split(".")[0] not in sys.stdlib_module_names}
+    return mods, packages
 
 
 @pytest.mark.parametrize("rule", sorted(rules()))
@@ -100,7 +103,8 @@ def test_rule_names_an_existing_env_that_covers_its_imports(rule):
     env = (REPO / "workflow/rules" / m.group(1)).resolve()
     assert env.is_file(), env
     command = re.search(r"python -m zslrepro ([\w-]+)", text).group(1).replace("-", "_")
-    needed = {CONDA_NAME.get(n, n) for n in third_party_imports(command_modules(command))}
+    modules, direct = command_imports(command)
+    needed = {CONDA_NAME.get(n, n) for n in third_party_imports(modules) | direct}
     packages = env_packages(env)
     assert "python" in packages
     assert needed <= packages, f"{env.name} lacks {sorted(needed - packages)} for rule {rule}"

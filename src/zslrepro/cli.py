@@ -44,27 +44,13 @@ def cmd_extract_archive(args) -> None:
 
 
 def cmd_word_vectors(args) -> None:
-    import pickle
-
-    import pandas as pd
-
     from .config import load_dataset_config
-    from .data.word2vec import cosine_per_attribute, regenerate
-    from .data.xlsa17 import read_attribute_names
-    from .io import atomic_path
+    from .data.word2vec import compare_with_published
 
     cfg = load_dataset_config(args.dataset_config)
     if not cfg.get("word2vec_cleaning"):
         raise ZslError(f"{args.dataset_config} names no word2vec_cleaning rules")
-    names = read_attribute_names(cfg["attribute_names"])
-    ours, cleaned = regenerate(names, cfg["word2vec_cleaning"], args.model)
-    with open(cfg["w2v"], "rb") as fh:
-        published = pickle.load(fh)
-    cos = cosine_per_attribute(ours, published)
-    with atomic_path(args.out_pkl, suffix=".pkl") as tmp:
-        tmp.write_bytes(pickle.dumps(ours))
-    with atomic_path(args.report, suffix=".csv") as tmp:
-        pd.DataFrame({"attribute": names, "cleaned": cleaned, "cosine": cos}).to_csv(tmp, index=False)
+    cos = compare_with_published(cfg, args.model, args.out_pkl, args.report)
     print(f"{cfg['name']}: cosine to the published vectors: min {cos.min():.4f}, mean {cos.mean():.4f}; "
           f"{int((cos > 0.9999).sum())} of {len(cos)} identical")
 

@@ -11,9 +11,14 @@ cosine to the published vector.
 from __future__ import annotations
 
 import gzip
+import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from ..io import atomic_path
+from .xlsa17 import read_attribute_names
 
 CUB_SUBSTITUTIONS = {"spatulate": "broad", "upperparts": "upper parts", "grey": "gray"}
 AWA2_SUBSTITUTIONS = {"newworld": "new world", "oldworld": "old world", "nestspot": "nest spot",
@@ -94,3 +99,17 @@ def cosine_per_attribute(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cos[(na == 0) & (nb == 0)] = 1.0
     return cos
 
+
+
+def compare_with_published(cfg: dict, model: str | Path, out_pkl: str | Path, report: str | Path) -> np.ndarray:
+    """Regenerate a dataset's vectors, save them, and write the cosine per attribute to the published ones."""
+    names = read_attribute_names(cfg["attribute_names"])
+    ours, cleaned = regenerate(names, cfg["word2vec_cleaning"], model)
+    with open(cfg["w2v"], "rb") as fh:
+        published = np.asarray(pickle.load(fh), dtype=np.float64)
+    cos = cosine_per_attribute(ours, published)
+    with atomic_path(out_pkl, suffix=".pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(ours))
+    with atomic_path(report, suffix=".csv") as tmp:
+        pd.DataFrame({"attribute": names, "cleaned": cleaned, "cosine": cos}).to_csv(tmp, index=False)
+    return cos
