@@ -25,17 +25,25 @@ TABLES_DIR = "results/tables"
 REPLICATES = list(range(config["replicates"]))
 
 
+def dataset_config_path(name):
+    return CONFIG_DIR / "datasets" / f"{name}.yaml"
+
+
+def method_config_path(method, name):
+    return CONFIG_DIR / "methods" / method / f"{name}.yaml"
+
+
 def _load_configs():
     """Validate every dataset and method config the run needs, before any job starts."""
     try:
         datasets = {
-            name: load_dataset_config(CONFIG_DIR / "datasets" / f"{name}.yaml")
+            name: load_dataset_config(dataset_config_path(name))
             for name in config["datasets"]
         }
         runs = {}
         for method in config["methods"]:
             for name in config["datasets"]:
-                path = CONFIG_DIR / "methods" / method / f"{name}.yaml"
+                path = method_config_path(method, name)
                 cfg = load_method_config(path)
                 for run in cfg["runs"]:
                     runs[(method, name, run)] = run_config(cfg, run, source=str(path))
@@ -78,17 +86,17 @@ wildcard_constraints:
 
 
 def dataset_config_file(wildcards):
-    return CONFIG_DIR / "datasets" / f"{wildcards.dataset}.yaml"
+    return dataset_config_path(wildcards.dataset)
 
 
 def method_config_file(wildcards):
-    return CONFIG_DIR / "methods" / wildcards.method / f"{wildcards.dataset}.yaml"
+    return method_config_path(wildcards.method, wildcards.dataset)
 
 
 def dataset_inputs(name, cfg):
     """The files ingest reads: xlsa17 files, word vectors, attribute names."""
     return {
-        "config": CONFIG_DIR / "datasets" / f"{name}.yaml",
+        "config": dataset_config_path(name),
         "res101": f"{cfg['xlsa17_dir']}/res101.mat",
         "splits": f"{cfg['xlsa17_dir']}/att_splits.mat",
         "w2v": cfg["w2v"],

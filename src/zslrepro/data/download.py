@@ -79,8 +79,10 @@ def record_sha256(lock_path: Path, name: str, sha256: str) -> None:
 
 def expected_checksums(name: str, source: dict, lock_path: Path) -> dict[str, str]:
     expected = {k: source[k] for k in ("md5", "sha256") if source.get(k)}
-    if "sha256" not in expected and name in read_lock(lock_path):
-        expected["sha256"] = read_lock(lock_path)[name]
+    if "sha256" not in expected:
+        recorded = read_lock(lock_path).get(name)
+        if recorded:
+            expected["sha256"] = recorded
     return expected
 
 
