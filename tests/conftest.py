@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -52,5 +51,26 @@ def repo() -> Path:
     return REPO
 
 
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True)
+def train_on_fixed_batch(cfg: dict, store_path: Path, steps: int = 30, images: int = 32):
+    """Build ``cfg``'s method on a store, take ``steps`` optimiser steps on its first trainval
+    images; returns the model, the losses and the last step's loss parts."""
+    import torch
+
+    from zslrepro.features.store import FeatureStore
+    from zslrepro.methods import build_method
+    from zslrepro.training.trainer import build_optimizer, data_spec
+
+    torch.manual_seed(0)
+    with FeatureStore(store_path) as store:
+        model = build_method(cfg, data_spec(store, cfg))
+        idx = store.trainval_loc[:images]
+        x, y = torch.from_numpy(store.read(idx)), torch.from_numpy(store.labels[idx])
+    optimizer = build_optimizer(cfg["optimizer"], model.parameters())
+    losses, parts = [], {}
+    for _ in range(steps):
+        loss, parts = model.loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return model, losses, parts

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 
 from zslrepro.config import load_method_config, run_config
 from zslrepro.errors import ConfigError
-from zslrepro.features.store import FeatureStore
 from zslrepro.methods import DataSpec, build_method
 from zslrepro.methods.dedn import parse_groups
 from zslrepro.methods.losses import discrepancy
 from zslrepro.methods.reference import dedn_outputs
-from zslrepro.training.trainer import build_optimizer, data_spec
+
+from conftest import train_on_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]
 B, C, S, A, DIM, K = 3, 16, 3, 7, 10, 5
@@ -141,19 +141,7 @@ def test_margin_loss_hand_computed():
 
 def test_losses_and_a_few_steps_reduce_the_loss(tiny):
     cfg = run_config(load_method_config(REPO / ".test/config/methods/dedn/SYNTH.yaml"), "gzsl")
-    with FeatureStore(tiny.store_path) as store:
-        torch.manual_seed(0)
-        model = build_method(cfg, data_spec(store, cfg))
-        idx = store.trainval_loc[:32]
-        x, y = torch.from_numpy(store.read(idx)), torch.from_numpy(store.labels[idx])
-    opt = build_optimizer(cfg["optimizer"], model.parameters())
-    losses = []
-    for _ in range(30):
-        loss, parts = model.loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    model, losses, parts = train_on_fixed_batch(cfg, tiny.store_path)
     assert set(parts) == {"loss", "ce", "calibration", "distill", "align"}
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.7 * losses[0]
     for name, p in model.named_parameters():

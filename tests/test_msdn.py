@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from zslrepro.methods import DataSpec, build_method, list_methods
 from zslrepro.methods.reference import msdn_logits

@@ -1,6 +1,5 @@
 """Training: the loss goes down, runs are deterministic, and a killed run resumes exactly."""
 
-import json
 import subprocess
 import sys
 
@@ -8,27 +7,15 @@ import numpy as np
 import torch
 import yaml
 
-from zslrepro.features.store import FeatureStore
 from zslrepro.io import read_jsonl
-from zslrepro.methods import build_method
 from zslrepro.training.samplers import ClassBalancedSampler, IIDSampler
-from zslrepro.training.trainer import HALT_EXIT_CODE, build_optimizer, data_spec, train
+from zslrepro.training.trainer import HALT_EXIT_CODE, train
+
+from conftest import train_on_fixed_batch
 
 
 def test_a_few_steps_reduce_the_loss(tiny):
-    torch.manual_seed(0)
-    with FeatureStore(tiny.store_path) as store:
-        model = build_method(tiny.method_cfg, data_spec(store, tiny.method_cfg))
-        opt = build_optimizer(tiny.method_cfg["optimizer"], model.parameters())
-        idx = store.trainval_loc[:32]
-        x, y = torch.from_numpy(store.read(idx)), torch.from_numpy(store.labels[idx])
-    losses = []
-    for _ in range(30):
-        loss, _ = model.loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    _, losses, _ = train_on_fixed_batch(tiny.method_cfg, tiny.store_path)
     assert losses[-1] < 0.7 * losses[0]
 
 

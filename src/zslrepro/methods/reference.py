@@ -16,7 +16,9 @@ def msdn_logits(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MSDN's two sub-networks as the official forward computes them."""
     U = F.normalize(x.flatten(2), dim=1)                                       # B x D x R
     V = F.normalize(model.V, dim=1) if model.normalize_V else model.V
-    s = torch.einsum("iv,vf,bfr->bir", V, model.W_1, U)
+    # The official forward also forms the region scores s (for its unused outputs); a baseline that
+    # should cost what the official code costs keeps that contraction.
+    _unused_scores = torch.einsum("iv,vf,bfr->bir", V, model.W_1, U)  # noqa: F841
     a = torch.softmax(torch.einsum("iv,vf,bfr->bir", V, model.W_2, U), dim=-1)
     f = torch.einsum("bir,bfr->bif", a, U)                                     # attribute-based features
     psi = torch.einsum("iv,vf,bif->bi", V, model.W_1, f)
