@@ -116,7 +116,7 @@ def _open_partial(path: Path, spec: str, shape: tuple[int, ...]) -> h5py.File:
         path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     h5 = h5py.File(path, "w")
-    h5.create_dataset("features", shape=shape, dtype=np.float16)  # contiguous: memory-mappable
+    h5.create_dataset("features", shape=shape, dtype=np.float16)  # contiguous: rows readable by offset
     h5.attrs["spec"] = spec
     h5.attrs["done"] = 0
     h5.attrs["complete"] = False

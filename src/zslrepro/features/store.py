@@ -3,7 +3,7 @@
 Layout (everything a feature-level method needs, so training reads nothing else):
 
     features         (N, C, H, W) float16, contiguous (no chunks, no compression), so that it
-                     can be memory-mapped: a random batch reads only its own rows
+                     can be read row by row at a known offset: a random batch reads only its rows
     labels           (N,) int64, 0-based
     trainval_loc, test_seen_loc, test_unseen_loc, train_loc, val_loc   0-based image indices
     att, original_att (Cls, A) float64;  w2v_att (A, d) float64
