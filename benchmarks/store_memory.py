@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from zslrepro.config import load_method_config, run_config
+from zslrepro.training.sources import FeatureSource
 from zslrepro.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def main() -> None:
         cfg = copy.deepcopy(cfg)
         cfg["schedule"]["epochs"] = 1  # niters = n_trainval // 50 updates, first one followed by a full evaluation
         t0 = time.time()
-        train(cfg, store, work / "run", device="cpu")
+        train(cfg, FeatureSource(store), work / "run", device="cpu")
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(f"trained 1 epoch + 1 full test evaluation in {time.time() - t0:.0f} s")
         print(f"peak RSS {peak_gb:.2f} GB for a {size_gb:.1f} GB store: x{size_gb / peak_gb:.1f} smaller "

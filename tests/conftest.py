@@ -56,15 +56,16 @@ def train_on_fixed_batch(cfg: dict, store_path: Path, steps: int = 30, images: i
     images; returns the model, the losses and the last step's loss parts."""
     import torch
 
-    from zslrepro.features.store import FeatureStore
     from zslrepro.methods import build_method
+    from zslrepro.training.sources import FeatureSource
     from zslrepro.training.trainer import build_optimizer, data_spec
 
     torch.manual_seed(0)
-    with FeatureStore(store_path) as store:
-        model = build_method(cfg, data_spec(store, cfg))
-        idx = store.trainval_loc[:images]
-        x, y = torch.from_numpy(store.read(idx)), torch.from_numpy(store.labels[idx])
+    source = FeatureSource(store_path)
+    model = build_method(cfg, data_spec(source, cfg))
+    idx = source.trainval_loc[:images]
+    x, y = next(source.train_batches([idx], [0]))
+    source.close()
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
     losses, parts = [], {}
     for _ in range(steps):

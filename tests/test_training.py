@@ -9,6 +9,7 @@ import yaml
 
 from zslrepro.io import read_jsonl
 from zslrepro.training.samplers import ClassBalancedSampler, IIDSampler
+from zslrepro.training.sources import FeatureSource
 from zslrepro.training.trainer import HALT_EXIT_CODE, train
 
 from conftest import train_on_fixed_batch
@@ -74,7 +75,7 @@ def test_checkpoint_of_another_config_is_ignored(tiny, tmp_path):
 
 def test_replicates_differ_and_history_is_recorded(tiny, tmp_path):
     logs = []
-    train(tiny.method_cfg, tiny.store_path, tmp_path / "r1", replicate=1, device="cpu",
+    train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / "r1", replicate=1, device="cpu",
           log=logs.append)
     saved = torch.load(tmp_path / "r1/model.pt", weights_only=False)
     assert saved["seed"] == tiny.method_cfg["seed"] + 1

@@ -80,20 +80,67 @@ def cmd_extract(args) -> None:
             device=args.device)
 
 
-def cmd_train(args) -> None:
-    from .config import load_method_config, run_config
-    from .training.trainer import train
+def _run_config(args) -> dict:
+    """The run's config: the file's named run, a validation point of its tuning grid, or the run
+    with the values chosen on the validation split (``--selected``)."""
+    from .config import load_method_config, run_config, validation_config
+    from .evaluation.tuning import apply_selection
 
     cfg = run_config(load_method_config(args.method_config), args.run, source=args.method_config)
-    path = train(cfg, args.features, args.out_dir, replicate=args.replicate, device=args.device,
-                 halt_after_evals=args.halt_after_evals)
+    if getattr(args, "validation_point", None) is not None:
+        cfg = validation_config(cfg, args.validation_point)
+    if getattr(args, "selected", None):
+        cfg = apply_selection(cfg, args.selected)
+    return cfg
+
+
+def _artefacts(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise ZslError(f"--artefact expects NAME=PATH, got {pair!r}")
+        out[name] = path
+    return out
+
+
+def cmd_train(args) -> None:
+    from .training.sources import open_source
+    from .training.trainer import train
+
+    cfg = _run_config(args)
+    source = open_source(cfg, args.data, args.images_root)
+    try:
+        path = train(cfg, source, args.out_dir, replicate=args.replicate, device=args.device,
+                     halt_after_evals=args.halt_after_evals, artefacts=_artefacts(args.artefact))
+    finally:
+        source.close()
     print(f"final model: {path}")
+
+
+def cmd_artefact(args) -> None:
+    from .methods import build_artefact
+
+    cfg = _run_config(args)
+    build_artefact(args.name, cfg, args.data, args.images_root, args.out, device=args.device)
+    print(f"{args.name}: {args.out}")
+
+
+def cmd_tune(args) -> None:
+    from .evaluation.tuning import select
+
+    cfg = _run_config(args)
+    result = select(cfg, args.models, args.data, args.out, images_root=args.images_root, device=args.device)
+    v = result["validation"]
+    print(f"chosen on the validation classes ({result['metric']}): {result['selected']} -> "
+          f"T1 {v['T1']:.1f} U {v['U']:.1f} S {v['S']:.1f} H {v['H']:.1f}")
 
 
 def cmd_evaluate(args) -> None:
     from .evaluation.evaluate import evaluate_run
 
-    result = evaluate_run(args.model, args.history, args.features, args.metrics, args.curve, device=args.device)
+    result = evaluate_run(args.model, args.history, args.data, args.metrics, args.curve, device=args.device,
+                          images_root=args.images_root)
     p, c = result["protocols"]["paper"], result["protocols"]["clean"]
     print(f"{result['method']} on {result['dataset']} (run {result['run']}): paper T1 {p['T1']:.1f} H {p['H']:.1f} | "
           f"clean T1 {c['T1']:.1f} U {c['U']:.1f} S {c['S']:.1f} H {c['H']:.1f} AUSUC {c['AUSUC']:.1f} "
@@ -165,20 +212,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("train", help="train a method on a feature store (resumes from a checkpoint)")
-    p.add_argument("--method-config", required=True)
-    p.add_argument("--features", required=True)
+    def run_args(p, data_help: str) -> None:
+        p.add_argument("--method-config", required=True)
+        p.add_argument("--run", default="main", help="which of the config's named runs")
+        p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
+        p.add_argument("--images-root", default=None, help="the dataset's image folder (runs that train from images)")
+        p.add_argument("--validation-point", type=int, default=None,
+                       help="train point K of the config's tuning grid on the validation split")
+        p.add_argument("--selected", default=None, help="values chosen on the validation split (tune's output)")
+        p.add_argument("--device", default=None)
+
+    data_help = "the run's feature store (.h5), or the dataset index (.npz) for runs that train from images"
+    p = sub.add_parser("train", help="train a method (resumes from a checkpoint)")
+    run_args(p, data_help)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--run", default="main", help="which of the config's named runs to train")
     p.add_argument("--replicate", type=int, default=0, help="replicate k runs with the config's seed + k")
-    p.add_argument("--device", default=None)
+    p.add_argument("--artefact", action="append", help="NAME=PATH of a file a method needs (e.g. channel_groups)")
     p.add_argument("--halt-after-evals", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("artefact", help="build a pipeline artefact a method needs (e.g. SGMA's channel groups)")
+    run_args(p, data_help)
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_artefact)
+
+    p = sub.add_parser("tune", help="choose a run's hyper-parameters on the validation classes")
+    run_args(p, data_help)
+    p.add_argument("--models", nargs="+", required=True, help="the validation models, in train-grid order")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run under the paper and clean protocols")
     p.add_argument("--model", required=True)
     p.add_argument("--history", required=True)
-    p.add_argument("--features", required=True)
+    p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
+    p.add_argument("--images-root", default=None)
     p.add_argument("--metrics", required=True)
     p.add_argument("--curve", required=True)
     p.add_argument("--device", default=None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 from functools import lru_cache
 from importlib import resources
@@ -132,6 +133,42 @@ def _deep_merge(base: dict, overrides: dict) -> dict:
         else:
             base[key] = copy.deepcopy(value)
     return base
+
+
+def apply_overrides(cfg: dict, overrides: dict) -> dict:
+    """A copy of a run config with dotted keys (``loss.lambda_div``) set to new values, re-validated."""
+    out = copy.deepcopy(cfg)
+    for dotted, value in overrides.items():
+        node, keys = out, dotted.split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"override {dotted!r}: {key!r} is not a section of the {cfg['method']} config")
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(f"override {dotted!r}: no such key in the {cfg['method']} config")
+        node[keys[-1]] = copy.deepcopy(value)
+    run, reports = out.pop("run", None), out.pop("reports", None)
+    out = validate(out, method_schema(out["method"]), f"{cfg['method']} config with overrides {overrides}")
+    out.pop("runs", None)
+    if run is not None:
+        out.update(run=run, reports=reports)
+    return out
+
+
+def grid_points(grid: dict) -> list[dict]:
+    """Every combination of a {dotted key: values} grid, in a fixed order ([{}] for no grid)."""
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def tuning_enabled(cfg: dict) -> bool:
+    return bool(cfg["tuning"]["train_grid"] or cfg["tuning"]["eval_grid"])
+
+
+def validation_config(cfg: dict, point: int) -> dict:
+    """The config of validation training ``point`` (an index into the train grid)."""
+    overrides = grid_points(cfg["tuning"]["train_grid"])[point]
+    return apply_overrides(cfg, {**overrides, "split": "validation"})
 
 
 def config_digest(cfg: Any) -> str:

@@ -6,26 +6,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..features.store import FeatureStore
 from ..io import atomic_path, read_jsonl, write_json
+from ..training.sources import open_source
 from ..training.trainer import load_trained, pick_device
 from .protocols import clean_protocol, paper_protocol
 from .scoring import test_labels, test_scores
 
 
-def evaluate_run(model_path: str | Path, history_path: str | Path, store_path: str | Path,
-                 metrics_out: str | Path, curve_out: str | Path, device: str | None = None) -> dict:
+def evaluate_run(model_path: str | Path, history_path: str | Path, data_path: str | Path,
+                 metrics_out: str | Path, curve_out: str | Path, device: str | None = None,
+                 images_root: str | Path | None = None) -> dict:
     device_ = pick_device(device)
-    with FeatureStore(store_path) as store:
-        model, saved = load_trained(model_path, store, device_)
-        cfg = saved["config"]
-        scores = test_scores(model, store, cfg["evaluation"]["batch_size"], device_)
-        clean, curve = clean_protocol(scores, *test_labels(store), store.seen_classes, store.unseen_classes,
+    import torch
+    saved_cfg = torch.load(model_path, map_location="cpu", weights_only=False)["config"]
+    source = open_source(saved_cfg, data_path, images_root)
+    try:
+        model, saved, cfg, split = load_trained(model_path, source, device_)
+        scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
+        clean, curve = clean_protocol(scores, *test_labels(split), split.seen_classes, split.unseen_classes,
                                       cfg["evaluation"]["gamma"])
-        n_unseen, n_classes = len(store.unseen_classes), len(store.class_names)
+        n_unseen, n_classes = len(split.unseen_classes), len(split.active_classes)
+    finally:
+        source.close()
     result = {
         "method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "reports": cfg["reports"],
-        "replicate": saved["replicate"],
+        "replicate": saved["replicate"], "split": split.name,
         "seed": saved["seed"], "updates": saved["updates"],
         "chance": {"T1": 100 / n_unseen, "all_classes": 100 / n_classes},
         "protocols": {"paper": paper_protocol(read_jsonl(history_path)), "clean": clean},

@@ -1,8 +1,9 @@
 """The method zoo: every method registers itself under its config name."""
 
-from .registry import DataSpec, ZslMethod, build_method, list_methods, register
+from .registry import DataSpec, ZslMethod, build_artefact, build_method, list_methods, register, register_artefact
 
 # importing the modules registers their methods
 from . import dedn, msdn  # noqa: F401,E402
 
-__all__ = ["DataSpec", "ZslMethod", "build_method", "list_methods", "register"]
+__all__ = ["DataSpec", "ZslMethod", "build_artefact", "build_method", "list_methods", "register",
+           "register_artefact"]

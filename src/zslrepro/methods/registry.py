@@ -7,7 +7,7 @@ A method is an ``nn.Module`` subclass of :class:`ZslMethod`: it declares what it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
@@ -25,6 +25,7 @@ class DataSpec:
     seen: torch.Tensor            # (S,) long, seen class ids
     unseen: torch.Tensor          # (U,) long, unseen class ids
     input_shape: tuple[int, ...]  # (channels, H, W) of a feature map, or of an image
+    artefacts: dict = field(default_factory=dict)  # name -> file a pipeline step made (e.g. SGMA's channel groups)
 
     @property
     def num_classes(self) -> int:
@@ -44,7 +45,17 @@ class DataSpec:
 class ZslMethod(nn.Module):
     """Interface every registered method implements."""
 
-    consumes: ClassVar[str] = "features"  # or "images"
+    consumes: ClassVar[str] = "features"  # or "images"; an instance may decide from its config
+    stages: ClassVar[tuple[str, ...]] = ("main",)  # names its config's schedule.stages may use
+
+    def set_stage(self, name: str) -> None:
+        """Enter a training stage: which parameters learn and which losses count (default: all)."""
+        if name not in self.stages:
+            raise ConfigError(f"{type(self).__name__} has no training stage {name!r} (stages: {', '.join(self.stages)})")
+
+    def param_groups(self) -> list[dict]:
+        """Parameter groups for the optimiser, each with an ``lr_scale`` (default: one group)."""
+        return [{"params": list(self.parameters()), "lr_scale": 1.0}]
 
     def loss(self, outputs, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -76,3 +87,22 @@ def build_method(cfg: dict, spec: DataSpec) -> ZslMethod:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown method {name!r}; known: {', '.join(list_methods())}")
     return _REGISTRY[name](cfg, spec)
+
+
+_ARTEFACTS: dict[str, Callable] = {}
+
+
+def register_artefact(name: str):
+    """Register a builder of a pipeline artefact a method needs before training (its own rule)."""
+    def wrap(fn):
+        if name in _ARTEFACTS:
+            raise ValueError(f"artefact {name!r} registered twice")
+        _ARTEFACTS[name] = fn
+        return fn
+    return wrap
+
+
+def build_artefact(name: str, cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
+    if name not in _ARTEFACTS:
+        raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(sorted(_ARTEFACTS))}")
+    _ARTEFACTS[name](cfg, data_path, images_root, out, device)

@@ -1,44 +1,63 @@
-"""The training loop for feature-level methods, as the official scripts run it, made resumable.
+"""The training loop, for feature-level and image-level methods alike, made resumable.
 
-``niters = n_trainval * epochs // batch_size`` updates; after update ``i`` (0-based) with
-``i % eval_every == 0`` (``eval_every = niters // (epochs * evals_per_epoch)``) the model is
-evaluated on the test splits, which is what the authors' ("paper") protocol selects from. Each
+A run is a sequence of *stages* (one, ``main``, unless the config lists ``schedule.stages``; SGMA
+has four). A stage of ``epochs`` epochs makes ``n_train * epochs // batch_size`` updates, as the
+official scripts count them; every ``eval_every`` updates of an evaluated stage the model is scored
+on the split's test images, which is what the authors' ("paper") protocol selects from. Each
 evaluation appends a line to ``history.jsonl`` and writes ``checkpoint.pt`` atomically (model,
-optimiser, sampler and RNG states, history). A killed run started again resumes from it and ends
-with the same numbers as an uninterrupted run; a checkpoint of another config is ignored.
+optimiser, learning-rate schedule and RNG states, history). A killed run started again resumes
+from it and ends with the same numbers as an uninterrupted run; a checkpoint of another config is
+ignored.
+
+The index batches of the whole run are drawn up front from the config's sampler (so resuming needs
+no sampler state), then read from the source: a feature store, or images decoded by DataLoader
+workers. On CUDA the forward pass runs under bfloat16 autocast (``schedule.amp``); a batch can be
+split into ``schedule.accumulation_steps`` micro-batches whose gradients add up, for small GPUs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..config import config_digest
 from ..errors import ConfigError
 from ..evaluation.scoring import summarize, test_scores
-from ..features.store import FeatureStore
 from ..io import save_torch, write_jsonl
 from ..methods import DataSpec, build_method
 from .samplers import build_sampler
 from .seeding import restore_rng_state, rng_state, seed_everything
+from .sources import Split, make_split
 
 HALT_EXIT_CODE = 75  # exit status of a run halted on purpose by --halt-after-evals (tests)
 
 
-def data_spec(store: FeatureStore, cfg: dict) -> DataSpec:
-    att = torch.from_numpy(store.att).float()
+def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | None = None) -> DataSpec:
+    split = split or make_split(source, "test")
+    att = torch.as_tensor(np.asarray(source.att)).float()
     if cfg["clamp_negative_att"]:
         att = att.clamp_min(0.0)
-    return DataSpec(att=att, w2v=torch.from_numpy(store.w2v_att).float(),
-                    seen=torch.from_numpy(store.seen_classes).long(),
-                    unseen=torch.from_numpy(store.unseen_classes).long(), input_shape=store.shape)
+    return DataSpec(att=att, w2v=torch.as_tensor(np.asarray(source.w2v_att)).float(),
+                    seen=torch.as_tensor(split.seen_classes).long(),
+                    unseen=torch.as_tensor(split.unseen_classes).long(),
+                    input_shape=tuple(source.input_shape), artefacts=dict(artefacts or {}))
 
 
 def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+    """The config's optimiser over ``params``: tensors, or groups with an ``lr_scale``."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        groups = [{"params": [p for p in g["params"] if p.requires_grad], "lr": cfg["lr"] * g.get("lr_scale", 1.0)}
+                  for g in params]
+        params = [g for g in groups if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     if cfg["name"] == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg["lr"], alpha=cfg["alpha"], eps=cfg["eps"],
                                    weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
@@ -48,90 +67,180 @@ def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 
+def build_lr_schedule(cfg: dict, optimizer: torch.optim.Optimizer):
+    """Per-epoch learning-rate schedule: constant, step, or x factor on a training-loss plateau."""
+    if cfg["name"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["step_epochs"], gamma=cfg["factor"])
+    if cfg["name"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg["factor"],
+                                                          patience=cfg["patience"], min_lr=cfg["min_lr"])
+    return None
+
+
 def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def train(cfg: dict, store_path: str | Path, out_dir: str | Path, replicate: int = 0,
-          device: str | None = None, halt_after_evals: int | None = None, log=print) -> Path:
-    """Train one method on one dataset; returns the path of the final model file."""
+@dataclass
+class Stage:
+    name: str
+    first: int          # global index of its first update
+    updates: int
+    eval_every: int
+    evaluate: bool
+    lr_scale: float
+
+    @property
+    def end(self) -> int:
+        return self.first + self.updates
+
+
+def plan_stages(schedule: dict, n_train: int) -> list[Stage]:
+    specs = schedule.get("stages") or [{"name": "main", "epochs": schedule.get("epochs")}]
+    stages, first = [], 0
+    for spec in specs:
+        if not spec.get("epochs"):
+            raise ConfigError("schedule needs 'epochs' (or 'stages', each with its epochs)")
+        updates = max(1, n_train * spec["epochs"] // schedule["batch_size"])
+        every = max(1, updates // (spec["epochs"] * schedule["evals_per_epoch"]))
+        stages.append(Stage(spec["name"], first, updates, every, spec.get("evaluate", True),
+                            spec.get("lr_scale", 1.0)))
+        first += updates
+    return stages
+
+
+def _file_digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _forward_loss(model, x, y, accumulation: int, amp: bool, device: torch.device):
+    """Loss of one batch as ``accumulation`` micro-batches, gradients accumulated; returns the parts."""
+    parts_sum: dict[str, float] = {}
+    for xm, ym in zip(x.chunk(accumulation), y.chunk(accumulation)):
+        xm, ym = xm.to(device, non_blocking=True), ym.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, parts = model.loss(model(xm), ym)
+        (loss.float() * (len(xm) / len(x))).backward()
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v * len(xm) / len(x)
+    return parts_sum
+
+
+def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: str | None = None,
+          halt_after_evals: int | None = None, artefacts: dict | None = None, log=print) -> Path:
+    """Train one run of a method on one dataset; returns the path of the final model file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, history_path = out_dir / "checkpoint.pt", out_dir / "history.jsonl"
     device_ = pick_device(device)
     seed = cfg["seed"] + replicate
-    store = FeatureStore(store_path)
-    digest = config_digest({"config": cfg, "replicate": replicate, "store": store.spec})
+    split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
+    artefacts = dict(artefacts or {})
+    digest = config_digest({"config": cfg, "replicate": replicate, "source": source.spec,
+                            "split": split.digest_key(),
+                            "artefacts": {k: _file_digest(v) for k, v in sorted(artefacts.items())}})
 
     seed_everything(seed)
-    model = build_method(cfg, data_spec(store, cfg)).to(device_)
-    if model.consumes != "features":
-        raise ConfigError(f"method {cfg['method']} trains from images, not from a feature store")
-    optimizer = build_optimizer(cfg["optimizer"], model.parameters())
+    model = build_method(cfg, data_spec(source, cfg, split, artefacts)).to(device_)
+    if model.consumes != source.kind:
+        raise ConfigError(f"{cfg['method']} on {cfg['dataset']} (run {cfg['run']}) trains from "
+                          f"{model.consumes}, but its config gives {source.kind}")
     schedule = cfg["schedule"]
-    sampler = build_sampler(schedule, store.labels, store.trainval_loc, seed)
-    niters = len(store.trainval_loc) * schedule["epochs"] // schedule["batch_size"]
-    eval_every = max(1, niters // (schedule["epochs"] * schedule["evals_per_epoch"]))
-    labels = torch.from_numpy(store.labels)
-    start, history = 0, []
+    stages = plan_stages(schedule, len(split.trainval_loc))
+    total = stages[-1].end
+    sampler = build_sampler(schedule, split.labels, split.trainval_loc, seed)
+    plan = [sampler.next() for _ in range(total)]
+    iters_per_epoch = max(1, len(split.trainval_loc) // schedule["batch_size"])
+    amp = schedule["amp"] and device_.type == "cuda"
+    start, history, resumed = 0, [], None
 
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device_, weights_only=False)
         if ckpt.get("digest") == digest:
             model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            sampler.restore(ckpt["sampler"])
             restore_rng_state(ckpt["rng"])
-            start, history = ckpt["next_iter"], ckpt["history"]
-            log(f"resuming from {ckpt_path} at update {start} of {niters}")
+            start, history, resumed = ckpt["next_iter"], ckpt["history"], ckpt
+            log(f"resuming from {ckpt_path} at update {start} of {total}")
         else:
             log(f"ignoring {ckpt_path}: it belongs to another configuration")
 
-    log(f"{cfg['method']} on {cfg['dataset']}: {niters} updates, evaluation every {eval_every}, "
-        f"seed {seed}, device {device_}")
-    gamma = cfg["evaluation"]["gamma"]
+    log(f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {total} updates in "
+        f"{len(stages)} stage(s), seed {seed}, device {device_}, amp {amp}")
     evals_this_run, t0 = 0, time.time()
-    model.train()
-    for it in range(start, niters):
-        idx = sampler.next()
-        x = torch.from_numpy(store.read(idx)).to(device_, non_blocking=True)
-        y = labels[idx].to(device_)
-        loss, parts = model.loss(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if it % eval_every == 0:
-            row = {"update": it + 1, "epoch": round((it + 1) * schedule["batch_size"] / len(store.trainval_loc), 3),
-                   **parts, **summarize(test_scores(model, store, cfg["evaluation"]["batch_size"], device_),
-                                        store, gamma)}
-            history.append(row)
-            write_jsonl(history_path, history)
-            save_torch(ckpt_path, {"digest": digest, "model": model.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "sampler": sampler.state(),
-                                   "rng": rng_state(), "next_iter": it + 1, "history": history})
-            log(f"update {it + 1:6d}/{niters}  loss {parts['loss']:.4f}  T1 {row['T1']:.1f}  "
-                f"U {row['U']:.1f}  S {row['S']:.1f}  H {row['H']:.1f}  ({time.time() - t0:.0f}s)")
-            evals_this_run += 1
-            if halt_after_evals is not None and evals_this_run >= halt_after_evals:
-                store.close()
-                os._exit(HALT_EXIT_CODE)  # like a kill: no cleanup, no final files
+    for k, stage in enumerate(stages):
+        if start >= stage.end:
+            continue
+        model.set_stage(stage.name)
+        model.train()
+        optimizer = build_optimizer({**cfg["optimizer"], "lr": cfg["optimizer"]["lr"] * stage.lr_scale},
+                                    model.param_groups())
+        lr_schedule = build_lr_schedule(schedule["lr_schedule"], optimizer)
+        epoch_loss = [0.0, 0]
+        if resumed is not None and resumed.get("stage") == k:
+            optimizer.load_state_dict(resumed["optimizer"])
+            if lr_schedule is not None:
+                lr_schedule.load_state_dict(resumed["lr_schedule"])
+            epoch_loss = resumed["epoch_loss"]
+        first = max(start, stage.first)
+        log(f"stage {stage.name}: updates {stage.first + 1}-{stage.end}")
+        seeds = [seed * 100_003 + it for it in range(first, stage.end)]
+        batches = source.train_batches(plan[first:stage.end], seeds)
+        for it, (x, y) in zip(range(first, stage.end), batches):
+            optimizer.zero_grad(set_to_none=True)
+            parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
+            optimizer.step()
+            epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
+            local = it - stage.first
+            if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
+                if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    lr_schedule.step(epoch_loss[0] / epoch_loss[1])
+                else:
+                    lr_schedule.step()
+                epoch_loss = [0.0, 0]
+            evaluate = stage.evaluate and local % stage.eval_every == 0
+            if not (evaluate or it + 1 == stage.end):
+                continue
+            row = {"update": it + 1, "stage": stage.name,
+                   "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
+                   "lr": optimizer.param_groups[0]["lr"], **parts}
+            if evaluate:
+                scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
+                row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
+                history.append(row)
+                write_jsonl(history_path, history)
+            save_torch(ckpt_path, {
+                "digest": digest, "model": model.state_dict(), "stage": k,
+                "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
+                "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
+                "rng": rng_state(), "next_iter": it + 1, "history": history})
+            metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
+            log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
+                f"({time.time() - t0:.0f}s)")
+            if evaluate:
+                evals_this_run += 1
+                if halt_after_evals is not None and evals_this_run >= halt_after_evals:
+                    source.close()
+                    os._exit(HALT_EXIT_CODE)  # like a kill: no cleanup, no final files
+        resumed = None
 
     final = out_dir / "model.pt"
     write_jsonl(history_path, history)
     save_torch(final, {"method": cfg["method"], "dataset": cfg["dataset"], "config": cfg,
                        "replicate": replicate, "seed": seed, "model": model.state_dict(),
-                       "updates": niters})
-    store.close()
+                       "updates": total, "split": split.name, "artefacts": {k: str(v) for k, v in artefacts.items()}})
     ckpt_path.unlink(missing_ok=True)
     return final
 
 
-def load_trained(model_path: str | Path, store: FeatureStore, device: torch.device):
-    """Rebuild a method from its final model file, for evaluation."""
+def load_trained(model_path: str | Path, source, device: torch.device, overrides: dict | None = None):
+    """Rebuild a method from its final model file (config values optionally overridden), for evaluation."""
     saved = torch.load(model_path, map_location=device, weights_only=False)
     cfg = saved["config"]
-    model = build_method(cfg, data_spec(store, cfg)).to(device)
+    if overrides:
+        from ..config import apply_overrides
+        cfg = apply_overrides(cfg, overrides)
+    split = make_split(source, saved.get("split", "test"), cfg["tuning"]["holdout_fraction"])
+    model = build_method(cfg, data_spec(source, cfg, split)).to(device)  # artefacts live in the weights
     model.load_state_dict(saved["model"])
     model.eval()
-    return model, saved
-
+    return model, saved, cfg, split

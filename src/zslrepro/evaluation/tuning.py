@@ -1,0 +1,63 @@
+"""Choosing hyper-parameters on the validation classes, never on the test set.
+
+A method config's ``tuning`` section names a ``train_grid`` (each combination trains one model on
+the validation split: train_loc minus a held-out part as seen, val_loc as unseen) and an
+``eval_grid`` of test-time settings (each scored on every validation model, no retraining). The
+combination with the best validation ``metric`` becomes the overrides of the final run, written
+with every candidate's figures so the choice can be checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+from ..config import apply_overrides, grid_points
+from ..io import write_json
+from ..training.sources import open_source
+from ..training.trainer import load_trained, pick_device
+from .scoring import summarize, test_scores
+
+
+def select(cfg: dict, model_paths: list[str | Path], data_path: str | Path, out: str | Path,
+           images_root: str | Path | None = None, device: str | None = None) -> dict:
+    """Score every (train point, eval point) on the validation split; write and return the choice."""
+    device_ = pick_device(device)
+    train_points = grid_points(cfg["tuning"]["train_grid"])
+    eval_points = grid_points(cfg["tuning"]["eval_grid"])
+    if len(model_paths) != len(train_points):
+        raise ValueError(f"{len(train_points)} train-grid points but {len(model_paths)} models")
+    metric = cfg["tuning"]["metric"]
+    source = open_source(cfg, data_path, images_root)
+    candidates = []
+    try:
+        for k, model_path in enumerate(model_paths):
+            cache = {}
+            for ep in eval_points:
+                model_keys = {key: v for key, v in ep.items() if key != "evaluation.gamma"}
+                key = tuple(sorted(model_keys.items()))
+                if key not in cache:
+                    model, _, run_cfg, split = load_trained(model_path, source, device_, overrides=model_keys)
+                    cache = {key: (test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_),
+                                   run_cfg, split)}
+                    del model
+                scores, run_cfg, split = cache[key]
+                gamma = ep.get("evaluation.gamma", run_cfg["evaluation"]["gamma"])
+                candidates.append({"overrides": {**train_points[k], **ep}, "train_point": k,
+                                   **summarize(scores, split, gamma)})
+    finally:
+        source.close()
+    best = max(candidates, key=lambda c: (c[metric], c["T1"]))
+    result = {"method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "split": "validation",
+              "metric": metric, "selected": best["overrides"], "validation": {m: best[m] for m in ("T1", "U", "S", "H")},
+              "candidates": candidates}
+    write_json(out, result)
+    return result
+
+
+def apply_selection(cfg: dict, selected_path: str | Path) -> dict:
+    """The final run's config: the values chosen on the validation split override the file's."""
+    import json
+    chosen = json.loads(Path(selected_path).read_text())["selected"]
+    return apply_overrides(cfg, chosen)
+

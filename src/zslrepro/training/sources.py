@@ -1,0 +1,203 @@
+"""Where a method's inputs come from: a feature store, or the images themselves.
+
+Both sources give the trainer and the evaluation the same things: the dataset's class-level data
+(``att``, ``w2v_att``, class names), its :class:`Split`, training batches for a list of index
+batches, and test batches in order. The trainer does not know which it holds; a run's config
+decides (``feature_store`` for cached feature maps, ``images`` for end-to-end training).
+
+:class:`ImageSource` streams: a ``DataLoader`` with worker processes decodes and transforms each
+batch when it is needed, and nothing but the index (paths, labels) stays in memory. Training
+augmentation draws from a seed per (update, position in batch), so a batch is the same whichever
+worker makes it and however often the run is resumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from ..data.xlsa17 import IngestedDataset
+from ..errors import ConfigError, DatasetError
+from ..features.store import FeatureStore
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Split:
+    """Which images train and which test, and over which classes.
+
+    ``test`` is the benchmark's split (trainval / test_seen / test_unseen). ``validation`` is the
+    split for choosing hyper-parameters without looking at the test classes: the xlsa17 validation
+    classes (``val_loc``) play the unseen classes, and a held-out fraction of each training class's
+    ``train_loc`` images plays test_seen. Classes outside a split (the real unseen classes, in the
+    validation split) get no score: their columns are masked at evaluation.
+    """
+
+    name: str
+    labels: np.ndarray
+    trainval_loc: np.ndarray
+    test_seen_loc: np.ndarray
+    test_unseen_loc: np.ndarray
+    seen_classes: np.ndarray
+    unseen_classes: np.ndarray
+    num_classes: int
+
+    @property
+    def active_classes(self) -> np.ndarray:
+        return np.union1d(self.seen_classes, self.unseen_classes)
+
+    def digest_key(self) -> dict:
+        return {"split": self.name, "train": int(len(self.trainval_loc))}
+
+
+def make_split(data, name: str, holdout_fraction: float = 0.2, seed: int = 0) -> Split:
+    """The ``test`` or the ``validation`` split of a source's index arrays."""
+    labels = np.asarray(data.labels)
+    n_classes = len(data.class_names)
+    if name == "test":
+        return Split("test", labels, data.trainval_loc, data.test_seen_loc, data.test_unseen_loc,
+                     np.asarray(data.seen_classes), np.asarray(data.unseen_classes), n_classes)
+    if name != "validation":
+        raise ConfigError(f"unknown split {name!r} (test or validation)")
+    train_loc, val_loc = np.asarray(data.train_loc), np.asarray(data.val_loc)
+    if len(val_loc) == 0:
+        raise DatasetError("the dataset has no validation classes (val_loc is empty)")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels[train_loc]):
+        idx = train_loc[labels[train_loc] == c]
+        idx = idx[rng.permutation(len(idx))]
+        n_held = int(round(holdout_fraction * len(idx)))
+        held.append(idx[:n_held])
+        keep.append(idx[n_held:])
+    return Split("validation", labels, np.sort(np.concatenate(keep)), np.sort(np.concatenate(held)),
+                 val_loc, np.unique(labels[train_loc]), np.unique(labels[val_loc]), n_classes)
+
+
+class FeatureSource:
+    """Cached feature maps of a :class:`FeatureStore`."""
+
+    kind = "features"
+
+    def __init__(self, path: str | Path):
+        self.store = FeatureStore(path)
+        for key in ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
+                    "att", "w2v_att", "seen_classes", "unseen_classes", "class_names"):
+            setattr(self, key, getattr(self.store, key))
+        self.input_shape = self.store.shape
+        self.spec = self.store.spec
+
+    def train_batches(self, plan: list[np.ndarray], seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in plan:
+            yield torch.from_numpy(self.store.read(idx)), torch.from_numpy(self.labels[idx])
+
+    def iter_batches(self, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+        for _, feats in self.store.iter_batches(indices, batch_size):
+            yield torch.from_numpy(feats)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def train_transform(cfg: dict) -> transforms.Compose:
+    """Training augmentation of an image run (``images.train_augment``)."""
+    size, crop = cfg["resize"], cfg["crop"]
+    aug = cfg["train_augment"]
+    if aug == "random_resized_crop_flip":
+        steps = [transforms.RandomResizedCrop(crop), transforms.RandomHorizontalFlip()]
+    elif aug == "random_crop_flip":
+        steps = [transforms.Resize(size), transforms.RandomCrop(crop), transforms.RandomHorizontalFlip()]
+    else:  # none
+        steps = [transforms.Resize(size), transforms.CenterCrop(crop)]
+    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def test_transform(cfg: dict) -> transforms.Compose:
+    return transforms.Compose([transforms.Resize(cfg["test_resize"]), transforms.CenterCrop(cfg["crop"]),
+                               transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class ImageItems(Dataset):
+    """Images by index into the ingested dataset; an item is ``(image index, augmentation seed)``.
+
+    Each item seeds torch's generator before its random transform, so augmentation depends on the
+    seed only, not on which worker process draws it.
+    """
+
+    def __init__(self, root: Path, rel_paths: np.ndarray, labels: np.ndarray, transform):
+        self.root, self.rel_paths, self.labels, self.transform = root, rel_paths, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.rel_paths)
+
+    def __getitem__(self, item) -> tuple[torch.Tensor, int]:
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        path = self.root / str(self.rel_paths[i])
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+        except OSError as exc:
+            raise DatasetError(f"cannot read image {path}: {exc}") from None
+        if seed is None:
+            return self.transform(img), int(self.labels[i])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(img), int(self.labels[i])
+
+
+class ImageSource:
+    """Images of an ingested dataset, decoded on the fly by DataLoader workers."""
+
+    kind = "images"
+
+    def __init__(self, index_path: str | Path, images_root: str | Path, images_cfg: dict):
+        index = IngestedDataset.load(index_path)
+        self.root = Path(images_root)
+        if not self.root.is_dir():
+            raise DatasetError(f"image folder {self.root} does not exist; run the workflow's data phase first")
+        for key in ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
+                    "att", "w2v_att", "seen_classes", "unseen_classes", "class_names"):
+            setattr(self, key, getattr(index, key))
+        self.rel_paths = index.image_paths
+        self.cfg = images_cfg
+        self.input_shape = (3, images_cfg["crop"], images_cfg["crop"])
+        self.spec = {"index": index.name, "images": len(self.labels), **images_cfg}
+        self.spec.pop("num_workers", None)
+
+    def _loader(self, dataset: Dataset, batches) -> DataLoader:
+        workers = self.cfg["num_workers"]
+        return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), prefetch_factor=2 if workers else None)
+
+    def train_batches(self, plan: list[np.ndarray], seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        dataset = ImageItems(self.root, self.rel_paths, self.labels, train_transform(self.cfg))
+        batches = [[(int(i), int(s) * 1000 + k) for k, i in enumerate(idx)] for idx, s in zip(plan, seeds)]
+        for x, y in self._loader(dataset, batches):
+            yield x, y
+
+    def iter_batches(self, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+        dataset = ImageItems(self.root, self.rel_paths, self.labels, test_transform(self.cfg))
+        batches = [list(map(int, indices[s:s + batch_size])) for s in range(0, len(indices), batch_size)]
+        for x, _ in self._loader(dataset, batches):
+            yield x
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(cfg: dict, inputs: str | Path, images_root: str | Path | None = None):
+    """The source a run's config asks for: its feature store file, or the dataset index + images."""
+    if cfg.get("feature_store"):
+        return FeatureSource(inputs)
+    if images_root is None:
+        raise ConfigError(f"{cfg['method']} on {cfg['dataset']} trains from images: give the images folder")
+    return ImageSource(inputs, images_root, cfg["images"])
