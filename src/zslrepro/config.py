@@ -91,6 +91,12 @@ def method_schema(method: str) -> dict:
     return schema
 
 
+def method_artefacts(method: str) -> list[str]:
+    """Pipeline artefacts a method needs before training (its schema's ``x-artefacts``), each made
+    by a rule of its own, e.g. SGMA's k-means channel groups."""
+    return list(load_schema(f"method_{method}").get("x-artefacts", []))
+
+
 def load_dataset_config(path: str | Path) -> dict:
     return validate(read_yaml(path), load_schema("dataset"), str(path))
 

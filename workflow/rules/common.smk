@@ -7,7 +7,14 @@ from snakemake.utils import validate
 
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO / "src"))
-from zslrepro.config import load_dataset_config, load_method_config, run_config  # noqa: E402
+from zslrepro.config import (  # noqa: E402
+    grid_points,
+    load_dataset_config,
+    load_method_config,
+    method_artefacts,
+    run_config,
+    tuning_enabled,
+)
 from zslrepro.data.download import load_sources  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 
@@ -50,7 +57,7 @@ def _load_configs():
     except ZslError as exc:
         raise WorkflowError(str(exc)) from None
     for (method, name, run), cfg in runs.items():
-        if cfg["feature_store"] not in datasets[name]["feature_stores"]:
+        if cfg.get("feature_store") and cfg["feature_store"] not in datasets[name]["feature_stores"]:
             raise WorkflowError(
                 f"{CONFIG_DIR}/methods/{method}/{name}.yaml (run {run}) names the feature store "
                 f"{cfg['feature_store']!r}, which config/datasets/{name}.yaml does not define"
@@ -74,6 +81,7 @@ DOWNLOADS_FILE = CONFIG_DIR / "downloads.yaml"
 DOWNLOADS_LOCK = CONFIG_DIR / "downloads.lock.yaml"
 DOWNLOADS = load_sources(DOWNLOADS_FILE) if DOWNLOADS_FILE.exists() else {}
 DATASETS, RUN_CONFIGS = _load_configs()
+ARTEFACT_NAMES = {a for method in config["methods"] for a in method_artefacts(method)}
 
 
 wildcard_constraints:
@@ -83,6 +91,9 @@ wildcard_constraints:
     run="[a-z0-9_]+",
     store="[A-Za-z0-9_]+",
     rep=r"\d+",
+    point=r"\d+",
+    split="test|validation",
+    artefact="[a-z_]+",
 
 
 def dataset_config_file(wildcards):
@@ -145,10 +156,54 @@ def raw_dataset_files(wildcards):
     return files
 
 
-def feature_store_of(wildcards):
-    """The feature store a run's config names, for its dataset."""
-    store = RUN_CONFIGS[(wildcards.method, wildcards.dataset, wildcards.run)]["feature_store"]
-    return f"results/features/{wildcards.dataset}/{store}.h5"
+def run_config_of(wildcards):
+    return RUN_CONFIGS[(wildcards.method, wildcards.dataset, wildcards.run)]
+
+
+def run_data(wildcards):
+    """What a run reads: the feature store its config names, or the dataset index (image runs)."""
+    store = run_config_of(wildcards).get("feature_store")
+    if store:
+        return f"results/features/{wildcards.dataset}/{store}.h5"
+    return f"results/data/{wildcards.dataset}/index.npz"
+
+
+def images_flag(wildcards):
+    """--images-root for a run that trains from images (empty for feature-level runs)."""
+    if run_config_of(wildcards).get("feature_store"):
+        return ""
+    return f"--images-root {DATASETS[wildcards.dataset]['images_root']}"
+
+
+def run_dir(wildcards):
+    return f"results/runs/{wildcards.method}/{wildcards.dataset}/{wildcards.run}"
+
+
+def artefact_files(split):
+    """Input function: the pipeline artefacts a method declares (its schema's x-artefacts), per split."""
+    def files(wildcards):
+        return {
+            name: f"{run_dir(wildcards)}/artefacts/{split}/{name}.pt"
+            for name in method_artefacts(wildcards.method)
+        }
+    return files
+
+
+def artefact_flags(input):
+    names = [k for k in input.keys() if k in ARTEFACT_NAMES]
+    return " ".join(f"--artefact {name}={input[name]}" for name in names)
+
+
+def validation_models(wildcards):
+    points = grid_points(run_config_of(wildcards)["tuning"]["train_grid"])
+    return [f"{run_dir(wildcards)}/tuning/point{k}/model.pt" for k in range(len(points))]
+
+
+def selection_of(wildcards):
+    """The values chosen on the validation classes, for a run whose config has a tuning section."""
+    if tuning_enabled(run_config_of(wildcards)):
+        return {"selected": f"{run_dir(wildcards)}/tuning/selected.json"}
+    return {}
 
 
 def all_runs(pattern):
@@ -162,7 +217,9 @@ def all_runs(pattern):
 
 def all_feature_stores():
     stores = {
-        (dataset, cfg["feature_store"]) for (_, dataset, _), cfg in RUN_CONFIGS.items()
+        (dataset, cfg["feature_store"])
+        for (_, dataset, _), cfg in RUN_CONFIGS.items()
+        if cfg.get("feature_store")
     }
     return [f"results/features/{d}/{s}.h5" for d, s in sorted(stores)]
 

@@ -5,14 +5,17 @@ rule evaluate_run:
     input:
         model="results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
-        features=feature_store_of,
+        data=run_data,
     output:
         metrics="results/metrics/{method}/{dataset}/{run}/rep{rep}.json",
         curve="results/curves/{method}/{dataset}/{run}/rep{rep}.csv",
+    params:
+        images=images_flag,
     log:
         "logs/evaluate_run/{method}/{dataset}/{run}/rep{rep}.log",
     conda:
         "../envs/torch.yaml"
+    threads: 2
     shell:
         "python -m zslrepro evaluate --model {input.model} --history {input.history}"
-        " --features {input.features} --metrics {output.metrics} --curve {output.curve} > {log} 2>&1"
+        " --data {input.data} {params.images} --metrics {output.metrics} --curve {output.curve} > {log} 2>&1"

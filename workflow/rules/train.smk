@@ -1,13 +1,89 @@
-# Phase 3: training. A killed job resumes from results/runs/.../checkpoint.pt when run again.
+# Phase 3: training. A killed job resumes from its checkpoint.pt when run again.
+# A run reads its feature store, or (end-to-end methods) the dataset index and its images. Methods
+# that need an artefact first (SGMA's channel groups) get it from method_artefact; runs whose
+# config has a tuning section are trained with the values chosen on the validation classes.
+
+
+rule method_artefact:
+    input:
+        config=method_config_file,
+        data=run_data,
+    output:
+        "results/runs/{method}/{dataset}/{run}/artefacts/{split}/{artefact}.pt",
+    params:
+        images=images_flag,
+        split=lambda w: "--validation-point 0" if w.split == "validation" else "",
+    log:
+        "logs/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    shell:
+        "python -m zslrepro artefact --method-config {input.config} --run {wildcards.run}"
+        " --data {input.data} {params.images} {params.split} --name {wildcards.artefact}"
+        " --out {output} > {log} 2>&1"
+
+
+rule train_validation_point:
+    input:
+        unpack(artefact_files("validation")),
+        config=method_config_file,
+        data=run_data,
+    output:
+        model="results/runs/{method}/{dataset}/{run}/tuning/point{point}/model.pt",
+        history="results/runs/{method}/{dataset}/{run}/tuning/point{point}/history.jsonl",
+    params:
+        images=images_flag,
+        artefacts=lambda w, input: artefact_flags(input),
+    log:
+        "logs/train_validation_point/{method}/{dataset}/{run}/point{point}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    shell:
+        "python -m zslrepro train --method-config {input.config} --run {wildcards.run}"
+        " --validation-point {wildcards.point} --data {input.data} {params.images} {params.artefacts}"
+        ' --out-dir "$(dirname {output.model})" > {log} 2>&1'
+
+
+rule select_hyperparameters:
+    input:
+        config=method_config_file,
+        data=run_data,
+        models=validation_models,
+    output:
+        "results/runs/{method}/{dataset}/{run}/tuning/selected.json",
+    params:
+        images=images_flag,
+    log:
+        "logs/select_hyperparameters/{method}/{dataset}/{run}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    shell:
+        "python -m zslrepro tune --method-config {input.config} --run {wildcards.run}"
+        " --data {input.data} {params.images} --models {input.models} --out {output} > {log} 2>&1"
 
 
 rule train_method:
     input:
+        unpack(artefact_files("test")),
+        unpack(selection_of),
         config=method_config_file,
-        features=feature_store_of,
+        data=run_data,
     output:
         model="results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
+    params:
+        images=images_flag,
+        artefacts=lambda w, input: artefact_flags(input),
+        selected=lambda w, input: f"--selected {input.selected}" if "selected" in input.keys() else "",
     log:
         "logs/train_method/{method}/{dataset}/{run}/rep{rep}.log",
     benchmark:
@@ -18,6 +94,6 @@ rule train_method:
     resources:
         gpu=1,
     shell:
-        "python -m zslrepro train --method-config {input.config} --features {input.features}"
-        " --run {wildcards.run} --replicate {wildcards.rep}"
+        "python -m zslrepro train --method-config {input.config} --data {input.data} {params.images}"
+        " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep}"
         ' --out-dir "$(dirname {output.model})" > {log} 2>&1'

@@ -1,0 +1,371 @@
+"""SGMA: Semantic-Guided Multi-Attention localization (Zhu et al., NeurIPS'19), end to end from images.
+
+No official code exists; this follows ``shared/reference/sgma.md`` (its equation numbers and the 19
+ambiguities, each a config key: docs/methods/sgma.md). With Z = f_Conv(x) on the full-size image:
+
+    p      = GAP(Z)                                         channel descriptor      (Eq. 1)
+    a_i    = sigmoid(W2_i ReLU(W1_i p))                     channel weights, part i (Eq. 2)
+    M_i    = sigmoid(sum_c a_i[c] Z_c)                      attention map            (Eq. 3)
+    L_CPT  = mean_z (m_i^z - m~_i^z)^2,  m~_i a stop-gradient Gaussian at argmax M_i
+    L_DIV  = sum_z m_i^z max(0, max_{k!=i} m_k^z - mrg)
+    [t_x, t_y, t_s] = f_CNet_i(M_i);  V = boxcar(u; t_x, t_s) boxcar(v; t_y, t_s), logistic edges k
+    x_i    = zoom(x * V_i)                                  differentiable crop      (Eq. 8)
+    theta_b = GAP(VGG_b(input_b)),  b in {global, part 1..n}  (unshared trunks)
+    s_j    = sum_b theta_b^T W_b phi(j)                     late fusion              (Eq. 9)
+    L_CLS  = CE over seen classes of s;  L_CCT = triplet to learnable seen centres, margin 0.8 (Eq. 10)
+    score_u = s_u + gamma <phi_cct(x)^, C_u^>,  C_U = C_S B,  B = ridge(Phi_S -> Phi_U)     (inference)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .backbones import conv_trunk
+from .registry import DataSpec, ZslMethod, register, register_artefact
+
+
+def gaussian_peak_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The 'ideal concentrated' map of each map: a Gaussian of ``sigma`` cells at its argmax (no grad)."""
+    b, n, h, w = maps.shape
+    peak = maps.detach().flatten(2).argmax(-1)
+    py, px = (peak // w).float(), (peak % w).float()
+    ys = torch.arange(h, device=maps.device, dtype=torch.float32).view(1, 1, h, 1)
+    xs = torch.arange(w, device=maps.device, dtype=torch.float32).view(1, 1, 1, w)
+    d2 = (ys - py[..., None, None]) ** 2 + (xs - px[..., None, None]) ** 2
+    return torch.exp(-d2 / (2 * sigma ** 2))
+
+
+def compactness_loss(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """L_CPT summed over parts: mean over locations of (M_i - m~_i)^2, mean over the batch."""
+    ideal = gaussian_peak_maps(maps, sigma)
+    return ((maps - ideal) ** 2).flatten(2).mean(-1).sum(1).mean()
+
+
+def diversity_loss(maps: torch.Tensor, margin: float) -> torch.Tensor:
+    """L_DIV summed over parts: sum_z m_i^z max(0, max_{k != i} m_k^z - margin), mean over the batch.
+
+    Zero when the maps never overlap above the margin (disjoint parts)."""
+    n = maps.shape[1]
+    if n < 2:
+        return maps.new_zeros(())
+    others = torch.stack([torch.cat([maps[:, :i], maps[:, i + 1:]], 1).amax(1) for i in range(n)], 1)
+    return (maps * (others - margin).clamp_min(0)).flatten(2).sum(-1).sum(1).mean()
+
+
+def boxcar(coords: torch.Tensor, centre: torch.Tensor, side: torch.Tensor, k: float) -> torch.Tensor:
+    """h(u - c + s/2) - h(u - c - s/2) with the logistic h(u) = 1 / (1 + exp(-k u)): ~1 inside, ~0 outside."""
+    return torch.sigmoid(k * (coords - centre + side / 2)) - torch.sigmoid(k * (coords - centre - side / 2))
+
+
+def crop_and_zoom(images: torch.Tensor, boxes: torch.Tensor, out_size: int, k: float) -> torch.Tensor:
+    """Differentiable crop of square ``boxes`` (B x 3: t_x, t_y, t_s in pixels) zoomed to ``out_size``.
+
+    The box region is resampled (affine_grid + grid_sample) and multiplied by the boxcar mask V
+    evaluated at the sampled pixel positions, so gradients reach (t_x, t_y, t_s) through both.
+    """
+    b, _, h, w = images.shape
+    tx, ty, ts = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+    theta = torch.zeros(b, 2, 3, device=images.device, dtype=images.dtype)
+    theta[:, 0, 0] = ts / w
+    theta[:, 0, 2] = 2 * tx / w - 1
+    theta[:, 1, 1] = ts / h
+    theta[:, 1, 2] = 2 * ty / h - 1
+    grid = F.affine_grid(theta, [b, 3, out_size, out_size], align_corners=False)
+    u = (grid[..., 0] + 1) * w / 2   # sampled positions in pixel units of the input image
+    v = (grid[..., 1] + 1) * h / 2
+    mask = boxcar(u, tx.view(b, 1, 1), ts.view(b, 1, 1), k) * boxcar(v, ty.view(b, 1, 1), ts.view(b, 1, 1), k)
+    return F.grid_sample(images, grid, align_corners=False) * mask.unsqueeze(1)
+
+
+def boxcar_mask(size: int, boxes: torch.Tensor, k: float) -> torch.Tensor:
+    """V(u, v) over a size x size pixel grid, for inspection and tests (B x size x size)."""
+    coords = torch.arange(size, dtype=boxes.dtype, device=boxes.device) + 0.5
+    vx = boxcar(coords.view(1, 1, -1), boxes[:, 0, None, None], boxes[:, 2, None, None], k)
+    vy = boxcar(coords.view(1, -1, 1), boxes[:, 1, None, None], boxes[:, 2, None, None], k)
+    return vx * vy
+
+
+def ridge_coefficients(phi_seen: torch.Tensor, phi_other: torch.Tensor, lam: float) -> torch.Tensor:
+    """B = argmin ||Phi_O - Phi_S B||^2 + lam ||B||^2 = (Phi_S^T Phi_S + lam I)^-1 Phi_S^T Phi_O (S x O).
+
+    ``phi_*`` are class x d (rows are classes)."""
+    gram = phi_seen @ phi_seen.T
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return torch.linalg.solve(gram + lam * eye, phi_seen @ phi_other.T)
+
+
+def class_centre_triplet(emb: torch.Tensor, centres: torch.Tensor, target: torch.Tensor, margin: float,
+                         hardest: bool) -> torch.Tensor:
+    """L_CCT with L2-normalised embeddings and centres: hinge(margin + d(x, C_y) - d(x, C_k)), k != y.
+
+    ``target`` indexes rows of ``centres``; averaged over negatives (or the nearest one), then the batch."""
+    e, c = F.normalize(emb, dim=1), F.normalize(centres, dim=1)
+    d = torch.cdist(e, c) ** 2                                 # B x S squared distances in [0, 4]
+    pos = d.gather(1, target[:, None])
+    hinge = (margin + pos - d).clamp_min(0)
+    neg = torch.ones_like(d, dtype=torch.bool).scatter_(1, target[:, None], False)
+    if hardest:
+        return hinge.masked_fill(~neg, 0).amax(1).mean()
+    return (hinge * neg).sum(1).div(neg.sum(1).clamp_min(1)).mean()
+
+
+class ChannelAttention(nn.Module):
+    """Per part: a_i = sigmoid(W2_i ReLU(W1_i p)) and M_i = sigmoid(sum_c a_i[c] Z_c)."""
+
+    def __init__(self, channels: int, hidden: int, parts: int, normalise: str):
+        super().__init__()
+        self.fc1 = nn.ModuleList([nn.Linear(channels, hidden) for _ in range(parts)])
+        self.fc2 = nn.ModuleList([nn.Linear(hidden, channels) for _ in range(parts)])
+        self.normalise = normalise
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = z.mean((2, 3))
+        a = torch.stack([torch.sigmoid(f2(F.relu(f1(p)))) for f1, f2 in zip(self.fc1, self.fc2)], 1)  # B x n x C
+        logits = torch.einsum("bnc,bchw->bnhw", a, z)
+        if self.normalise == "mean":
+            logits = logits / a.sum(-1)[..., None, None]
+        elif self.normalise == "standardise":
+            flat = logits.flatten(2)
+            logits = (logits - flat.mean(-1)[..., None, None]) / (flat.std(-1)[..., None, None] + 1e-5)
+        return a, torch.sigmoid(logits)
+
+
+class BoxRegressor(nn.Module):
+    """f_CNet: two FC layers on a flattened attention map -> (t_x, t_y, t_s) in pixels of the image."""
+
+    def __init__(self, cells: int, hidden: int, image_size: int, side_range: tuple[float, float]):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(cells, hidden), nn.Linear(hidden, 3)
+        self.size, self.side_range = image_size, side_range
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        raw = torch.sigmoid(self.fc2(F.relu(self.fc1(m.flatten(1)))))
+        lo, hi = self.side_range
+        side = (lo + (hi - lo) * raw[:, 2]) * self.size
+        return torch.stack([raw[:, 0] * self.size, raw[:, 1] * self.size, side], 1)
+
+
+@register("sgma")
+class SGMA(ZslMethod):
+    consumes = "images"
+    stages = ("localizer_init", "attention", "features", "joint")
+
+    def __init__(self, cfg: dict, spec: DataSpec):
+        super().__init__()
+        m, self.lw = cfg["model"], cfg["loss"]
+        self.m = m
+        self.image_size = spec.input_shape[-1]
+        self.register_buffer("att", spec.att.clone())
+        self.register_buffer("seen", spec.seen.clone())
+        self.register_buffer("unseen", spec.unseen.clone())
+        seen_row = torch.full((spec.num_classes,), -1, dtype=torch.long)
+        seen_row[spec.seen] = torch.arange(len(spec.seen))
+        self.register_buffer("seen_row", seen_row)
+        n = m["parts"]
+
+        self.f_conv, channels = conv_trunk(m["attention_backbone"], init_offset=0)
+        self.attention = ChannelAttention(channels, m["attention_hidden"], n, m["attention_norm"])
+        with torch.no_grad():
+            h, w = self.f_conv.eval()(torch.zeros(1, 3, self.image_size, self.image_size)).shape[-2:]
+        self.f_conv.train()
+        self.map_size = (int(h), int(w))
+        self.cnets = nn.ModuleList([BoxRegressor(h * w, m["cnet_hidden"], self.image_size,
+                                                 tuple(m["box_side_range"])) for _ in range(n)])
+        trunks = [conv_trunk(m["feature_backbone"], init_offset=1 + b) for b in range(n + 1)]
+        if m["share_attention_backbone_with_global"]:
+            trunks[0] = (self.f_conv, channels)
+        self.trunks = nn.ModuleList([t for t, _ in trunks])
+        self.embeddings = nn.ModuleList([nn.Linear(c, spec.num_attributes, bias=False) for _, c in trunks])
+        self.centres = nn.Parameter(torch.randn(len(spec.seen), spec.num_attributes) * m["centre_init_std"])
+        self.register_buffer("indicators", torch.zeros(n, channels))
+        groups = spec.artefacts.get("channel_groups")
+        if groups is not None:
+            saved = torch.load(groups, map_location="cpu", weights_only=False)
+            if saved["indicators"].shape != self.indicators.shape:
+                raise ConfigError(f"{groups}: channel groups of shape {tuple(saved['indicators'].shape)}, "
+                                  f"expected {tuple(self.indicators.shape)}")
+            self.indicators.copy_(saved["indicators"])
+            if m["init_attention_backbone_from_grouping"] and saved.get("backbone") is not None:
+                self.f_conv.load_state_dict(saved["backbone"])
+        self.stage = "joint"
+
+    # ---- stages: which parts learn --------------------------------------------------------------
+    def set_stage(self, name: str) -> None:
+        super().set_stage(name)
+        self.stage = name
+        if name == "localizer_init" and not self.indicators.any():
+            raise ConfigError("SGMA's localizer_init stage needs the channel_groups artefact (k-means "
+                              "indicators); the workflow builds it (rule sgma_channel_groups)")
+        localiser = [self.attention, self.cnets]
+        trainable = {"localizer_init": localiser, "attention": [self.f_conv, self.attention],
+                     "features": [self.trunks, self.embeddings, self.centres],
+                     "joint": [self]}[name]
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for module in trainable:
+            for p in (module.parameters() if isinstance(module, nn.Module) else [module]):
+                p.requires_grad_(True)
+
+    # ---- forward --------------------------------------------------------------------------------
+    def localise(self, x: torch.Tensor):
+        z = self.f_conv(x)
+        a, maps = self.attention(z)
+        boxes = torch.stack([cnet(maps[:, i]) for i, cnet in enumerate(self.cnets)], 1)  # B x n x 3
+        return a, maps, boxes
+
+    def branch_embeddings(self, x: torch.Tensor, boxes: torch.Tensor) -> list[torch.Tensor]:
+        """W_b^T theta_b for the global image and each part (each B x d_sem)."""
+        size = self.m["part_size"]
+        inputs = [F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)]
+        inputs += [crop_and_zoom(x, boxes[:, i], size, self.m["boxcar_k"]) for i in range(boxes.shape[1])]
+        return [emb(trunk(inp).mean((2, 3))) for trunk, emb, inp in zip(self.trunks, self.embeddings, inputs)]
+
+    def class_scores(self, embs: list[torch.Tensor]) -> torch.Tensor:
+        """s_j = sum_b theta_b^T W_b phi(j), or its scaled-cosine variant (model.score)."""
+        if self.m["score"] == "cosine":
+            phi = F.normalize(self.att, dim=1)
+            return sum(self.m["cosine_scale"] * F.normalize(e, dim=1) @ phi.T for e in embs)
+        return sum(e @ self.att.T for e in embs)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        a, maps, boxes = self.localise(x)
+        out = {"a": a, "maps": maps, "boxes": boxes}
+        if self.stage in ("features", "joint"):
+            embs = self.branch_embeddings(x, boxes if self.stage == "joint" else boxes.detach())
+            out.update(scores=self.class_scores(embs), cct=sum(embs))
+        return out
+
+    # ---- losses ---------------------------------------------------------------------------------
+    def peak_boxes(self, maps: torch.Tensor) -> torch.Tensor:
+        """RA-CNN's initial box: a square of side ``box_init_side`` centred on each map's peak (pixels)."""
+        b, n, h, w = maps.shape
+        peak = maps.detach().flatten(2).argmax(-1)
+        cx = ((peak % w).float() + 0.5) * self.image_size / w
+        cy = ((peak // w).float() + 0.5) * self.image_size / h
+        side = torch.full_like(cx, self.m["box_init_side"] * self.image_size)
+        return torch.stack([cx, cy, side], -1)
+
+    def loss(self, out: dict, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        lw, parts = self.lw, {}
+        if self.stage == "localizer_init":
+            target = self.indicators.unsqueeze(0).expand_as(out["a"])
+            parts["indicator_l2"] = ((out["a"] - target) ** 2).sum(-1).mean()
+            parts["box_l2"] = ((out["boxes"] - self.peak_boxes(out["maps"])) / self.image_size).pow(2).sum(-1).mean()
+        else:
+            sigma = self.m["cpt_sigma_cells"]
+            if self.stage in ("attention", "joint"):
+                parts["cpt"] = compactness_loss(out["maps"], sigma)
+                parts["div"] = lw["lambda_div"] * diversity_loss(out["maps"], self.m["div_margin"])
+            if self.stage in ("features", "joint"):
+                rows = self.seen_row[labels]
+                parts["cls"] = lw["alpha_cls"] * F.cross_entropy(out["scores"][:, self.seen], rows)
+                parts["cct"] = lw["beta_cct"] * class_centre_triplet(
+                    out["cct"], self.centres, rows, self.m["cct_margin"], self.m["hardest_negative"])
+        total = sum(parts.values())
+        return total, {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+
+    # ---- inference ------------------------------------------------------------------------------
+    def all_centres(self) -> torch.Tensor:
+        """Learned centres for the seen classes; every other class's centre synthesised as C_S B."""
+        phi = F.normalize(self.att, dim=1)
+        centres = torch.zeros(self.att.shape[0], self.att.shape[1], device=self.att.device)
+        centres[self.seen] = self.centres.detach().float()
+        others = torch.nonzero(self.seen_row < 0).squeeze(1)
+        coef = ridge_coefficients(phi[self.seen].double(), phi[others].double(), self.m["ridge_lambda"])
+        centres[others] = (coef.T @ self.centres.detach().double()).float()
+        return centres
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, boxes = self.localise(x)
+        embs = self.branch_embeddings(x, boxes)
+        score = self.class_scores(embs).float()
+        if self.m["centre_weight"]:
+            centre_sim = F.normalize(sum(embs).float(), dim=1) @ F.normalize(self.all_centres(), dim=1).T
+            score = score + self.m["centre_weight"] * centre_sim
+        return score
+
+
+# ---- the channel-grouping artefact (reference section 2.2) -----------------------------------------
+
+def channel_peaks(trunk: nn.Module, batches, device: torch.device) -> np.ndarray:
+    """C x 2N matrix: per channel, the (x, y) of its peak response (in [0, 1]) on each image."""
+    rows = []
+    with torch.no_grad():
+        for x in batches:
+            z = trunk(x.to(device)).float()
+            b, c, h, w = z.shape
+            peak = z.flatten(2).argmax(-1)                               # B x C
+            xy = torch.stack([(peak % w).float() / max(w - 1, 1), (peak // w).float() / max(h - 1, 1)], -1)
+            rows.append(xy.permute(1, 0, 2).reshape(c, -1).cpu().numpy())   # C x 2B
+    return np.concatenate(rows, axis=1)
+
+
+def kmeans_indicators(peaks: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k x C one-hot cluster membership of the channels (k-means++ on the peak vectors, fixed seed)."""
+    from scipy.cluster.vq import kmeans2
+
+    _, assign = kmeans2(peaks.astype(np.float64), k, minit="++", seed=seed)
+    return np.eye(k, dtype=np.float32)[assign].T
+
+
+@register_artefact("channel_groups")
+def build_channel_groups(cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
+    """Stage A (optional seen-class fine-tuning of the attention trunk), then k-means indicators.
+
+    Uses only the run's training images (trainval, or the validation split's train part)."""
+    from ..io import save_torch
+    from ..training.seeding import seed_everything
+    from ..training.sources import ImageSource, make_split
+    from ..training.trainer import pick_device
+
+    device_ = pick_device(device)
+    m, grouping = cfg["model"], cfg["model"]["channel_grouping"]
+    seed_everything(cfg["seed"])
+    source = ImageSource(data_path, images_root, cfg["images"])
+    split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
+    trunk, channels = conv_trunk(m["attention_backbone"])
+    trunk = trunk.to(device_)
+    if grouping["pretrain_epochs"]:
+        _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device_)
+    trunk.eval()
+    idx = split.trainval_loc
+    if grouping["max_images"] and len(idx) > grouping["max_images"]:
+        idx = np.sort(np.random.default_rng(cfg["seed"]).choice(idx, grouping["max_images"], replace=False))
+    peaks = channel_peaks(trunk, source.iter_batches(idx, cfg["evaluation"]["batch_size"]), device_)
+    ind = kmeans_indicators(peaks, m["parts"], cfg["seed"])
+    save_torch(out, {"indicators": torch.from_numpy(ind), "cluster_sizes": ind.sum(1).tolist(),
+                     "images": int(len(idx)), "split": split.name,
+                     "backbone": ({k: v.cpu() for k, v in trunk.state_dict().items()}
+                                  if grouping["pretrain_epochs"] else None)})
+    print(f"channel groups over {len(idx)} images: cluster sizes {ind.sum(1).astype(int).tolist()}")
+
+
+def _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device) -> None:
+    """Stage A: conventional classification of the seen training classes (CE), SGD as configured."""
+    from ..training.samplers import IIDSampler
+
+    seen = np.unique(split.labels[split.trainval_loc])
+    row = {int(c): i for i, c in enumerate(seen)}
+    head = nn.Linear(channels, len(seen)).to(device)
+    params = list(trunk.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=grouping["lr"], momentum=cfg["optimizer"]["momentum"],
+                          weight_decay=cfg["optimizer"]["weight_decay"])
+    batch = cfg["schedule"]["batch_size"]
+    updates = max(1, len(split.trainval_loc) * grouping["pretrain_epochs"] // batch)
+    sampler = IIDSampler(split.trainval_loc, batch, cfg["seed"])
+    plan = [sampler.next() for _ in range(updates)]
+    trunk.train()
+    for i, (x, y) in enumerate(source.train_batches(plan, [cfg["seed"] * 7919 + i for i in range(updates)])):
+        target = torch.tensor([row[int(c)] for c in y], device=device)
+        loss = F.cross_entropy(head(trunk(x.to(device)).mean((2, 3))), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i % max(1, updates // 5) == 0 or i + 1 == updates:
+            print(f"stage A (seen-class CE) update {i + 1}/{updates}: loss {loss.item():.3f}")
+
