@@ -22,11 +22,17 @@ def test_shipped_dataset_configs_validate(path):
 @pytest.mark.parametrize("path", sorted((REPO / "config/methods").glob("*/*.yaml")) +
                          sorted((REPO / ".test/config/methods").glob("*/*.yaml")), ids=str)
 def test_shipped_method_configs_validate_and_name_a_store(path):
+    """Every run of a shipped config reads a store its dataset defines, or trains from images."""
     cfg = load_method_config(path)
     assert cfg["method"] == path.parent.name and cfg["dataset"] == path.stem
     ds = load_dataset_config(REPO / "config/datasets" / f"{path.stem}.yaml")
-    if path.is_relative_to(REPO / "config"):
-        assert cfg["feature_store"] in ds["feature_stores"]
+    for run in cfg["runs"]:
+        merged = run_config(cfg, run, source=str(path))
+        if merged.get("feature_store"):
+            if path.is_relative_to(REPO / "config"):
+                assert merged["feature_store"] in ds["feature_stores"]
+        else:
+            assert merged["images"]["crop"] > 0
 
 
 def test_every_registered_method_has_configs_for_every_dataset():

@@ -87,7 +87,7 @@ def test_tiny_workflow_through_slurm_equals_local_run(cluster, tmp_path):
     local = _workdir(tmp_path / "local")
     assert _snakemake(local, "--cores", "2").returncode == 0
     metrics = sorted(p.relative_to(local) for p in (local / "results/metrics").rglob("*.json"))
-    assert len(metrics) == 6
+    assert len(metrics) == 10
     for rel in metrics:
         assert (on_slurm / rel).read_bytes() == (local / rel).read_bytes(), rel
     assert (on_slurm / "results/tables/results.csv").read_bytes() == (local / "results/tables/results.csv").read_bytes()

@@ -45,9 +45,16 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert (tiny_workdir / "results/tables/results.tex").exists()
     assert list((tiny_workdir / "results/benchmarks/train_method").rglob("*.tsv"))
     bench = pd.read_csv(tiny_workdir / "results/tables/benchmarks.csv")
-    assert set(bench.rule) == {"extract_features", "train_method"} and len(bench) == 1 + 3 * 2
+    assert set(bench.rule) == {"extract_features", "train_method"} and len(bench) == 1 + 5 * 2
     assert (bench["peak RSS (MB)"] > 0).all()
-    for run in ("msdn/SYNTH/main", "dedn/SYNTH/gzsl", "dedn/SYNTH/zsl"):
+    for method in ("sgma", "drmn"):  # image runs: chosen on the validation classes, then trained
+        chosen = json.loads((tiny_workdir / f"results/runs/{method}/SYNTH/main/tuning/selected.json").read_text())
+        assert chosen["split"] == "validation" and len(chosen["candidates"]) == 2
+        saved = json.loads((tiny_workdir / f"results/metrics/{method}/SYNTH/main/rep0.json").read_text())
+        assert saved["split"] == "test" and saved["updates"] > 0
+    for split in ("test", "validation"):
+        assert (tiny_workdir / f"results/runs/sgma/SYNTH/main/artefacts/{split}/channel_groups.pt").exists()
+    for run in ("msdn/SYNTH/main", "dedn/SYNTH/gzsl", "dedn/SYNTH/zsl", "sgma/SYNTH/main", "drmn/SYNTH/main"):
         for kind in ("seen_unseen", "training"):
             assert (tiny_workdir / f"results/plots/{run}/{kind}.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -77,9 +84,9 @@ def test_report_holds_tables_curves_and_captions(tiny_workdir):
     assert b"MSDN (CVPR'22)" in table["content"] and b"Clean protocol" in table["content"]
     assert "mean per-class" in table["caption"]
     curves = [k for k in files if k.endswith("seen_unseen.png")]
-    assert len(curves) == 3 and all(files[k]["content"][:4] == b"\x89PNG" for k in curves)
+    assert len(curves) == 5 and all(files[k]["content"][:4] == b"\x89PNG" for k in curves)
     assert "AUSUC" in files[curves[0]]["caption"]
-    assert len([k for k in files if k.endswith("training.png")]) == 3
+    assert len([k for k in files if k.endswith("training.png")]) == 5
     assert "results/tables/benchmarks.html" in files
     assert re.search(r"regenerates the numbers", report.read_text())
 

@@ -128,7 +128,7 @@ def run_config(cfg: dict, run: str, source: str = "method config") -> dict:
     merged.pop("runs")
     merged["run"] = run
     merged["reports"] = [m for role, metrics in (("T1", ["T1"]), ("GZSL", ["U", "S", "H", "AUSUC"]))
-                         if cfg["report"][role] == run for m in metrics]
+                         if cfg["report"][role] == run or merged.get("table_row") for m in metrics]
     return merged
 
 

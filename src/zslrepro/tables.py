@@ -2,7 +2,8 @@
 with the paper's number and our delta beside each cell (blank where the paper gives none).
 
 A method trained as separate runs (e.g. DEDN's ZSL and GZSL runs) contributes to each column only
-from the run its config's ``report`` names (recorded as ``reports`` in each metrics file).
+from the run its config's ``report`` names (recorded as ``reports`` in each metrics file). A run
+with a ``table_row`` (a variant, e.g. DRMN on cached features) gets a row of its own.
 
 Writes ``results.csv`` (long form: one row per method, dataset, protocol and metric),
 ``results.md``, ``results.tex`` and ``results.html`` (one wide table per protocol).
@@ -41,15 +42,16 @@ def collect(metric_files: list[str | Path]) -> pd.DataFrame:
         for protocol, values in m["protocols"].items():
             for metric in (*METRICS, "AUSUC"):
                 if metric in values and metric in reported:
-                    rows.append({"method": m["method"], "dataset": m["dataset"], "protocol": protocol,
+                    rows.append({"method": m["method"], "variant": m.get("table_row") or "",
+                                 "dataset": m["dataset"], "protocol": protocol,
                                  "metric": metric, "run": m.get("run", "main"), "replicate": m["replicate"],
                                  "value": values[metric]})
-    return pd.DataFrame(rows, columns=["method", "dataset", "protocol", "metric", "run", "replicate", "value"])
+    return pd.DataFrame(rows, columns=["method", "variant", "dataset", "protocol", "metric", "run", "replicate", "value"])
 
 
 def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     """Mean, std and count over replicates, joined with the paper's numbers."""
-    grouped = runs.groupby(["method", "dataset", "protocol", "metric", "run"], sort=True)["value"]
+    grouped = runs.groupby(["method", "variant", "dataset", "protocol", "metric", "run"], sort=True)["value"]
     table = grouped.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count").reset_index()
 
     def paper_value(row):
@@ -76,9 +78,10 @@ def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
     sub = table[table.protocol == protocol]
     metrics = [m for m in (*METRICS, "AUSUC") if m in set(sub.metric)]
     rows = []
-    for (method, dataset), g in sub.groupby(["method", "dataset"], sort=True):
+    for (method, variant, dataset), g in sub.groupby(["method", "variant", "dataset"], sort=True):
         info = paper.get(method, {})
-        row = {"Method": info.get("title", method) + (f" [{info['label']}]" if info.get("label") else ""),
+        row = {"Method": info.get("title", method) + (f" [{info['label']}]" if info.get("label") else "")
+               + (f" — {variant}" if variant else ""),
                "Dataset": dataset, "n": int(g.n.max())}
         for metric in metrics:
             r = g[g.metric == metric]

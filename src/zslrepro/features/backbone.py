@@ -36,9 +36,53 @@ def load_torchvision(arch: str, weights: str | None, init_seed: int = 0) -> nn.M
         ) from None
 
 
-def build_backbone(arch: str, weights: str | None, layer: str = "layer4", init_seed: int = 0) -> nn.Sequential:
-    """``arch`` (a ResNet) up to the residual stage ``layer``, in eval mode; see :func:`load_torchvision`."""
+class ResNetStages(nn.Module):
+    """A ResNet's stem and residual stages up to the last requested one; returns each requested map."""
+
+    def __init__(self, net: nn.Module, taps: list[str]):
+        super().__init__()
+        unknown = [t for t in taps if t not in STAGES]
+        if unknown:
+            raise ConfigError(f"unknown ResNet stage(s) {unknown}; use {', '.join(STAGES)}")
+        self.taps = list(taps)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        last = max(STAGES.index(t) for t in taps)
+        self.stages = nn.ModuleDict({s: getattr(net, s) for s in STAGES[: last + 1]})
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x, out = self.stem(x), {}
+        for name, stage in self.stages.items():
+            x = stage(x)
+            out[name] = x
+        return [out[t] for t in self.taps]
+
+
+class MultiLevel(nn.Module):
+    """Several stages of one ResNet as one map: each earlier stage average-pooled to the last
+    stage's resolution, then all concatenated along channels (DRMN's cached multi-level input)."""
+
+    def __init__(self, stages: ResNetStages):
+        super().__init__()
+        self.stages = stages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pool_and_concat(self.stages(x))
+
+
+def pool_and_concat(maps: list[torch.Tensor]) -> torch.Tensor:
+    size = maps[-1].shape[-2:]
+    return torch.cat([m if m.shape[-2:] == size else nn.functional.adaptive_avg_pool2d(m, size) for m in maps], 1)
+
+
+def build_backbone(arch: str, weights: str | None, layer: str = "layer4", init_seed: int = 0,
+                   extra_layers: tuple[str, ...] = ()) -> nn.Module:
+    """``arch`` (a ResNet) up to the residual stage ``layer``, in eval mode; see :func:`load_torchvision`.
+
+    With ``extra_layers`` (earlier stages), their maps are pooled to ``layer``'s resolution and
+    concatenated before it (:class:`MultiLevel`)."""
     net = load_torchvision(arch, weights, init_seed)
+    if extra_layers:
+        return MultiLevel(ResNetStages(net, [*extra_layers, layer])).eval()
     children = [net.conv1, net.bn1, net.relu, net.maxpool]
     for stage in STAGES[: STAGES.index(layer) + 1]:
         children.append(getattr(net, stage))

@@ -62,7 +62,8 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = json.dumps({k: store_cfg[k] for k in sorted(store_cfg) if k not in ("batch_size", "num_workers", "amp")},
                       sort_keys=True)
-    net = build_backbone(store_cfg["arch"], store_cfg["weights"], store_cfg["layer"], store_cfg["init_seed"])
+    net = build_backbone(store_cfg["arch"], store_cfg["weights"], store_cfg["layer"], store_cfg["init_seed"],
+                         tuple(store_cfg["extra_layers"]))
     net = net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)

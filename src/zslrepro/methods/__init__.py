@@ -3,7 +3,7 @@
 from .registry import DataSpec, ZslMethod, build_artefact, build_method, list_methods, register, register_artefact
 
 # importing the modules registers their methods
-from . import dedn, msdn, sgma  # noqa: F401,E402
+from . import dedn, drmn, msdn, sgma  # noqa: F401,E402
 
 __all__ = ["DataSpec", "ZslMethod", "build_artefact", "build_method", "list_methods", "register",
            "register_artefact"]

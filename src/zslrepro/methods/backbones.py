@@ -6,31 +6,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..features.backbone import STAGES, load_torchvision
+from ..features.backbone import ResNetStages, load_torchvision
 
 # end of the vgg19.features slice for each tap: [:36] ends at relu5_4 (stride 16), [:37] at pool5 (stride 32)
 VGG_TAPS = {"relu5_4": 36, "pool5": 37, "relu4_4": 27, "relu3_4": 18}
-
-
-class ResNetStages(nn.Module):
-    """A ResNet's stem and residual stages up to the last requested one; returns each requested map."""
-
-    def __init__(self, net: nn.Module, taps: list[str]):
-        super().__init__()
-        unknown = [t for t in taps if t not in STAGES]
-        if unknown:
-            raise ConfigError(f"unknown ResNet stage(s) {unknown}; use {', '.join(STAGES)}")
-        self.taps = list(taps)
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        last = max(STAGES.index(t) for t in taps)
-        self.stages = nn.ModuleDict({s: getattr(net, s) for s in STAGES[: last + 1]})
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x, out = self.stem(x), {}
-        for name, stage in self.stages.items():
-            x = stage(x)
-            out[name] = x
-        return [out[t] for t in self.taps]
 
 
 def conv_trunk(cfg: dict, init_offset: int = 0) -> tuple[nn.Module, int]:

@@ -31,12 +31,17 @@ class ClassBalancedSampler:
     random images of each, drawn with replacement (MSDN's and DEDN's balanced sampler; on AWA2,
     40 seen classes, the effective batch is therefore 40)."""
 
-    def __init__(self, train_idx: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, train_idx: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                 images_per_class: int | None = None):
         train_idx = np.asarray(train_idx)
         classes = np.unique(labels[train_idx])
         self.per_class = [train_idx[labels[train_idx] == c] for c in classes]
-        self.n_classes = min(batch_size, len(classes))
-        self.per_draw = max(batch_size // len(classes), 1)
+        if images_per_class:  # episodic: batch_size // k classes x k images (GEM-ZSL, DRMN's R8)
+            self.n_classes = min(max(batch_size // images_per_class, 1), len(classes))
+            self.per_draw = images_per_class
+        else:
+            self.n_classes = min(batch_size, len(classes))
+            self.per_draw = max(batch_size // len(classes), 1)
         self.rng = np.random.default_rng(seed)
 
     def next(self) -> np.ndarray:
@@ -53,4 +58,4 @@ class ClassBalancedSampler:
 def build_sampler(schedule: dict, labels: np.ndarray, train_idx: np.ndarray, seed: int):
     if schedule["sampler"] == "iid":
         return IIDSampler(train_idx, schedule["batch_size"], seed)
-    return ClassBalancedSampler(train_idx, labels, schedule["batch_size"], seed)
+    return ClassBalancedSampler(train_idx, labels, schedule["batch_size"], seed, schedule.get("images_per_class"))

@@ -198,6 +198,9 @@ def open_source(cfg: dict, inputs: str | Path, images_root: str | Path | None = 
     """The source a run's config asks for: its feature store file, or the dataset index + images."""
     if cfg.get("feature_store"):
         return FeatureSource(inputs)
+    if not cfg.get("images"):
+        raise ConfigError(f"{cfg['method']} on {cfg['dataset']}: the config names neither a feature_store "
+                          "(cached features) nor an images section (end-to-end training)")
     if images_root is None:
         raise ConfigError(f"{cfg['method']} on {cfg['dataset']} trains from images: give the images folder")
     return ImageSource(inputs, images_root, cfg["images"])
