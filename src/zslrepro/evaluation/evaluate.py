@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ..io import atomic_path, read_jsonl, write_json
 from ..training.sources import open_source
@@ -17,7 +18,6 @@ def evaluate_run(model_path: str | Path, history_path: str | Path, data_path: st
                  metrics_out: str | Path, curve_out: str | Path, device: str | None = None,
                  images_root: str | Path | None = None) -> dict:
     device_ = pick_device(device)
-    import torch
     saved_cfg = torch.load(model_path, map_location="cpu", weights_only=False)["config"]
     source = open_source(saved_cfg, data_path, images_root)
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import config_digest
+from ..config import apply_overrides, config_digest
 from ..errors import ConfigError
 from ..evaluation.scoring import summarize, test_scores
 from ..io import save_torch, write_jsonl
@@ -237,7 +237,6 @@ def load_trained(model_path: str | Path, source, device: torch.device, overrides
     saved = torch.load(model_path, map_location=device, weights_only=False)
     cfg = saved["config"]
     if overrides:
-        from ..config import apply_overrides
         cfg = apply_overrides(cfg, overrides)
     split = make_split(source, saved.get("split", "test"), cfg["tuning"]["holdout_fraction"])
     model = build_method(cfg, data_spec(source, cfg, split)).to(device)  # artefacts live in the weights
