@@ -67,6 +67,12 @@ def train_on_fixed_batch(cfg: dict, store_path: Path, steps: int = 30, images: i
     x, y = next(source.train_batches([idx], [0]))
     source.close()
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
+    losses, parts = take_steps(model, optimizer, x, y, steps)
+    return model, losses, parts
+
+
+def take_steps(model, optimizer, x, y, steps: int):
+    """``steps`` optimiser steps of ``model``'s own loss on one batch; the losses and the last parts."""
     losses, parts = [], {}
     for _ in range(steps):
         loss, parts = model.loss(model(x), y)
@@ -74,4 +80,4 @@ def train_on_fixed_batch(cfg: dict, store_path: Path, steps: int = 30, images: i
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    return model, losses, parts
+    return losses, parts

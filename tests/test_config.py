@@ -109,3 +109,20 @@ def test_report_must_name_a_run(tmp_path):
     text = (REPO / "config/methods/msdn/CUB.yaml").read_text() + "report: {T1: zsl}\n"
     with pytest.raises(ConfigError, match="report.T1 names the run 'zsl'"):
         load_method_config(_write(tmp_path, text))
+
+
+def test_overrides_and_validation_points():
+    from zslrepro.config import apply_overrides, grid_points, validation_config
+    from zslrepro.errors import ConfigError
+
+    assert grid_points({}) == [{}]
+    assert grid_points({"b": [1, 2], "a": [3]}) == [{"a": 3, "b": 1}, {"a": 3, "b": 2}]
+    cfg = run_config(load_method_config(REPO / "config/methods/drmn/CUB.yaml"), "main")
+    point = validation_config(cfg, 3)
+    assert point["split"] == "validation" and point["run"] == "main"
+    assert (point["loss"]["lambda_cal"], point["loss"]["lambda_gc"]) == (0.3, 1.0)
+    assert apply_overrides(cfg, {"model.global_branch.beta": 0.5})["model"]["global_branch"]["beta"] == 0.5
+    with pytest.raises(ConfigError, match="no such key"):
+        apply_overrides(cfg, {"model.betta": 0.5})
+    with pytest.raises(ConfigError, match="beta"):
+        apply_overrides(cfg, {"model.global_branch.beta": 2.0})  # schema: beta in [0, 1]

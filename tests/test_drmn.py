@@ -21,7 +21,7 @@ from zslrepro.methods.drmn import (
 from zslrepro.training.sources import FeatureSource, ImageSource
 from zslrepro.training.trainer import build_optimizer, data_spec
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, take_steps
 
 CONFIG = TINY_CONFIG / "methods" / "drmn" / "SYNTH.yaml"
 
@@ -87,14 +87,7 @@ def test_sit_is_bypassed_at_test_unless_asked(tiny, cfg, batch):
 def _steps(model, x, y, steps=10, lr=1e-3):
     optimizer = build_optimizer({"name": "adam", "lr": lr, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
                                 model.param_groups())
-    losses = []
-    for _ in range(steps):
-        loss, parts = model.loss(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses, parts
+    return take_steps(model, optimizer, x, y, steps)
 
 
 def test_steps_on_synthetic_images_reduce_the_loss(tiny, cfg, batch):

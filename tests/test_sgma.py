@@ -24,7 +24,7 @@ from zslrepro.methods.sgma import (
 from zslrepro.training.sources import ImageSource
 from zslrepro.training.trainer import HALT_EXIT_CODE, build_optimizer, data_spec
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, take_steps
 
 CONFIG = TINY_CONFIG / "methods" / "sgma" / "SYNTH.yaml"
 
@@ -112,13 +112,7 @@ def test_steps_on_synthetic_images_reduce_the_loss_in_every_stage(tiny, cfg, gro
     for stage in ("localizer_init", "attention", "features", "joint"):
         model.set_stage(stage)
         optimizer = build_optimizer({**cfg["optimizer"], "lr": 0.005}, model.param_groups())
-        losses = []
-        for _ in range(8):
-            loss, _ = model.loss(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses, _ = take_steps(model, optimizer, x, y, 8)
         assert losses[-1] < losses[0], (stage, losses)
     with torch.no_grad():
         model.eval()

@@ -105,12 +105,7 @@ class DRMN(ZslMethod):
         m, self.lw = cfg["model"], cfg["loss"]
         self.m = m
         self.consumes = "features" if cfg.get("feature_store") else "images"
-        self.register_buffer("att", spec.att.clone())
-        self.register_buffer("seen", spec.seen.clone())
-        self.register_buffer("unseen", spec.unseen.clone())
-        seen_row = torch.full((spec.num_classes,), -1, dtype=torch.long)
-        seen_row[spec.seen] = torch.arange(len(spec.seen))
-        self.register_buffer("seen_row", seen_row)
+        self.register_class_buffers(spec)
         bb = m["backbone"]
         if self.consumes == "images":
             self.backbone = ResNetStages(load_torchvision(bb["arch"], bb["weights"], bb["init_seed"]), m["mff_stages"])

@@ -48,6 +48,16 @@ class ZslMethod(nn.Module):
     consumes: ClassVar[str] = "features"  # or "images"; an instance may decide from its config
     stages: ClassVar[tuple[str, ...]] = ("main",)  # names its config's schedule.stages may use
 
+    def register_class_buffers(self, spec: DataSpec) -> None:
+        """Buffers ``att``, ``seen``, ``unseen`` and ``seen_row`` (class id -> its row among the
+        seen classes, -1 for the others: CE targets over seen-class logits)."""
+        self.register_buffer("att", spec.att.clone())
+        self.register_buffer("seen", spec.seen.clone())
+        self.register_buffer("unseen", spec.unseen.clone())
+        seen_row = torch.full((spec.num_classes,), -1, dtype=torch.long)
+        seen_row[spec.seen] = torch.arange(len(spec.seen))
+        self.register_buffer("seen_row", seen_row)
+
     def set_stage(self, name: str) -> None:
         """Enter a training stage: which parameters learn and which losses count (default: all)."""
         if name not in self.stages:

@@ -159,12 +159,7 @@ class SGMA(ZslMethod):
         m, self.lw = cfg["model"], cfg["loss"]
         self.m = m
         self.image_size = spec.input_shape[-1]
-        self.register_buffer("att", spec.att.clone())
-        self.register_buffer("seen", spec.seen.clone())
-        self.register_buffer("unseen", spec.unseen.clone())
-        seen_row = torch.full((spec.num_classes,), -1, dtype=torch.long)
-        seen_row[spec.seen] = torch.arange(len(spec.seen))
-        self.register_buffer("seen_row", seen_row)
+        self.register_class_buffers(spec)
         n = m["parts"]
 
         self.f_conv, channels = conv_trunk(m["attention_backbone"], init_offset=0)
