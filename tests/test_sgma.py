@@ -153,3 +153,15 @@ def test_a_run_killed_mid_stage_resumes_to_the_same_result(tiny, groups, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
     stages = [row["stage"] for row in read_jsonl(tmp_path / "full/history.jsonl")]
     assert stages[0] == "features" and stages[-1] == "joint"
+
+
+def test_soft_argmax_box_centre_follows_the_attention_peak():
+    from zslrepro.methods.sgma import BoxRegressor
+
+    maps = torch.zeros(2, 8, 8)
+    maps[0, 1, 6] = 1.0   # peak at cell (x 6, y 1)
+    maps[1, 5, 2] = 1.0   # peak at cell (x 2, y 5)
+    boxes = BoxRegressor(64, 16, image_size=64, side_range=(0.25, 0.75), centre="soft_argmax",
+                         temperature=50.0)(maps)
+    assert torch.allclose(boxes[:, :2], torch.tensor([[6.5 * 8, 1.5 * 8], [2.5 * 8, 5.5 * 8]]), atol=0.5)
+    assert torch.all((boxes[:, 2] >= 16) & (boxes[:, 2] <= 48))

@@ -52,6 +52,8 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
         assert chosen["split"] == "validation" and len(chosen["candidates"]) == 2
         saved = json.loads((tiny_workdir / f"results/metrics/{method}/SYNTH/main/rep0.json").read_text())
         assert saved["split"] == "test" and saved["updates"] > 0
+    tuning = pd.read_csv(tiny_workdir / "results/tables/tuning.csv")
+    assert sorted(tuning.Method) == ["drmn", "sgma"] and (tuning.candidates == 2).all()
     for split in ("test", "validation"):
         assert (tiny_workdir / f"results/runs/sgma/SYNTH/main/artefacts/{split}/channel_groups.pt").exists()
     for run in ("msdn/SYNTH/main", "dedn/SYNTH/gzsl", "dedn/SYNTH/zsl", "sgma/SYNTH/main", "drmn/SYNTH/main"):

@@ -154,6 +154,13 @@ def cmd_tables(args) -> None:
     print("tables: " + ", ".join(str(p) for p in paths.values()))
 
 
+def cmd_tuning_table(args) -> None:
+    from .tables import render_tuning
+
+    paths = render_tuning(args.selected, args.out_dir)
+    print("tuning table: " + ", ".join(str(p) for p in paths.values()))
+
+
 def cmd_plots(args) -> None:
     from .plots import seen_unseen_figure, training_figure
 
@@ -258,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-results", required=True)
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("tuning-table", help="tabulate the hyper-parameters chosen on the validation classes")
+    p.add_argument("--selected", nargs="*", default=[], help="tune's selected.json files")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_tuning_table)
 
     p = sub.add_parser("plots", help="seen-unseen and training curves of one run (all replicates)")
     p.add_argument("--curves", nargs="+", required=True)

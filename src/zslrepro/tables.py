@@ -119,3 +119,28 @@ def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: s
     write_text(paths["html"], "\n".join(html))
     write_text(paths["tex"], "\n".join(tex))
     return paths
+
+
+def render_tuning(selected_files: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
+    """The values each tuned run chose on the validation classes, with their validation figures."""
+    rows = []
+    for f in selected_files:
+        s = json.loads(Path(f).read_text())
+        best = s["validation"]
+        rows.append({"Method": s["method"], "Dataset": s["dataset"], "Run": s["run"],
+                     "Chosen on validation classes": ", ".join(f"{k} = {v}" for k, v in sorted(s["selected"].items())),
+                     "by": s["metric"], "candidates": len(s["candidates"]),
+                     **{f"val {m}": round(best[m], 1) for m in METRICS}})
+    table = pd.DataFrame(rows)
+    out_dir = Path(out_dir)
+    paths = {ext: out_dir / f"tuning.{ext}" for ext in ("csv", "md", "html")}
+    legend = ("Hyper-parameters chosen on the validation split (train_loc minus a held-out part as seen, "
+              "val_loc as unseen classes), never on the test set; 'val' columns are validation figures, "
+              "not test results. Every candidate's figures: results/runs/<method>/<DS>/<run>/tuning/selected.json.")
+    write_text(paths["csv"], table.to_csv(index=False))
+    write_text(paths["md"], "\n".join(["# Hyper-parameters chosen on the validation classes", "",
+                                       table.to_markdown(index=False) if len(table) else "(no tuned run)", "",
+                                       legend, ""]))
+    write_text(paths["html"], (table.to_html(index=False, border=0) if len(table) else "<p>(no tuned run)</p>")
+               + f"<p>{legend}</p>")
+    return paths

@@ -250,6 +250,15 @@ def optional_word_vector_reports():
     ]
 
 
+def all_selections():
+    """The tuning choices of every run whose config has a tuning section."""
+    return [
+        f"results/runs/{method}/{dataset}/{run}/tuning/selected.json"
+        for (method, dataset, run), cfg in RUN_CONFIGS.items()
+        if tuning_enabled(cfg)
+    ]
+
+
 def all_metrics():
     """Metrics of every run of every method on every dataset, for every replicate."""
     return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json")

@@ -23,6 +23,25 @@ rule results_tables:
         ' --out-dir "$(dirname {output.csv})" > {log} 2>&1'
 
 
+rule tuning_table:
+    input:
+        all_selections(),
+    output:
+        csv=f"{TABLES_DIR}/tuning.csv",
+        md=f"{TABLES_DIR}/tuning.md",
+        html=report(
+            f"{TABLES_DIR}/tuning.html",
+            caption="../report/tuning.rst",
+            category="1. Results tables",
+        ),
+    log:
+        "logs/tuning_table.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        'python -m zslrepro tuning-table --selected {input} --out-dir "$(dirname {output.csv})" > {log} 2>&1'
+
+
 rule plot_run:
     input:
         curves=lambda wc: expand(

@@ -134,19 +134,35 @@ class ChannelAttention(nn.Module):
         return a, torch.sigmoid(logits)
 
 
-class BoxRegressor(nn.Module):
-    """f_CNet: two FC layers on a flattened attention map -> (t_x, t_y, t_s) in pixels of the image."""
+def soft_argmax(m: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Expected (x, y) cell position under softmax(temperature * m) over a map (B x h x w), in [0, 1]."""
+    b, h, w = m.shape
+    p = (temperature * m.flatten(1)).softmax(1).view(b, h, w)
+    xs = (torch.arange(w, device=m.device, dtype=p.dtype) + 0.5) / w
+    ys = (torch.arange(h, device=m.device, dtype=p.dtype) + 0.5) / h
+    return torch.stack([(p.sum(1) * xs).sum(1), (p.sum(2) * ys).sum(1)], 1)
 
-    def __init__(self, cells: int, hidden: int, image_size: int, side_range: tuple[float, float]):
+
+class BoxRegressor(nn.Module):
+    """f_CNet: two FC layers on a flattened attention map -> (t_x, t_y, t_s) in pixels of the image.
+
+    ``centre='soft_argmax'`` (a deviation, off by default) takes the box centre from the map's
+    soft-argmax instead of the FC output, keeping the side regressed: the centre then follows the
+    attention peak image by image while gradients still reach the map."""
+
+    def __init__(self, cells: int, hidden: int, image_size: int, side_range: tuple[float, float],
+                 centre: str = "regressed", temperature: float = 10.0):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(cells, hidden), nn.Linear(hidden, 3)
         self.size, self.side_range = image_size, side_range
+        self.centre, self.temperature = centre, temperature
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
         raw = torch.sigmoid(self.fc2(F.relu(self.fc1(m.flatten(1)))))
         lo, hi = self.side_range
         side = (lo + (hi - lo) * raw[:, 2]) * self.size
-        return torch.stack([raw[:, 0] * self.size, raw[:, 1] * self.size, side], 1)
+        centre = soft_argmax(m, self.temperature) if self.centre == "soft_argmax" else raw[:, :2]
+        return torch.stack([centre[:, 0] * self.size, centre[:, 1] * self.size, side], 1)
 
 
 @register("sgma")
@@ -169,7 +185,8 @@ class SGMA(ZslMethod):
         self.f_conv.train()
         self.map_size = (int(h), int(w))
         self.cnets = nn.ModuleList([BoxRegressor(h * w, m["cnet_hidden"], self.image_size,
-                                                 tuple(m["box_side_range"])) for _ in range(n)])
+                                                 tuple(m["box_side_range"]), m["box_centre"],
+                                                 m["soft_argmax_temperature"]) for _ in range(n)])
         trunks = [conv_trunk(m["feature_backbone"], init_offset=1 + b) for b in range(n + 1)]
         if m["share_attention_backbone_with_global"]:
             trunks[0] = (self.f_conv, channels)
