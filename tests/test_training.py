@@ -85,3 +85,20 @@ def test_replicates_differ_and_history_is_recorded(tiny, tmp_path):
     assert history[0]["update"] == 1 and len(history) == len(range(0, niters, max(1, niters // 3)))
     assert all(0 <= row["H"] <= 100 and set(row) >= {"T1", "U", "S", "H", "loss"} for row in history)
     assert any("seed 4" in line for line in logs)
+
+
+def test_tuning_trains_on_the_validation_split_and_picks_the_best_grid_point(tiny, tmp_path):
+    from zslrepro.config import apply_overrides, validation_config
+    from zslrepro.evaluation.tuning import select
+
+    cfg = apply_overrides(tiny.method_cfg, {"tuning.eval_grid": {"evaluation.gamma": [0.0, 2.0],
+                                                                 "model.fusion": [[0.9, 0.1], [0.5, 0.5]]}})
+    point = validation_config(cfg, 0)
+    model = train(point, FeatureSource(tiny.store_path), tmp_path / "val", device="cpu", log=lambda *_: None)
+    assert torch.load(model, weights_only=False)["split"] == "validation"
+    result = select(cfg, [model], tiny.store_path, tmp_path / "selected.json", device="cpu")
+    cands = result["candidates"]
+    assert len(cands) == 4 and [c["eval_point"] for c in cands] == [0, 1, 2, 3]
+    best = max(c["H"] for c in cands)
+    assert result["validation"]["H"] == best and result["selected"] == next(c for c in cands if c["H"] == best)["overrides"]
+    assert set(result["selected"]) == {"evaluation.gamma", "model.fusion"}

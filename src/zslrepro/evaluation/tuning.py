@@ -9,8 +9,8 @@ with every candidate's figures so the choice can be checked.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-
 
 from ..config import apply_overrides, grid_points
 from ..io import write_json
@@ -29,24 +29,25 @@ def select(cfg: dict, model_paths: list[str | Path], data_path: str | Path, out:
         raise ValueError(f"{len(train_points)} train-grid points but {len(model_paths)} models")
     metric = cfg["tuning"]["metric"]
     source = open_source(cfg, data_path, images_root)
+    # test-time settings other than gamma need the model rebuilt and rescored; gamma does not
+    by_model: dict[str, list[tuple[int, dict]]] = {}  # JSON of the model settings -> its eval points
+    for j, ep in enumerate(eval_points):
+        model_keys = {k: v for k, v in ep.items() if k != "evaluation.gamma"}
+        by_model.setdefault(json.dumps(model_keys, sort_keys=True), []).append((j, ep))
     candidates = []
     try:
         for k, model_path in enumerate(model_paths):
-            cache = {}
-            for ep in eval_points:
-                model_keys = {key: v for key, v in ep.items() if key != "evaluation.gamma"}
-                key = tuple(sorted(model_keys.items()))
-                if key not in cache:
-                    model, _, run_cfg, split = load_trained(model_path, source, device_, overrides=model_keys)
-                    cache = {key: (test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_),
-                                   run_cfg, split)}
-                    del model
-                scores, run_cfg, split = cache[key]
-                gamma = ep.get("evaluation.gamma", run_cfg["evaluation"]["gamma"])
-                candidates.append({"overrides": {**train_points[k], **ep}, "train_point": k,
-                                   **summarize(scores, split, gamma)})
+            for model_keys, points in by_model.items():
+                model, _, run_cfg, split = load_trained(model_path, source, device_, overrides=json.loads(model_keys))
+                scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
+                del model
+                for j, ep in points:
+                    gamma = ep.get("evaluation.gamma", run_cfg["evaluation"]["gamma"])
+                    candidates.append({"overrides": {**train_points[k], **ep}, "train_point": k, "eval_point": j,
+                                       **summarize(scores, split, gamma)})
     finally:
         source.close()
+    candidates.sort(key=lambda c: (c["train_point"], c["eval_point"]))  # grid order: ties go to the first
     best = max(candidates, key=lambda c: (c[metric], c["T1"]))
     result = {"method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "split": "validation",
               "metric": metric, "selected": best["overrides"], "validation": {m: best[m] for m in ("T1", "U", "S", "H")},
@@ -57,7 +58,6 @@ def select(cfg: dict, model_paths: list[str | Path], data_path: str | Path, out:
 
 def apply_selection(cfg: dict, selected_path: str | Path) -> dict:
     """The final run's config: the values chosen on the validation split override the file's."""
-    import json
     chosen = json.loads(Path(selected_path).read_text())["selected"]
     return apply_overrides(cfg, chosen)
 
