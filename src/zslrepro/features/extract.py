@@ -15,26 +15,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 from tqdm import tqdm
 
+from ..data.images import image_transform, load_rgb
 from ..data.xlsa17 import IngestedDataset
-from ..errors import DatasetError
 from .backbone import build_backbone
 from .store import META_KEYS, NAME_KEYS
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def image_transform(resize: int, crop: int) -> transforms.Compose:
-    """The official preprocessing: shorter side to ``resize``, centre crop, ImageNet normalisation."""
-    return transforms.Compose([
-        transforms.Resize(resize), transforms.CenterCrop(crop), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
 
 class ImageFiles(Dataset):
     """Images by path, converted to RGB (CUB and SUN contain greyscale and CMYK files)."""
@@ -46,12 +33,7 @@ class ImageFiles(Dataset):
         return len(self.rel_paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        path = self.root / str(self.rel_paths[i])
-        try:
-            with Image.open(path) as img:
-                return self.transform(img.convert("RGB"))
-        except OSError as exc:
-            raise DatasetError(f"cannot read image {path}: {exc}") from None
+        return self.transform(load_rgb(self.root / str(self.rel_paths[i])))
 
 
 def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, out: str | Path,

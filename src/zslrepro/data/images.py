@@ -1,0 +1,33 @@
+"""Reading dataset images and the ImageNet preprocessing, shared by feature extraction and by the
+methods that train from images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from torchvision import transforms
+
+from ..errors import DatasetError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_normalised_tensor() -> list:
+    return [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def image_transform(resize: int, crop: int) -> transforms.Compose:
+    """The official preprocessing: shorter side to ``resize``, centre crop, ImageNet normalisation."""
+    return transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop), *to_normalised_tensor()])
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """An image converted to RGB (CUB and SUN contain greyscale and CMYK files); one clear error
+    naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except OSError as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}") from None
