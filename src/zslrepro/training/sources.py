@@ -19,16 +19,17 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from ..data.images import image_transform, load_rgb, to_normalised_tensor
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ConfigError, DatasetError
 from ..features.store import FeatureStore
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# what both sources copy from their index: labels, splits and class-level data
+INDEX_KEYS = ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
+              "att", "w2v_att", "seen_classes", "unseen_classes", "class_names")
 
 
 @dataclass
@@ -90,8 +91,7 @@ class FeatureSource:
 
     def __init__(self, path: str | Path):
         self.store = FeatureStore(path)
-        for key in ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
-                    "att", "w2v_att", "seen_classes", "unseen_classes", "class_names"):
+        for key in INDEX_KEYS:
             setattr(self, key, getattr(self.store, key))
         self.input_shape = self.store.shape
         self.spec = self.store.spec
@@ -118,12 +118,11 @@ def train_transform(cfg: dict) -> transforms.Compose:
         steps = [transforms.Resize(size), transforms.RandomCrop(crop), transforms.RandomHorizontalFlip()]
     else:  # none
         steps = [transforms.Resize(size), transforms.CenterCrop(crop)]
-    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return transforms.Compose([*steps, *to_normalised_tensor()])
 
 
 def test_transform(cfg: dict) -> transforms.Compose:
-    return transforms.Compose([transforms.Resize(cfg["test_resize"]), transforms.CenterCrop(cfg["crop"]),
-                               transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return image_transform(cfg["test_resize"], cfg["crop"])
 
 
 class ImageItems(Dataset):
@@ -141,12 +140,7 @@ class ImageItems(Dataset):
 
     def __getitem__(self, item) -> tuple[torch.Tensor, int]:
         i, seed = item if isinstance(item, tuple) else (item, None)
-        path = self.root / str(self.rel_paths[i])
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-        except OSError as exc:
-            raise DatasetError(f"cannot read image {path}: {exc}") from None
+        img = load_rgb(self.root / str(self.rel_paths[i]))
         if seed is None:
             return self.transform(img), int(self.labels[i])
         with torch.random.fork_rng(devices=[]):
@@ -164,8 +158,7 @@ class ImageSource:
         self.root = Path(images_root)
         if not self.root.is_dir():
             raise DatasetError(f"image folder {self.root} does not exist; run the workflow's data phase first")
-        for key in ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
-                    "att", "w2v_att", "seen_classes", "unseen_classes", "class_names"):
+        for key in INDEX_KEYS:
             setattr(self, key, getattr(index, key))
         self.rel_paths = index.image_paths
         self.cfg = images_cfg
