@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from ..io import atomic_path, read_jsonl, write_json
 from ..training.sources import open_source
-from ..training.trainer import load_trained, pick_device
+from ..training.trainer import load_trained, pick_device, read_model_file
 from .protocols import clean_protocol, paper_protocol
 from .scoring import test_labels, test_scores
 
@@ -18,10 +17,10 @@ def evaluate_run(model_path: str | Path, history_path: str | Path, data_path: st
                  metrics_out: str | Path, curve_out: str | Path, device: str | None = None,
                  images_root: str | Path | None = None) -> dict:
     device_ = pick_device(device)
-    saved_cfg = torch.load(model_path, map_location="cpu", weights_only=False)["config"]
-    source = open_source(saved_cfg, data_path, images_root)
+    saved = read_model_file(model_path)
+    source = open_source(saved["config"], data_path, images_root)
     try:
-        model, saved, cfg, split = load_trained(model_path, source, device_)
+        model, cfg, split = load_trained(saved, source, device_)
         scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
         clean, curve = clean_protocol(scores, *test_labels(split), split.seen_classes, split.unseen_classes,
                                       cfg["evaluation"]["gamma"])

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import apply_overrides, grid_points
 from ..io import write_json
 from ..training.sources import open_source
-from ..training.trainer import load_trained, pick_device
+from ..training.trainer import load_trained, pick_device, read_model_file
 from .scoring import summarize, test_scores
 
 
@@ -37,8 +37,9 @@ def select(cfg: dict, model_paths: list[str | Path], data_path: str | Path, out:
     candidates = []
     try:
         for k, model_path in enumerate(model_paths):
+            saved = read_model_file(model_path)
             for model_keys, points in by_model.items():
-                model, _, run_cfg, split = load_trained(model_path, source, device_, overrides=json.loads(model_keys))
+                model, run_cfg, split = load_trained(saved, source, device_, overrides=json.loads(model_keys))
                 scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
                 del model
                 for j, ep in points:

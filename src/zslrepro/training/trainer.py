@@ -234,9 +234,13 @@ def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: st
     return final
 
 
-def load_trained(model_path: str | Path, source, device: torch.device, overrides: dict | None = None):
-    """Rebuild a method from its final model file (config values optionally overridden), for evaluation."""
-    saved = torch.load(model_path, map_location=device, weights_only=False)
+def read_model_file(model_path: str | Path) -> dict:
+    """A final model file (weights, config, split, seed), on the CPU."""
+    return torch.load(model_path, map_location="cpu", weights_only=False)
+
+
+def load_trained(saved: dict, source, device: torch.device, overrides: dict | None = None):
+    """Rebuild a method from a read model file (config values optionally overridden), for evaluation."""
     cfg = saved["config"]
     if overrides:
         cfg = apply_overrides(cfg, overrides)
@@ -244,4 +248,4 @@ def load_trained(model_path: str | Path, source, device: torch.device, overrides
     model = build_method(cfg, data_spec(source, cfg, split)).to(device)  # artefacts live in the weights
     model.load_state_dict(saved["model"])
     model.eval()
-    return model, saved, cfg, split
+    return model, cfg, split
