@@ -28,11 +28,17 @@ from .backbones import conv_trunk
 from .registry import DataSpec, ZslMethod, register, register_artefact
 
 
+def peak_cells(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) cell of each map's maximum (maps: ... x h x w), as floats, without gradient."""
+    w = maps.shape[-1]
+    peak = maps.detach().flatten(-2).argmax(-1)
+    return (peak % w).float(), (peak // w).float()
+
+
 def gaussian_peak_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """The 'ideal concentrated' map of each map: a Gaussian of ``sigma`` cells at its argmax (no grad)."""
     b, n, h, w = maps.shape
-    peak = maps.detach().flatten(2).argmax(-1)
-    py, px = (peak // w).float(), (peak % w).float()
+    px, py = peak_cells(maps)
     ys = torch.arange(h, device=maps.device, dtype=torch.float32).view(1, 1, h, 1)
     xs = torch.arange(w, device=maps.device, dtype=torch.float32).view(1, 1, 1, w)
     d2 = (ys - py[..., None, None]) ** 2 + (xs - px[..., None, None]) ** 2
@@ -254,10 +260,10 @@ class SGMA(ZslMethod):
     # ---- losses ---------------------------------------------------------------------------------
     def peak_boxes(self, maps: torch.Tensor) -> torch.Tensor:
         """RA-CNN's initial box: a square of side ``box_init_side`` centred on each map's peak (pixels)."""
-        b, n, h, w = maps.shape
-        peak = maps.detach().flatten(2).argmax(-1)
-        cx = ((peak % w).float() + 0.5) * self.image_size / w
-        cy = ((peak // w).float() + 0.5) * self.image_size / h
+        h, w = maps.shape[-2:]
+        px, py = peak_cells(maps)
+        cx = (px + 0.5) * self.image_size / w
+        cy = (py + 0.5) * self.image_size / h
         side = torch.full_like(cx, self.m["box_init_side"] * self.image_size)
         return torch.stack([cx, cy, side], -1)
 
@@ -311,8 +317,8 @@ def channel_peaks(trunk: nn.Module, batches, device: torch.device) -> np.ndarray
         for x in batches:
             z = trunk(x.to(device)).float()
             b, c, h, w = z.shape
-            peak = z.flatten(2).argmax(-1)                               # B x C
-            xy = torch.stack([(peak % w).float() / max(w - 1, 1), (peak // w).float() / max(h - 1, 1)], -1)
+            px, py = peak_cells(z)                                       # B x C each
+            xy = torch.stack([px / max(w - 1, 1), py / max(h - 1, 1)], -1)
             rows.append(xy.permute(1, 0, 2).reshape(c, -1).cpu().numpy())   # C x 2B
     return np.concatenate(rows, axis=1)
 
