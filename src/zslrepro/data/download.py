@@ -33,6 +33,7 @@ import yaml
 from torchvision.datasets.utils import extract_archive
 
 from ..errors import ConfigError, DatasetError
+from ..io import write_text
 
 CHUNK = 1 << 20
 
@@ -186,8 +187,7 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
                            "is 'extract_to' in config/downloads.yaml right for this archive?")
     if not expected_checksums(name, source, lock_path):
         record_sha256(lock_path, name, file_digests(archive)["sha256"])
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{name} extracted into {target}\n")
+    write_text(marker, f"{name} extracted into {target}\n")  # atomic: a marker is whole or absent
 
 
 def _merge(src: Path, dst: Path) -> None:
