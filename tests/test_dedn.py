@@ -29,7 +29,7 @@ def make(hidden=None, mal=True, seed=0, randomize=True):
                     unseen=torch.tensor([1, 4]), input_shape=(C, S, S))
     cfg = {"method": "dedn", "dataset": "T", "feature_store": "x",
            "model": {"map_size": S, "groups": {"p": GROUPS}, "partition": "p", "c_mix": 0.8, "e_mix": 0.9,
-                     "region_hidden": hidden, "test_bias": 1.0},
+                     "region_hidden": hidden, "logit_bias": 1.0},
            "loss": {"mal": mal, "margin_delta": 1.0, "margin_M": 3.0, "lambda_cal": 0.1, "distill_weight": 0.1,
                     "align_weight": 0.001, "eps": 1e-9}}
     model = build_method(cfg, spec)

@@ -17,7 +17,7 @@ def make(seed=0, **model):
     spec = DataSpec(att=torch.rand(C, A), w2v=torch.randn(A, DIM), seen=torch.tensor([0, 2, 3, 5]),
                     unseen=torch.tensor([1, 4]), input_shape=(D, H, W))
     cfg = {"method": "msdn",
-           "model": {"normalize_V": False, "fusion": [0.9, 0.1], "test_bias": 0.0, **model},
+           "model": {"normalize_V": False, "fusion": [0.9, 0.1], "logit_bias": 1.0, **model},
            "loss": {"lambda_cal": 0.1, "mu_distill": 0.001, "eps": 1e-8}}
     return build_method(cfg, spec), spec
 
@@ -37,11 +37,17 @@ def test_official_initialisation():
     assert names == {"V", "W_1", "W_2", "W_11", "W_21"}  # no dead W_3 / W_3_1
 
 
-def test_shapes_and_v2a_branch_is_zero_at_init():
-    m, _ = make()
+def unseen_sign(spec):
+    sign = torch.full((C,), -1.0)
+    sign[spec.unseen] = 1.0
+    return sign
+
+
+def test_shapes_and_v2a_branch_is_only_the_bias_at_init():
+    m, spec = make()
     l1, l2 = m(torch.rand(B, D, H, W))
     assert l1.shape == l2.shape == (B, C)
-    assert torch.count_nonzero(l2) == 0   # W_11 = 0
+    assert torch.equal(l2, unseen_sign(spec).expand(B, C))   # W_11 = 0: Z phi = 0, + the +-1 bias
 
 
 @pytest.mark.parametrize("normalize_V", [False, True])
@@ -53,19 +59,45 @@ def test_fused_forward_matches_official_equations(normalize_V):
     x = torch.rand(B, D, H, W)
     ours = m(x)
     ref = msdn_logits(m, x)
+    assert not torch.equal(m.bias, torch.zeros_like(m.bias))
     for a, b in zip(ours, ref):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_test_scores_fuse_and_bias():
-    m, spec = make(test_bias=1.0)
+def test_test_scores_fuse_the_biased_logits():
+    """Official test score: w1 (L1 + b) + w2 (L2 + b); the bias is in both packages' S_pp."""
+    m, spec = make(logit_bias=2.0)
     with torch.no_grad():
         m.W_11.normal_()
     x = torch.rand(B, D, H, W)
     l1, l2 = m(x)
-    sign = torch.full((C,), -1.0)
-    sign[spec.unseen] = 1.0
-    assert torch.allclose(m.scores(x), 0.9 * l1 + 0.1 * l2 + sign, atol=1e-6)
+    m0, _ = make(logit_bias=0.0)
+    m0.load_state_dict({k: v for k, v in m.state_dict().items() if k != "bias"}, strict=False)
+    r1, r2 = m0(x)
+    assert torch.allclose(l1, r1 + 2 * unseen_sign(spec), atol=1e-6)
+    assert torch.allclose(m.scores(x), 0.9 * r1 + 0.1 * r2 + 2 * unseen_sign(spec), atol=1e-5)
+
+
+def test_bias_reaches_calibration_and_distillation_but_not_cross_entropy():
+    """Hand-made logits: the official CE subtracts bias * mask; self-calibration and the
+    distillation term see the shifted logits."""
+    m, spec = make(logit_bias=1.0)
+    b = unseen_sign(spec)                                   # +1 on classes 1 and 4, -1 on 0, 2, 3, 5
+    raw_av = torch.zeros(1, C)
+    raw_va = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
+    y = torch.tensor([0])
+    _, parts = m.loss((raw_av + b, raw_va + b), y)
+    # CE on the raw logits: -log(1/6) and -log(1/(5 + e))
+    assert parts["ce"] == pytest.approx(math.log(6) + math.log(5 + math.e), rel=1e-6)
+    # self-calibration on the shifted logits: unseen mass 2e/(2e + 4/e) and (e^2 + e)/(e^2 + e + 4/e)
+    e = math.e
+    cal = -math.log(2 * e / (2 * e + 4 / e)) - math.log((e * e + e) / (e * e + e + 4 / e))
+    assert parts["calibration"] == pytest.approx(cal, rel=1e-6)
+    assert parts["calibration"] != pytest.approx(
+        (self_calibration(raw_av, spec.unseen) + self_calibration(raw_va, spec.unseen)).item(), rel=1e-3)
+    # distillation: the cubic L1 term is shift-invariant, the Jensen-Shannon term is not
+    assert parts["distill"] == pytest.approx(discrepancy(raw_av + b, raw_va + b).item(), rel=1e-6)
+    assert parts["distill"] != pytest.approx(discrepancy(raw_av, raw_va).item(), rel=1e-3)
 
 
 def test_loss_gradients_reach_every_trained_matrix():

@@ -120,7 +120,7 @@ class DEDN(ZslMethod):
         self.fexp = nn.ModuleList(DANParameters(spec.w2v[torch.tensor(g)], channels, height * width, hidden)
                                   for g in groups)
         self.register_buffer("Z", F.normalize(spec.att.float()[:, order], dim=1))
-        self.register_buffer("bias", model["test_bias"] * spec.unseen_sign())
+        self.register_buffer("bias", model["logit_bias"] * spec.unseen_sign())
         seen_mask = torch.zeros(spec.num_classes, dtype=torch.bool)
         seen_mask[spec.seen] = True
         self.register_buffer("seen_mask", seen_mask)

@@ -14,9 +14,12 @@ psi_i = v_i^T W_1 (sum_r a_ir u_r) is the official "score of the attribute-based
 summing a * s avoids materialising the B x A x D features. The four projections of U are one
 matmul (U @ [V W_1; V W_2; V W_11^T; V W_21]^T).
 
-Loss (per branch j): CE over all classes + lambda * self-calibration; plus mu * D(L1, L2), the
-semantic distillation (cubic-weighted L1 + Jensen-Shannon, gradients into both branches).
-Test: w1 L1 + w2 L2, plus the official +-bias on unseen/seen logits (0 in every released script).
+Logits (both sub-networks): L_j = Z psi_j + b, where b = +bias on unseen and -bias on seen classes
+(the official ``is_bias=True`` with the constructor's default bias = 1, which every released script
+uses). Loss (per branch j): CE(L_j - b) over all classes + lambda * self-calibration(L_j); plus
+mu * D(L1, L2), the semantic distillation (cubic-weighted L1 + Jensen-Shannon on the shifted
+logits, gradients into both branches). Only the cross-entropy removes the bias again.
+Test: w1 L1 + w2 L2, the bias included (the evaluation's calibrated-stacking gamma comes on top).
 
 Official initialisation: W_1 ~ N(0, 1); W_2, W_11, W_21 = 0; V = row-normalised word vectors.
 Dropped (dead in the official code): W_3, W_3_1, the attribute gate A_p and the unused outputs.
@@ -57,13 +60,13 @@ class MSDN(ZslMethod):
         self.W_21 = nn.Parameter(torch.zeros(dim, channels))      # V->A attribute attention
         self.register_buffer("Z", F.normalize(spec.att.float(), dim=1))
         self.register_buffer("unseen", spec.unseen.clone())
-        self.register_buffer("test_bias", model["test_bias"] * spec.unseen_sign())
+        self.register_buffer("bias", model["logit_bias"] * spec.unseen_sign())  # +b unseen, -b seen
 
     def semantic_vectors(self) -> torch.Tensor:
         return F.normalize(self.V, dim=1) if self.normalize_V else self.V
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class logits (B x C) of the A->V and the V->A sub-networks."""
+        """Class logits (B x C) of the A->V and the V->A sub-networks, each with the +-bias added."""
         U = normalized_regions(x)
         V = self.semantic_vectors()
         n_att = V.shape[0]
@@ -71,11 +74,11 @@ class MSDN(ZslMethod):
         s, e, t, g = (U @ projections.T).split(n_att, dim=-1)  # each B x R x A
         psi = (torch.softmax(e, dim=1) * s).sum(1)  # attention over regions (dim R)
         phi = (torch.softmax(g, dim=2) * t).sum(1)  # attention over attributes (dim A)
-        return psi @ self.Z.T, phi @ self.Z.T
+        return psi @ self.Z.T + self.bias, phi @ self.Z.T + self.bias
 
     def loss(self, outputs, labels):
         logits_av, logits_va = outputs
-        ce = F.cross_entropy(logits_av, labels) + F.cross_entropy(logits_va, labels)
+        ce = F.cross_entropy(logits_av - self.bias, labels) + F.cross_entropy(logits_va - self.bias, labels)
         cal = self_calibration(logits_av, self.unseen) + self_calibration(logits_va, self.unseen)
         distill = discrepancy(logits_av, logits_va, self.eps)
         total = ce + self.lambda_cal * cal + self.mu_distill * distill
@@ -83,4 +86,4 @@ class MSDN(ZslMethod):
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         logits_av, logits_va = self(x)
-        return self.w1 * logits_av + self.w2 * logits_va + self.test_bias
+        return self.w1 * logits_av + self.w2 * logits_va

@@ -25,7 +25,7 @@ def msdn_logits(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.einsum("bfr,fv,iv->bri", U, model.W_11, V)
     alpha = torch.softmax(torch.einsum("iv,vf,bfr->bir", V, model.W_21, U), dim=1)
     phi = torch.einsum("bir,bri->bi", alpha, t)
-    return psi @ model.Z.T, phi @ model.Z.T
+    return psi @ model.Z.T + model.bias, phi @ model.Z.T + model.bias  # official: + bias * mask_bias
 
 
 def dan_scores(F_bcr: torch.Tensor, dan) -> tuple[torch.Tensor, torch.Tensor]:
