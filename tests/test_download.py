@@ -23,6 +23,7 @@ from zslrepro.config import load_dataset_config
 from zslrepro.data.download import fetch, file_digests, install, read_lock
 from zslrepro.data.xlsa17 import ingest, write_xlsa17
 from zslrepro.errors import DatasetError
+from zslrepro.training.sources import make_split
 
 REPO = Path(__file__).resolve().parents[1]
 N_ATT = 6
@@ -58,7 +59,8 @@ def build(dataset: str, root: Path) -> dict[str, Path]:
     labels = np.array(labels)
     att = np.abs(np.random.default_rng(0).normal(size=(N_ATT, 4)))
     splits = {"trainval_loc": [0, 1, 3, 4, 6, 7], "test_seen_loc": [2, 5, 8], "test_unseen_loc": [9, 10, 11],
-              "train_loc": [0, 1, 3, 4], "val_loc": [6, 7]}
+              # as in the real release: every image of the train / validation classes, test_seen included
+              "train_loc": [0, 1, 2, 3, 4, 5], "val_loc": [6, 7, 8]}
     xdir = root / "build/xlsa17/data" / dataset
     write_xlsa17(xdir, image_files, labels, splits, att / np.linalg.norm(att, axis=0), att * 100,
                  [f.split("/")[-1] for f in folders])
@@ -152,6 +154,10 @@ def test_download_verify_extract_ingest(dataset, tmp_path):
     if dataset == "SUN":
         assert ds.image_paths[3] == "p/poolroom/home/home_10001.jpg"
     assert ds.labels.dtype == np.int64 and ds.trainval_loc.tolist() == [0, 1, 3, 4, 6, 7]
+    # the validation split leaves out the test_seen images that train_loc / val_loc carry
+    split = make_split(ds, "validation", holdout_fraction=0.5)
+    used = np.concatenate([split.trainval_loc, split.test_seen_loc, split.test_unseen_loc])
+    assert split.dropped_test_images == 3 and sorted(used.tolist()) == [0, 1, 3, 4, 6, 7]
 
 
 def test_later_download_must_match_the_recorded_checksum(tmp_path):

@@ -43,4 +43,34 @@ def test_validation_split_uses_validation_classes_as_unseen_and_never_test_image
     assert not set(split.unseen_classes) & set(source.unseen_classes)
     assert not set(split.trainval_loc) & set(split.test_seen_loc)
     assert set(labels[split.test_seen_loc]) == set(split.seen_classes)
+    # the synthetic release, like the real one, lists test_seen images in train_loc / val_loc
+    listed = np.concatenate([source.train_loc, source.val_loc])
+    assert np.isin(source.test_seen_loc, listed).all()
+    assert split.dropped_test_images == len(source.test_seen_loc)
     source.close()
+
+
+def test_no_test_image_reaches_tuning(tiny, tmp_path, monkeypatch):
+    """Every feature row read by a validation-point training and by the selection among the
+    validation models is a trainval image."""
+    from zslrepro.config import apply_overrides, validation_config
+    from zslrepro.evaluation.tuning import select
+    from zslrepro.features.store import FeatureStore
+    from zslrepro.training.trainer import train
+
+    read_rows: list[np.ndarray] = []
+    original = FeatureStore.read
+
+    def recording_read(self, indices):
+        read_rows.append(np.asarray(indices).copy())
+        return original(self, indices)
+
+    monkeypatch.setattr(FeatureStore, "read", recording_read)
+    cfg = apply_overrides(tiny.method_cfg, {"tuning.eval_grid": {"evaluation.gamma": [0.0, 1.0]},
+                                            "schedule.epochs": 1})
+    model = train(validation_config(cfg, 0), FeatureSource(tiny.store_path), tmp_path / "val",
+                  device="cpu", log=lambda *_: None)
+    select(cfg, [model], tiny.store_path, tmp_path / "selected.json", device="cpu")
+    rows = np.concatenate(read_rows)
+    assert len(rows) and np.isin(rows, tiny.index.trainval_loc).all()
+    assert not np.isin(rows, np.concatenate([tiny.index.test_seen_loc, tiny.index.test_unseen_loc])).any()

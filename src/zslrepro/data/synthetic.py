@@ -210,8 +210,11 @@ def generate(spec: SyntheticSpec, out: str | Path) -> dict:
         test_seen.extend(idx[:n_test])
         trainval.extend(idx[n_test:])
     trainval = np.sort(trainval)
-    val_loc = trainval[np.isin(labels_arr[trainval], val_classes)]
-    train_loc = trainval[~np.isin(labels_arr[trainval], val_classes)]
+    # As in the real xlsa17 release, train_loc / val_loc hold *every* image of the train / validation
+    # classes, test_seen images included (the consumer must drop those: training/sources.make_split).
+    seen_images = np.flatnonzero(~unseen[labels_arr])
+    val_loc = seen_images[np.isin(labels_arr[seen_images], val_classes)]
+    train_loc = seen_images[~np.isin(labels_arr[seen_images], val_classes)]
 
     xdir = out / "xlsa17" / "data" / "SYNTH"
     write_xlsa17(xdir, image_files, labels_arr,

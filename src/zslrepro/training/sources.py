@@ -51,6 +51,7 @@ class Split:
     seen_classes: np.ndarray
     unseen_classes: np.ndarray
     num_classes: int
+    dropped_test_images: int = 0  # validation split: train_loc/val_loc images left out as test images
 
     @property
     def active_classes(self) -> np.ndarray:
@@ -69,7 +70,7 @@ def make_split(data, name: str, holdout_fraction: float = 0.2, seed: int = 0) ->
                      np.asarray(data.seen_classes), np.asarray(data.unseen_classes), n_classes)
     if name != "validation":
         raise ConfigError(f"unknown split {name!r} (test or validation)")
-    train_loc, val_loc = np.asarray(data.train_loc), np.asarray(data.val_loc)
+    train_loc, val_loc, dropped = validation_locs(data)
     if len(val_loc) == 0:
         raise DatasetError("the dataset has no validation classes (val_loc is empty)")
     rng = np.random.default_rng(seed)
@@ -81,7 +82,22 @@ def make_split(data, name: str, holdout_fraction: float = 0.2, seed: int = 0) ->
         held.append(idx[:n_held])
         keep.append(idx[n_held:])
     return Split("validation", labels, np.sort(np.concatenate(keep)), np.sort(np.concatenate(held)),
-                 val_loc, np.unique(labels[train_loc]), np.unique(labels[val_loc]), n_classes)
+                 val_loc, np.unique(labels[train_loc]), np.unique(labels[val_loc]), n_classes,
+                 dropped_test_images=dropped)
+
+
+def validation_locs(data) -> tuple[np.ndarray, np.ndarray, int]:
+    """``train_loc`` and ``val_loc`` restricted to ``trainval_loc``, and how many were dropped.
+
+    In the real xlsa17 release train_loc and val_loc hold every image of the train and validation
+    classes, so together they cover trainval *and* test_seen (e.g. CUB 5,875 + 2,946 = 7,057 + 1,764).
+    Used as they are, hyper-parameter selection would train and score on test_seen images of the
+    final run; keeping only trainval images makes the validation split disjoint from every test set.
+    """
+    trainval = np.asarray(data.trainval_loc)
+    train_loc, val_loc = np.asarray(data.train_loc), np.asarray(data.val_loc)
+    train_kept, val_kept = train_loc[np.isin(train_loc, trainval)], val_loc[np.isin(val_loc, trainval)]
+    return train_kept, val_kept, int(len(train_loc) - len(train_kept) + len(val_loc) - len(val_kept))
 
 
 class FeatureSource:

@@ -168,6 +168,9 @@ def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: st
 
     log(f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {total} updates in "
         f"{len(stages)} stage(s), seed {seed}, device {device_}, amp {amp}")
+    if split.dropped_test_images:
+        log(f"validation split: {split.dropped_test_images} train_loc/val_loc images are test images "
+            f"(not in trainval_loc) and were left out")
     evals_this_run, t0 = 0, time.time()
     for k, stage in enumerate(stages):
         if start >= stage.end:
