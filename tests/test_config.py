@@ -29,6 +29,7 @@ def test_shipped_method_configs_validate_and_name_a_store(path):
     for run in cfg["runs"]:
         merged = run_config(cfg, run, source=str(path))
         if merged.get("feature_store"):
+            assert merged["schedule"]["amp"] is False   # feature level: float32, as the official code
             if path.is_relative_to(REPO / "config"):
                 assert merged["feature_store"] in ds["feature_stores"]
         else:

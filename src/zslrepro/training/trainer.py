@@ -11,9 +11,10 @@ ignored.
 
 The index batches of the whole run are drawn up front from the config's sampler (so resuming needs
 no sampler state), then read from the source: a feature store, or images decoded by DataLoader
-workers. On CUDA the forward pass runs under bfloat16 autocast (``schedule.amp``); a batch can be
-split into ``schedule.accumulation_steps`` micro-batches whose gradients add up, for small GPUs
-(the gradient of a per-image mean loss is then the same; BatchNorm statistics and terms that mix
+workers. Training is float32 unless ``schedule.amp`` asks for bfloat16 autocast on CUDA (the
+end-to-end image configs do, to fit; the feature-level methods train in float32 as their official
+code does); a batch can be split into ``schedule.accumulation_steps`` micro-batches whose gradients
+add up, for small GPUs (the gradient of a per-image mean loss is then the same; BatchNorm statistics and terms that mix
 the images of a batch, such as DRMN's cross-image SIT, see the micro-batch instead).
 """
 
