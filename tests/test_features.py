@@ -101,3 +101,40 @@ def test_chunked_store_is_read_through_h5py(tiny, tmp_path):
     with FeatureStore(path) as chunked, FeatureStore(tiny.store_path) as mapped:
         assert chunked._rows is None
         assert np.array_equal(chunked.read(idx), mapped.read(idx))
+
+
+def test_damaged_weights_file_gives_one_clear_error(tmp_path, monkeypatch):
+    from zslrepro.errors import ZslError
+    from zslrepro.features.backbone import weights_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = weights_file("resnet18", "IMAGENET1K_V1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 truncated download")
+    with pytest.raises(ZslError, match="damaged or incomplete") as err:
+        build_backbone("resnet18", "IMAGENET1K_V1")
+    assert str(path) in str(err.value) and "Delete it" in str(err.value)
+
+
+def test_float16_store_refuses_non_finite_values():
+    maps = np.ones((3, 2, 1, 1), np.float32)
+    assert extract_mod.to_float16(maps, 10, [f"img{i}.jpg" for i in range(20)]).dtype == np.float16
+    maps[1, 0] = 7e4                                  # beyond float16's 65504
+    with pytest.raises(extract_mod.FeatureError, match=r"image 11 \(img11.jpg\).*65504"):
+        extract_mod.to_float16(maps, 10, [f"img{i}.jpg" for i in range(20)])
+    maps[1, 0] = np.nan
+    with pytest.raises(extract_mod.FeatureError, match="image 11"):
+        extract_mod.to_float16(maps, 10, [f"img{i}.jpg" for i in range(20)])
+
+
+def test_extraction_stops_on_an_overflowing_backbone(tiny, tmp_path, monkeypatch):
+    class Overflowing(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.adaptive_avg_pool2d(x, 2).repeat(1, 4, 1, 1) * 1e6
+
+    monkeypatch.setattr(extract_mod, "build_backbone", lambda *a, **k: Overflowing())
+    out = tmp_path / "store.h5"
+    with pytest.raises(extract_mod.FeatureError, match="image 0"):
+        extract_mod.extract(tiny.index, tiny.cfg["images_root"], tiny.cfg["feature_stores"]["rn18rand_64"],
+                            out, device="cpu")
+    assert not out.exists()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import torch
 from torch import nn
 import torchvision
@@ -28,12 +31,24 @@ def load_torchvision(arch: str, weights: str | None, init_seed: int = 0) -> nn.M
         return torchvision.models.get_model(arch, weights=weights)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"unknown weights {weights!r} for {arch}: {exc}") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:  # a truncated or damaged .pth file
+        path = weights_file(arch, weights)
+        raise ZslError(
+            f"the {arch} {weights} weights file {path} cannot be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120]}): it is damaged or incomplete. Delete it and run again to "
+            f"download it anew, or put an intact copy there") from None
     except OSError as exc:  # URLError is an OSError: offline, or the host is unreachable
-        enum = torchvision.models.get_model_weights(arch)[weights]
+        path = weights_file(arch, weights)
         raise ZslError(
             f"could not download the {arch} {weights} weights ({exc}). Without network access, put "
-            f"{enum.url.rsplit('/', 1)[-1]} into {torch.hub.get_dir()}/checkpoints/ and run again."
+            f"{path.name} into {path.parent}/ and run again."
         ) from None
+
+
+def weights_file(arch: str, weights: str) -> Path:
+    """Where torchvision keeps (and looks for) the file of ``arch``'s ``weights``."""
+    enum = torchvision.models.get_model_weights(arch)[weights]
+    return Path(torch.hub.get_dir()) / "checkpoints" / enum.url.rsplit("/", 1)[-1]
 
 
 class ResNetStages(nn.Module):

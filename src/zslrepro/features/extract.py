@@ -20,8 +20,13 @@ from tqdm import tqdm
 
 from ..data.images import image_transform, load_rgb
 from ..data.xlsa17 import IngestedDataset
+from ..errors import ZslError
 from .backbone import build_backbone
 from .store import META_KEYS, NAME_KEYS
+
+class FeatureError(ZslError):
+    """Extraction produced values the float16 store cannot hold."""
+
 
 class ImageFiles(Dataset):
     """Images by path, converted to RGB (CUB and SUN contain greyscale and CMYK files)."""
@@ -71,7 +76,7 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 maps = net(batch)
-            h5["features"][done:done + len(batch)] = maps.float().cpu().numpy().astype(np.float16)
+            h5["features"][done:done + len(batch)] = to_float16(maps.float().cpu().numpy(), done, index.image_paths)
             done += len(batch)
             h5.attrs["done"] = done
             h5.flush()
@@ -84,6 +89,27 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
     h5.attrs["complete"] = True
     h5.close()
     os.replace(partial, out)
+
+
+def to_float16(maps: np.ndarray, first: int, image_paths) -> np.ndarray:
+    """The store's float16 values of a batch of maps (rows ``first``...), refusing non-finite ones.
+
+    A value beyond float16's range (65504) would be stored as inf, and a NaN from an overflowing fp16
+    autocast would train silently into every model that reads the store: fail instead, naming the image.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = maps.astype(np.float16)
+    finite = np.isfinite(half.reshape(len(half), -1)).all(1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        row = maps[i]
+        peak = float(np.nanmax(np.abs(row))) if np.isfinite(row).any() else float("nan")
+        raise FeatureError(
+            f"image {first + i} ({image_paths[first + i]}) gives non-finite features in float16 "
+            f"(largest |value| {peak:.4g}; float16 holds up to 65504, NaN means the backbone itself "
+            f"overflowed). Check the image and the backbone weights; if the store's amp is on, set "
+            f"'amp: false' for this feature store in the dataset config and run again")
+    return half
 
 
 def _open_partial(path: Path, spec: str, shape: tuple[int, ...]) -> h5py.File:
