@@ -112,6 +112,15 @@ def test_ingest_rejects_overlapping_splits(tiny, tmp_path):
         ingest(_mutate(tiny, tmp_path, trainval_loc=tv))
 
 
+def test_ingest_error_names_file_key_and_first_bad_row(tiny, tmp_path):
+    splits = scipy.io.loadmat(Path(tiny.cfg["xlsa17_dir"]) / "att_splits.mat")
+    tu = splits["test_unseen_loc"].copy()
+    n = len(tiny.index.labels)
+    tu[16, 0] = n + 1
+    with pytest.raises(DatasetError, match=rf"att_splits.mat: test_unseen_loc index {n + 1} at row 17 is outside 1..{n}"):
+        ingest(_mutate(tiny, tmp_path, test_unseen_loc=tu))
+
+
 def test_ingest_rejects_labels_that_disagree_with_folders(tiny, tmp_path):
     labels = scipy.io.loadmat(Path(tiny.cfg["xlsa17_dir"]) / "res101.mat")["labels"].copy()
     labels[0, 0] = labels[-1, 0]

@@ -159,20 +159,31 @@ def ingest(cfg: dict, check_files: bool = True) -> IngestedDataset:
     n = len(labels)
     if len(rel_paths) != n:
         raise DatasetError(f"{xdir}/res101.mat: {len(rel_paths)} image_files but {n} labels")
-    if labels.min() < 0 or labels.max() >= att.shape[0]:
-        raise DatasetError(f"labels range {labels.min()+1}..{labels.max()+1} does not fit {att.shape[0]} classes (1-based)")
+    bad = (labels < 0) | (labels >= att.shape[0])
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DatasetError(f"{xdir / 'res101.mat'}: labels value {labels[row] + 1} at row {row + 1} is outside "
+                           f"1..{att.shape[0]} (the classes of att_splits.mat's att), 1-based")
     if len(class_names) != att.shape[0]:
         raise DatasetError(f"{len(class_names)} class names but att has {att.shape[0]} classes")
     if w2v.shape[0] != att.shape[1] or len(attr_names) != att.shape[1]:
         raise DatasetError(f"attribute counts disagree: att {att.shape[1]}, word vectors {w2v.shape[0]}, "
                            f"names {len(attr_names)}")
-    _check_partition(locs, n)
+    splits_file = xdir / "att_splits.mat"
+    _check_partition(locs, n, splits_file)
     seen = np.unique(labels[locs["trainval_loc"]])
     unseen = np.unique(labels[locs["test_unseen_loc"]])
-    if np.intersect1d(seen, unseen).size:
-        raise DatasetError(f"seen and unseen classes overlap: {np.intersect1d(seen, unseen)[:10]}")
-    if not np.isin(labels[locs["test_seen_loc"]], seen).all():
-        raise DatasetError("test_seen_loc contains images of classes absent from trainval_loc")
+    clash = np.isin(labels[locs["test_unseen_loc"]], seen)
+    if clash.any():
+        row = int(np.argmax(clash))
+        raise DatasetError(f"{splits_file}: test_unseen_loc index {locs['test_unseen_loc'][row] + 1} at row {row + 1} "
+                           f"is an image of class {labels[locs['test_unseen_loc'][row]] + 1}, which trainval_loc "
+                           f"has too: seen and unseen classes overlap (1-based)")
+    stray = ~np.isin(labels[locs["test_seen_loc"]], seen)
+    if stray.any():
+        row = int(np.argmax(stray))
+        raise DatasetError(f"{splits_file}: test_seen_loc index {locs['test_seen_loc'][row] + 1} at row {row + 1} is "
+                           f"an image of class {labels[locs['test_seen_loc'][row]] + 1}, which trainval_loc lacks (1-based)")
     _check_class_folders(rel_paths, labels)
     if check_files:
         root = Path(cfg["images_root"])
@@ -187,18 +198,34 @@ def ingest(cfg: dict, check_files: bool = True) -> IngestedDataset:
     return ds
 
 
-def _check_partition(locs: dict[str, np.ndarray], n: int) -> None:
+def _check_partition(locs: dict[str, np.ndarray], n: int, path: Path) -> None:
+    """Each index in range; trainval / test_seen / test_unseen a partition of all images; train_loc
+    and val_loc disjoint. Errors name the file, the key and the first bad row (all 1-based)."""
     for k, v in locs.items():
-        if v.size and (v.min() < 0 or v.max() >= n):
-            raise DatasetError(f"{k} has indices outside 1..{n} (1-based)")
-    parts = [locs["trainval_loc"], locs["test_seen_loc"], locs["test_unseen_loc"]]
-    joined = np.concatenate(parts)
-    if len(np.unique(joined)) != len(joined):
-        raise DatasetError("trainval_loc, test_seen_loc and test_unseen_loc overlap")
-    if len(joined) != n:
-        raise DatasetError(f"trainval/test_seen/test_unseen cover {len(joined)} of {n} images, not all")
-    if np.intersect1d(locs["train_loc"], locs["val_loc"]).size:
-        raise DatasetError("train_loc and val_loc overlap")
+        bad = (v < 0) | (v >= n)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DatasetError(f"{path}: {k} index {v[row] + 1} at row {row + 1} is outside 1..{n} "
+                               f"(the images of res101.mat), 1-based")
+    keys = ("trainval_loc", "test_seen_loc", "test_unseen_loc")
+    owner = np.zeros(n, np.int64)  # 0 = no split yet, else 1 + position in keys
+    where = np.zeros(n, np.int64)  # row of that split
+    for j, k in enumerate(keys):
+        for row, img in enumerate(locs[k]):
+            if owner[img]:
+                raise DatasetError(f"{path}: {k} index {img + 1} at row {row + 1} is also in "
+                                   f"{keys[owner[img] - 1]} (row {where[img] + 1}): the test splits must not "
+                                   f"overlap (1-based)")
+            owner[img], where[img] = j + 1, row
+    if not owner.all():
+        img = int(np.argmin(owner))
+        raise DatasetError(f"{path}: trainval/test_seen/test_unseen cover {int((owner > 0).sum())} of {n} images; "
+                           f"image {img + 1} (1-based) is in none")
+    common = np.isin(locs["val_loc"], locs["train_loc"])
+    if common.any():
+        row = int(np.argmax(common))
+        raise DatasetError(f"{path}: val_loc index {locs['val_loc'][row] + 1} at row {row + 1} is also in "
+                           f"train_loc (1-based)")
 
 
 def _check_class_folders(rel_paths: list[str], labels: np.ndarray) -> None:
