@@ -1,24 +1,34 @@
-"""Time one training step (forward, losses, backward, optimiser) of MSDN and DEDN on CUB shapes.
+"""Time one training step (forward, losses, backward, optimiser) of MSDN and DEDN against the
+official code, on CUB shapes.
 
-Batch 50 of 2048 x 14 x 14 maps, 312 attributes, 200 classes (150 seen), DEDN's 6 CUB groups.
-Baseline, measured in the same run: the same model and optimiser, forward computed by the literal
-official einsums (zslrepro.methods.reference: DEDN's groups in a Python loop). Both paths give the
-same numbers (tests/test_msdn.py, tests/test_dedn.py check it). Prints ms/step and the speed-up.
+Batch 50 of 2048 x 14 x 14 maps, 312 attributes, 200 classes (150 seen); MSDN with the settings of
+MSDN_cub.py, DEDN with script.sh's CUB GZSL line. Baseline, measured in the same run: the official
+model built and trained as its script does (``--msdn`` / ``--dedn``: a checkout of
+shiming-chen/MSDN or zjrao/DEDN, which you fetch; nothing of it enters this repository). The two
+are interleaved (official, ours, ours, official, ...) after a warm-up of each, and the minimum and
+median of the repetitions are printed, with official / ours. ``--retyped`` adds the retyped
+einsum forms of zslrepro.methods.reference as a second, labelled baseline. Both implementations
+compute the same numbers (benchmarks/parity_official.py).
 
-    python benchmarks/step_time.py [--device cuda] [--steps 3] [--batch 50]
+    python benchmarks/step_time.py --msdn ../MSDN --dedn ../DEDN [--device cuda] [--reps 4] [--batch 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import statistics
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
+from zslrepro import parity
 from zslrepro.config import load_method_config, run_config
-from zslrepro.methods import DataSpec, build_method
-from zslrepro.methods import reference
+from zslrepro.methods import DataSpec, build_method, reference
 from zslrepro.training.trainer import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,28 +42,77 @@ def cub_spec(map_size: int = 14) -> DataSpec:
                     input_shape=(2048, map_size, map_size))
 
 
-def step_time(model, forward, x, y, optimizer, steps: int, device: torch.device) -> float:
+def make_step(loss_of: Callable, params, optimizer) -> Callable[[], None]:
     def step():
-        loss, _ = model.loss(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
+        loss = loss_of()
+        for p in params:
+            p.grad = None
         loss.backward()
         optimizer.step()
+    return step
 
-    step()  # warm-up
+
+def timed(step: Callable[[], None], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps * 1e3
+    return (time.perf_counter() - start) * 1e3
+
+
+def interleave(steps: dict[str, Callable[[], None]], reps: int, device: torch.device) -> dict[str, list[float]]:
+    """Warm each up, then time them in the order A B B A (repeated ``reps`` times)."""
+    for step in steps.values():
+        step()
+    times = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(reps):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(timed(steps[name], device))
+    return times
+
+
+def ours_and_baselines(method: str, checkout: Path | None, retyped: bool, spec: DataSpec, x, y, device):
+    cfg = {"msdn": run_config(load_method_config(REPO / "config/methods/msdn/CUB.yaml"), "main"),
+           "dedn": run_config(load_method_config(REPO / "config/methods/dedn/CUB.yaml"), "gzsl")}[method]
+    model = build_method(cfg, spec).to(device).train()
+    params = list(model.parameters())
+    opt = build_optimizer(cfg["optimizer"], params)
+    steps = {}
+    if checkout:
+        with parity.official_imports(checkout), warnings.catch_warnings(), \
+                contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            if method == "msdn":
+                official, settings = parity.build_official_msdn(checkout, "CUB", spec)
+                loss_fn = parity.official_msdn_step_loss
+            else:
+                settings = parity.dedn_script_args(checkout, "CUB", "gzsl")
+                official = parity.build_official_dedn(checkout, "CUB", settings, spec)
+                loss_fn = parity.official_dedn_step_loss
+        official = official.float().to(device).train()
+        official_params = [p for p in official.parameters() if p.requires_grad]
+        steps["official"] = make_step(lambda: loss_fn(official, settings, x, y)["total loss"], official_params,
+                                      parity.official_optimizer(official, settings))
+    if retyped:
+        literal = {"msdn": reference.msdn_logits, "dedn": reference.dedn_outputs}[method]
+        model_r = build_method(cfg, spec).to(device).train()
+        steps["retyped einsums"] = make_step(lambda: model_r.loss(literal(model_r, x), y)[0],
+                                             list(model_r.parameters()),
+                                             build_optimizer(cfg["optimizer"], model_r.parameters()))
+    steps["zslrepro"] = make_step(lambda: model.loss(model(x), y)[0], params, opt)
+    return steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--msdn", type=Path, help="checkout of shiming-chen/MSDN (the baseline)")
+    parser.add_argument("--dedn", type=Path, help="checkout of zjrao/DEDN (the baseline)")
+    parser.add_argument("--retyped", action="store_true", help="also time the retyped einsum forms")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=50)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -61,19 +120,19 @@ def main() -> None:
     x = torch.rand(args.batch, 2048, 14, 14, device=device)
     spec = cub_spec()
     y = spec.seen[torch.randint(0, 150, (args.batch,))].to(device)
-    configs = {
-        "msdn": run_config(load_method_config(REPO / "config/methods/msdn/CUB.yaml"), "main"),
-        "dedn": run_config(load_method_config(REPO / "config/methods/dedn/CUB.yaml"), "gzsl"),
-    }
-    literal = {"msdn": reference.msdn_logits, "dedn": reference.dedn_outputs}
     print(f"one training step, batch {args.batch} x 2048 x 14 x 14, CUB shapes, device {device} "
-          f"({torch.get_num_threads()} CPU threads), {args.steps} timed steps after a warm-up")
-    for name, cfg in configs.items():
-        model = build_method(cfg, spec).to(device).train()
-        optimizer = build_optimizer(cfg["optimizer"], model.parameters())
-        base = step_time(model, lambda inp: literal[name](model, inp), x, y, optimizer, args.steps, device)
-        fast = step_time(model, model, x, y, optimizer, args.steps, device)
-        print(f"  {name}: literal official einsums {base:9.1f} ms/step | zslrepro {fast:9.1f} ms/step | x{base / fast:.2f}")
+          f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}; {args.reps} interleaved "
+          f"repetitions after a warm-up; ms/step min / median")
+    for method, checkout in (("msdn", args.msdn), ("dedn", args.dedn)):
+        steps = ours_and_baselines(method, checkout, args.retyped, spec, x, y, device)
+        times = interleave(steps, args.reps, device)
+        ours = times["zslrepro"]
+        parts = []
+        for name, t in times.items():
+            ratio = "" if name == "zslrepro" else (f" (x{min(t) / min(ours):.2f} min, "
+                                                   f"x{statistics.median(t) / statistics.median(ours):.2f} median)")
+            parts.append(f"{name} {min(t):7.1f} / {statistics.median(t):7.1f}{ratio}")
+        print(f"  {method}: " + " | ".join(parts))
 
 
 if __name__ == "__main__":

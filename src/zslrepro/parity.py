@@ -1,0 +1,423 @@
+"""Side-by-side check of our MSDN and DEDN against the official code, on identical weights.
+
+Given a checkout of the official repository (shiming-chen/MSDN or zjrao/DEDN; the user fetches it,
+nothing of it enters this repository), the official model is built as its training script builds
+it (MSDN: the constants of ``MSDN_<ds>.py`` and the fusion of ``core/helper_MSDN_<DS>.py``; DEDN:
+the command lines of ``script.sh`` through the official ``config.get_args``), its parameters are
+copied into ours, and both are compared on one random batch at each dataset's shapes: class
+logits, every loss term, the total, every gradient, the test scores and their argmax, and the
+parameters after a few optimiser steps (the official script's RMSprop against ours from our
+config), in float32 and float64. A difference beyond the tolerance is a mismatch.
+
+The comparison logic (:func:`compare`, :class:`Row`, :func:`table`) needs no official code and is
+unit-tested; the official modules import ``tensorflow`` without using it, so a stub stands in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import io
+import re
+import shlex
+import sys
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import load_method_config, run_config
+from .errors import ZslError
+from .methods import DataSpec, build_method
+from .training.trainer import build_optimizer
+
+# largest relative difference (|ours - official| / max |official|) accepted per dtype
+TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3}
+# dataset shapes: attributes, classes, seen classes, feature map side (DEDN AWA2 uses 7 x 7)
+SHAPES = {"CUB": (312, 200, 150), "SUN": (102, 717, 645), "AWA2": (85, 50, 40)}
+
+
+@dataclass
+class Row:
+    case: str
+    quantity: str
+    max_abs: float
+    max_rel: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel <= self.tolerance
+
+
+def compare(case: str, quantity: str, ours: torch.Tensor, official: torch.Tensor, tolerance: float) -> Row:
+    """One row: the largest absolute difference, and that relative to the official's largest value."""
+    ours, official = torch.as_tensor(ours).detach().double(), torch.as_tensor(official).detach().double()
+    if ours.shape != official.shape:
+        return Row(case, f"{quantity} (shape {tuple(ours.shape)} vs {tuple(official.shape)})", float("inf"),
+                   float("inf"), tolerance)
+    diff = (ours - official).abs().max().item() if ours.numel() else 0.0
+    scale = official.abs().max().item() if official.numel() else 0.0
+    rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+    if diff != diff:  # NaN on either side
+        diff = rel = float("inf")
+    return Row(case, quantity, diff, rel, tolerance)
+
+
+def agreement(case: str, ours: torch.Tensor, official: torch.Tensor, required: float) -> Row:
+    """Argmax agreement of two score matrices, as a row whose 'relative difference' is the
+    fraction of images whose predicted class differs."""
+    differ = (ours.argmax(1) != official.argmax(1)).double().mean().item()
+    return Row(case, "test-score argmax: fraction of images that differ", differ, differ, 1.0 - required)
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table of the rows."""
+    lines = ["| case | quantity | max abs diff | max rel diff | tolerance | ok |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        tol = "reported only" if r.tolerance == float("inf") else f"{r.tolerance:.0e}"
+        lines.append(f"| {r.case} | {r.quantity} | {r.max_abs:.2e} | {r.max_rel:.2e} | {tol} | "
+                     f"{'yes' if r.ok else '**NO**'} |")
+    return "\n".join(lines)
+
+
+# ---- loading the official code ---------------------------------------------------------------------
+
+@contextlib.contextmanager
+def official_imports(checkout: Path):
+    """Import from ``checkout`` (its ``core`` package, ``config.py``) with a stub ``tensorflow``."""
+    added = str(checkout)
+    saved = {k: sys.modules.get(k) for k in ("tensorflow", "core", "config")}
+    if "tensorflow" not in sys.modules:
+        sys.modules["tensorflow"] = types.ModuleType("tensorflow")  # imported, never used
+    for name in ("core", "config"):
+        sys.modules.pop(name, None)
+    sys.path.insert(0, added)
+    try:
+        yield
+    finally:
+        sys.path.remove(added)
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def load_module(path: Path, name: str):
+    if not path.is_file():
+        raise ZslError(f"{path} not found: is this a checkout of the official repository?")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _constant(text: str, pattern: str, where: Path) -> str:
+    match = re.search(pattern, text, flags=re.M)
+    if not match:
+        raise ZslError(f"could not find {pattern!r} in {where}: the official script has changed")
+    return match.group(1)
+
+
+def msdn_script_settings(checkout: Path, dataset: str) -> dict:
+    """What ``MSDN_<ds>.py`` and ``core/helper_MSDN_<DS>.py`` set, read from their text."""
+    script = checkout / f"MSDN_{dataset.lower()}.py"
+    text = script.read_text()
+    call = _constant(text, r"^model = MSDN\(((?:.|\n)*?)\)\s*$", script)
+    helper = checkout / "core" / f"helper_MSDN_{dataset}.py"
+    fusion_line = _constant(helper.read_text(), r"^\s*output = (.*S_pp.*)$", helper)
+    w1 = re.match(r"\s*(?:([0-9.]+)\*)?out_package1\['S_pp'\]", fusion_line)
+    w2 = re.search(r"\+\s*([0-9.]+)\*out_package2\['S_pp'\]", fusion_line)
+    signature = inspect.signature(load_module(checkout / "core" / "MSDN.py", "_official_msdn").MSDN)
+    passed_bias = re.search(r"[(,\s]bias\s*=\s*([^,)\s]+)", call)
+    return {
+        "lambda_": float(_constant(text, r"^lambda_\s*=\s*([0-9.eE+-]+)", script)),
+        "lr": float(_constant(text, r"^lr\s*=\s*([0-9.eE+-]+)", script)),
+        "weight_decay": float(_constant(text, r"^weight_decay\s*=\s*([0-9.eE+-]+)", script)),
+        "momentum": float(_constant(text, r"^momentum\s*=\s*([0-9.eE+-]+)", script)),
+        "mu": float(_constant(text, r"loss\s*\+\s*([0-9.eE+-]+)\s*\*\s*constrastive_loss", script)),
+        "normalize_V": _constant(call, r"normalize_V\s*=\s*(True|False)", script) == "True",
+        "uniform_att_2": _constant(text, r"^uniform_att_2\s*=\s*(True|False)", script) == "True",
+        "is_bias": _constant(call, r"is_bias\s*=\s*(True|False)", script) == "True",
+        "bias": float(passed_bias.group(1)) if passed_bias else float(signature.parameters["bias"].default),
+        "fusion": (float(w1.group(1) or 1.0), float(w2.group(1)) if w2 else 0.0),
+    }
+
+
+def dedn_script_args(checkout: Path, dataset: str, run: str):
+    """The official ``config.get_args`` namespace of the ``script.sh`` line for (dataset, run)."""
+    script = checkout / "script.sh"
+    lines = script.read_text().splitlines()
+    for i, line in enumerate(lines):
+        words = line.lstrip("#").split()
+        if len(words) >= 2 and words[0] == dataset and words[1].upper() == run.upper():
+            command = []
+            for cont in lines[i + 1:]:
+                part = cont.lstrip("#").strip()
+                command.append(part.rstrip("\\").strip())
+                if not part.endswith("\\"):
+                    break
+            argv = shlex.split(" ".join(command))[2:]  # drop "python X_train.py"
+            config = load_module(checkout / "config.py", "_official_dedn_config")
+            old = sys.argv
+            sys.argv = ["script", *argv]
+            try:
+                return config.get_args()
+            finally:
+                sys.argv = old
+    raise ZslError(f"{script} has no '#{dataset} {run.upper()}' line")
+
+
+# ---- the cases ------------------------------------------------------------------------------------
+
+def dataset_spec(dataset: str, map_size: int, seed: int = 0) -> DataSpec:
+    """Random class-attribute data with the dataset's shapes (float64, so both sides start equal)."""
+    n_att, n_cls, n_seen = SHAPES[dataset]
+    g = torch.Generator().manual_seed(seed)
+    classes = torch.randperm(n_cls, generator=g)
+    return DataSpec(att=torch.rand(n_cls, n_att, generator=g, dtype=torch.float64),
+                    w2v=torch.randn(n_att, 300, generator=g, dtype=torch.float64),
+                    seen=classes[:n_seen].sort().values, unseen=classes[n_seen:].sort().values,
+                    input_shape=(2048, map_size, map_size))
+
+
+def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+    with torch.no_grad():
+        dst.copy_(src.detach().reshape(dst.shape))
+
+
+def _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours_scores, official_scores,
+                  ours_opt, official_opt, spec, batch, steps, dtype, seed) -> list[Row]:
+    """The shared comparison: forward, losses, gradients, test scores, optimiser steps."""
+    tol = TOLERANCE[dtype]
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for step in range(steps + 1):
+        x = torch.rand(batch, *spec.input_shape, generator=g, dtype=torch.float64).to(dtype)
+        y = spec.seen[torch.randint(len(spec.seen), (batch,), generator=g)]
+        ours.train(), official.train()
+        ours_parts = ours_loss(x, y)
+        official_parts = official_loss(x, y)
+        for p in list(ours.parameters()) + list(official.parameters()):
+            p.grad = None
+        ours_parts["total loss"].backward()
+        official_parts["total loss"].backward()
+        if step == 0:
+            for key in official_parts:
+                rows.append(compare(case, key, ours_parts[key], official_parts[key], tol))
+            for name, mine, theirs in pairs:
+                if theirs.grad is not None or mine.grad is not None:
+                    grad_m = mine.grad if mine.grad is not None else torch.zeros_like(mine)
+                    grad_t = theirs.grad if theirs.grad is not None else torch.zeros_like(theirs)
+                    rows.append(compare(case, f"grad {name}", grad_m, grad_t.reshape(grad_m.shape), tol))
+            ours.eval(), official.eval()
+            with torch.no_grad():
+                s_ours, s_off = ours_scores(x), official_scores(x)
+            rows.append(compare(case, "test scores", s_ours, s_off, tol))
+            rows.append(agreement(case, s_ours, s_off, 1.0 if dtype == torch.float64 else 0.98))
+            ours.train(), official.train()
+        ours_opt.step()
+        official_opt.step()
+    worst = max((compare(case, name, mine, theirs.reshape(mine.shape), tol) for name, mine, theirs in pairs),
+                key=lambda r: r.max_rel)
+    # RMSprop's first steps divide each gradient by its own magnitude, so where a gradient is near
+    # zero its round-off decides the sign of the step: enforced in float64, reported in float32
+    rows.append(Row(case, f"parameters after {steps + 1} optimiser steps (worst: {worst.quantity})",
+                    worst.max_abs, worst.max_rel, tol * 10 if dtype == torch.float64 else float("inf")))
+    return rows
+
+
+def msdn_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batch: int, steps: int) -> list[Row]:
+    cfg = run_config(load_method_config(repo / f"config/methods/msdn/{dataset}.yaml"), "main")
+    spec = dataset_spec(dataset, 14)
+    torch.manual_seed(0)
+    official, settings = build_official_msdn(checkout, dataset, spec)
+    official = official.to(dtype)
+    ours = build_method(cfg, spec).to(dtype)
+    case = f"MSDN {dataset} {str(dtype).split('.')[-1]}"
+    rows = [compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
+            compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
+            compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0)]
+    pairs = [("V", ours.V, official.V), ("W_1", ours.W_1, official.W_1), ("W_2", ours.W_2, official.W_2),
+             ("W_11", ours.W_11, official.W_1_1), ("W_21", ours.W_21, official.W_2_1)]
+    for _, mine, theirs in pairs:
+        _copy(mine, theirs)
+    _copy(ours.Z, official.att)
+    w1, w2 = settings["fusion"]
+
+    def ours_loss(x, y):
+        out = ours(x)
+        total, _ = ours.loss(out, y)
+        from .methods.losses import discrepancy, self_calibration
+        return {"logits A->V": out[0], "logits V->A": out[1],
+                "cross-entropy (both branches)": sum(torch.nn.functional.cross_entropy(o - ours.bias, y) for o in out),
+                "self-calibration (both)": sum(self_calibration(o, ours.unseen) for o in out),
+                "distillation": discrepancy(*out, ours.eps), "total loss": total}
+
+    def official_loss(x, y):
+        return official_msdn_step_loss(official, settings, x, y)
+
+    def official_scores(x):
+        p1, p2 = official(x)
+        return w1 * p1["S_pp"] + w2 * p2["S_pp"]
+
+    official_opt = official_optimizer(official, settings)
+    ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
+    rows += _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours.scores, official_scores,
+                          ours_opt, official_opt, spec, batch, steps, dtype, seed=1)
+    return rows
+
+
+def build_official_msdn(checkout: Path, dataset: str, spec: DataSpec):
+    """The official MSDN as ``MSDN_<ds>.py`` builds it, and the script's settings."""
+    settings = msdn_script_settings(checkout, dataset)
+    module = load_module(checkout / "core" / "MSDN.py", "_official_msdn")
+    model = module.MSDN(2048, 300, spec.w2v, spec.att, None, spec.seen, spec.unseen, settings["lambda_"],
+                        True, normalize_V=settings["normalize_V"], normalize_F=True, is_conservative=True,
+                        uniform_att_1=False, uniform_att_2=settings["uniform_att_2"], prob_prune=0,
+                        desired_mass=1, is_conv=False, is_bias=settings["is_bias"])
+    return model, settings
+
+
+def official_msdn_step_loss(official, settings: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """The official training loop's loss of one batch, with its parts."""
+    p1, p2 = official(x)
+    p1["batch_label"], p2["batch_label"] = y, y
+    o1, o2 = official.compute_loss(p1), official.compute_loss(p2)
+    con = official.compute_contrastive_loss(p1, p2)
+    return {"logits A->V": p1["S_pp"], "logits V->A": p2["S_pp"],
+            "cross-entropy (both branches)": o1["loss_CE"] + o2["loss_CE"],
+            "self-calibration (both)": o1["loss_cal"] + o2["loss_cal"],
+            "distillation": con, "total loss": o1["loss"] + o2["loss"] + settings["mu"] * con}
+
+
+def official_optimizer(official, settings) -> torch.optim.Optimizer:
+    """RMSprop over every parameter with requires_grad, as the official scripts build it."""
+    get = settings.get if isinstance(settings, dict) else lambda k: getattr(settings, k)
+    return torch.optim.RMSprop([p for p in official.parameters() if p.requires_grad], lr=get("lr"),
+                               weight_decay=get("weight_decay"), momentum=get("momentum"))
+
+
+def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.dtype, batch: int,
+              steps: int) -> list[Row]:
+    args = dedn_script_args(checkout, dataset, run)
+    cfg = run_config(load_method_config(repo / f"config/methods/dedn/{dataset}.yaml"), run)
+    spec = dataset_spec(dataset, args.dim_r)
+    torch.manual_seed(0)
+    official = build_official_dedn(checkout, dataset, args, spec).to(dtype)
+    ours = build_method(cfg, spec).to(dtype)
+    case = f"DEDN {dataset} {run} {str(dtype).split('.')[-1]}"
+    experts = [("cExp", ours.cexp, official.GNet)] + [
+        (f"fExp{k}", dan, getattr(official, f"Snet{k}")) for k, dan in enumerate(ours.fexp)]
+    rows = [compare(case, "class-attribute matrix Z (group order)", ours.Z, official.att, TOLERANCE[torch.float32]),
+            compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
+            compare(case, "initial V of cExp (group order)", ours.cexp.V, official.GNet.V[ours.order],
+                    TOLERANCE[torch.float32])]
+    pairs = []
+    for name, dan, net in experts:
+        factorised = hasattr(dan, "Ws_R_in")
+        names = (["Ws_R_in", "Ws_R_out", "Wa_R", "Ws_C", "Wa_C"] if factorised else ["Ws_R", "Wa_R", "Ws_C", "Wa_C"])
+        official_names = (["H_1", "H_3", "H_2", "H_4", "H_5"] if factorised else ["H_1", "H_2", "H_3", "H_4"])
+        v_official = net.V[ours.order] if name == "cExp" else net.V
+        rows.append(compare(case, f"initial V of {name}", dan.V, v_official, TOLERANCE[torch.float32]))
+        for mine, theirs in zip(names, official_names):
+            pairs.append((f"{name}.{mine}", getattr(dan, mine), getattr(net, theirs)))
+    for _, mine, theirs in pairs:
+        _copy(mine, theirs)
+    _copy(ours.cexp.V, official.GNet.V[ours.order])
+    for name, dan, net in experts[1:]:
+        _copy(dan.V, net.V)
+    _copy(ours.Z, official.att)
+    # V of cExp is permuted into group order: compare its gradient and values through the permutation
+    permuted = _Permuted(official.GNet.V, ours.order)
+    pairs += [("cExp.V", ours.cexp.V, permuted)] + [(f"{n}.V", d.V, net.V) for n, d, net in experts[1:]]
+
+    def ours_loss(x, y):
+        out = ours(x)
+        total, _ = ours.loss(out, y)
+        from .methods.losses import discrepancy, self_calibration
+        return {"logits cExp": out["z_c"], "logits fExp": out["z_f"],
+                "MAL cross-entropy (both)": sum(ours.margin_cross_entropy(out[k], y) for k in ("z_c", "z_f")),
+                "self-calibration (both)": sum(self_calibration(out[k], ours.unseen) for k in ("z_c", "z_f")),
+                "expert distillation": discrepancy(out["z_c"], out["z_f"], ours.eps),
+                "region-channel alignment": discrepancy(out["R_c"], out["C_c"], ours.eps)
+                + discrepancy(out["R_f"], out["C_f"], ours.eps),
+                "total loss": total}
+
+    def official_loss(x, y):
+        return official_dedn_step_loss(official, args, x, y)
+
+    def official_scores(x):
+        p1, p2 = official(x)
+        return args.e_mix * p1["S_pp"] + (1 - args.e_mix) * p2["S_pp"]
+
+    official_opt = official_optimizer(official, args)
+    ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
+    rows += _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours.scores, official_scores,
+                          ours_opt, official_opt, spec, batch, steps, dtype, seed=1)
+    return rows
+
+
+def build_official_dedn(checkout: Path, dataset: str, args, spec: DataSpec):
+    """The official DEDN as ``<DS>_train.py`` builds it from the ``script.sh`` arguments."""
+    module = load_module(checkout / "core" / f"DEDN_{dataset.capitalize()}.py", f"_official_dedn_{dataset}")
+    return module.DEDN(args.dim_f, args.dim_v, args.dim_r, args.hidd_f, spec.w2v, spec.att, None, spec.seen,
+                       spec.unseen, args.lamb, args.trainable_w2v, args.normalize_V, args.normalize_F,
+                       args.is_bias, args.bias, args.c_mix, args.mal)
+
+
+def official_dedn_step_loss(official, args, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """The official training loop's loss of one batch, with its parts."""
+    p1, p2 = official(x)
+    p1["batch_label"], p2["batch_label"] = y, y
+    o1, o2 = official.compute_loss(p1), official.compute_loss(p2)
+    con = official.compute_contrastive_loss(p1, p2)
+    align = p1["Con_loss"] + p2["Con_loss"]
+    return {"logits cExp": p1["S_pp"], "logits fExp": p2["S_pp"],
+            "MAL cross-entropy (both)": o1["loss_CE"] + o2["loss_CE"],
+            "self-calibration (both)": o1["loss_cal"] + o2["loss_cal"],
+            "expert distillation": con, "region-channel alignment": align,
+            "total loss": o1["loss"] + o2["loss"] + args.p_ce * con + args.p_crc * align}
+
+
+class _Permuted:
+    """A parameter seen through an index permutation (value and gradient), for the comparison."""
+
+    def __init__(self, param: torch.Tensor, order: torch.Tensor):
+        self.param, self.order = param, order
+
+    @property
+    def grad(self):
+        return None if self.param.grad is None else self.param.grad[self.order]
+
+    def reshape(self, shape):
+        return self.param[self.order].reshape(shape)
+
+
+DEDN_RUNS = [(ds, run) for ds in ("CUB", "SUN", "AWA2") for run in ("gzsl", "zsl")]
+
+
+def run_all(msdn: Path | None, dedn: Path | None, repo: Path, batch: int, steps: int,
+            dtypes=(torch.float64, torch.float32), log=print) -> list[Row]:
+    """Every case whose official checkout is given; logs a table per case."""
+    rows: list[Row] = []
+    jobs = []
+    if msdn:
+        jobs += [(msdn_case, (msdn, repo, ds)) for ds in ("CUB", "SUN", "AWA2")]
+    if dedn:
+        jobs += [(dedn_case, (dedn, repo, ds, run)) for ds, run in DEDN_RUNS]
+    for fn, fixed in jobs:
+        checkout = fixed[0]
+        with official_imports(checkout):
+            for dtype in dtypes:
+                # the official modules print their configuration and warn about deprecated calls
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    case_rows = fn(*fixed, dtype, batch, steps)
+                log(table(case_rows) + "\n")
+                rows += case_rows
+    return rows
