@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .attention import Block, attended_sums
 from .losses import discrepancy, self_calibration
 from .msdn import normalized_regions
 from .registry import DataSpec, ZslMethod, register
@@ -87,11 +88,16 @@ class DANParameters(nn.Module):
 
 
 def attended_scores(x: torch.Tensor, score_proj: torch.Tensor, attn_proj: torch.Tensor) -> torch.Tensor:
-    """sum_k softmax_k(attention) * score, where x is B x K x D and the projections are n x D."""
-    n = score_proj.shape[0]
-    logits = x @ torch.cat([score_proj, attn_proj]).T                 # B x K x 2n
-    score, attention = logits.split(n, dim=-1)
-    return (torch.softmax(attention, dim=1) * score).sum(1)           # B x n
+    """sum_k softmax_k(attention) * score over the K rows of x (B x K x D); projections are n x D.
+
+    The logits are formed as 2n x B x K (one matmul against x laid out D x B*K), so that both the
+    softmax and the sum run along the contiguous last axis.
+    """
+    n, (b, k, d) = score_proj.shape[0], x.shape
+    columns = x.permute(2, 0, 1).reshape(d, b * k)                    # D x B*K (a view when it can be)
+    logits = (torch.cat([score_proj, attn_proj]) @ columns).view(2 * n, b, k)
+    out = attended_sums(logits, (Block(0, n, n, softmax_dim=2, reduce_dim=2, split_dim=0),))[0]
+    return out.T                                                      # B x n
 
 
 @register("dedn")

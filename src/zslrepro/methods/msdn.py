@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import Block, attended_sums
 from .losses import discrepancy, self_calibration
 from .registry import DataSpec, ZslMethod, register
 
@@ -71,9 +72,11 @@ class MSDN(ZslMethod):
         V = self.semantic_vectors()
         n_att = V.shape[0]
         projections = torch.cat([V @ self.W_1, V @ self.W_2, V @ self.W_11.T, V @ self.W_21])  # 4A x D
-        s, e, t, g = (U @ projections.T).split(n_att, dim=-1)  # each B x R x A
-        psi = (torch.softmax(e, dim=1) * s).sum(1)  # attention over regions (dim R)
-        phi = (torch.softmax(g, dim=2) * t).sum(1)  # attention over attributes (dim A)
+        logits = U @ projections.T                               # B x R x 4A: [s | e | t | g]
+        psi, phi = attended_sums(logits, (
+            Block(0, n_att, n_att, softmax_dim=1, reduce_dim=1),            # psi: softmax_r(e) * s
+            Block(2 * n_att, 3 * n_att, n_att, softmax_dim=2, reduce_dim=1),  # phi: softmax_i(g) * t
+        ))
         return psi @ self.Z.T + self.bias, phi @ self.Z.T + self.bias
 
     def loss(self, outputs, labels):
