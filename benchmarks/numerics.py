@@ -16,7 +16,6 @@ Prints the largest absolute and relative differences and how often the predicted
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -24,9 +23,7 @@ import torch
 from zslrepro.config import load_method_config, run_config
 from zslrepro.features.backbone import build_backbone
 from zslrepro.methods import build_method
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_time import cub_spec  # noqa: E402
+from zslrepro.parity import dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +37,7 @@ def differences(ref: torch.Tensor, other: torch.Tensor) -> str:
 
 def logits_under_bf16(batch: int) -> None:
     torch.manual_seed(0)
-    spec = cub_spec()
+    spec = dataset_spec("CUB", 14)
     x = torch.rand(batch, 2048, 14, 14)
     runs = {"msdn": ("config/methods/msdn/CUB.yaml", "main"), "dedn": ("config/methods/dedn/CUB.yaml", "gzsl")}
     for name, (path, run) in runs.items():

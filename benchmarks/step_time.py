@@ -34,14 +34,6 @@ from zslrepro.training.trainer import build_optimizer
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cub_spec(map_size: int = 14) -> DataSpec:
-    g = torch.Generator().manual_seed(0)
-    classes = torch.randperm(200, generator=g)
-    return DataSpec(att=torch.rand(200, 312, generator=g), w2v=torch.randn(312, 300, generator=g),
-                    seen=classes[:150].sort().values, unseen=classes[150:].sort().values,
-                    input_shape=(2048, map_size, map_size))
-
-
 def make_step(loss_of: Callable, params, optimizer) -> Callable[[], None]:
     def step():
         loss = loss_of()
@@ -94,8 +86,9 @@ def ours_and_baselines(method: str, checkout: Path | None, retyped: bool, spec: 
                 loss_fn = parity.official_dedn_step_loss
         official = official.float().to(device).train()
         official_params = [p for p in official.parameters() if p.requires_grad]
+        optimizer = parity.official_optimizer(official, settings if method == "msdn" else vars(settings))
         steps["official"] = make_step(lambda: loss_fn(official, settings, x, y)["total loss"], official_params,
-                                      parity.official_optimizer(official, settings))
+                                      optimizer)
     if retyped:
         literal = {"msdn": reference.msdn_logits, "dedn": reference.dedn_outputs}[method]
         model_r = build_method(cfg, spec).to(device).train()
@@ -118,7 +111,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.rand(args.batch, 2048, 14, 14, device=device)
-    spec = cub_spec()
+    spec = parity.dataset_spec("CUB", 14)  # random att / word vectors, CUB shapes
     y = spec.seen[torch.randint(0, 150, (args.batch,))].to(device)
     print(f"one training step, batch {args.batch} x 2048 x 14 x 14, CUB shapes, device {device} "
           f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}; {args.reps} interleaved "

@@ -174,6 +174,17 @@ def dedn_script_args(checkout: Path, dataset: str, run: str):
 
 # ---- the cases ------------------------------------------------------------------------------------
 
+# our loss parts (as ``loss`` reports them) under the names of the official quantities they match
+MSDN_PARTS = {"ce": "cross-entropy (both branches)", "calibration": "self-calibration (both)",
+              "distill": "distillation"}
+DEDN_PARTS = {"ce": "MAL cross-entropy (both)", "calibration": "self-calibration (both)",
+              "distill": "expert distillation", "align": "region-channel alignment"}
+
+
+def _named(parts: dict[str, float], names: dict[str, str]) -> dict[str, torch.Tensor]:
+    return {names[k]: torch.tensor(parts[k], dtype=torch.float64) for k in names}
+
+
 def dataset_spec(dataset: str, map_size: int, seed: int = 0) -> DataSpec:
     """Random class-attribute data with the dataset's shapes (float64, so both sides start equal)."""
     n_att, n_cls, n_seen = SHAPES[dataset]
@@ -251,12 +262,8 @@ def msdn_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batc
 
     def ours_loss(x, y):
         out = ours(x)
-        total, _ = ours.loss(out, y)
-        from .methods.losses import discrepancy, self_calibration
-        return {"logits A->V": out[0], "logits V->A": out[1],
-                "cross-entropy (both branches)": sum(torch.nn.functional.cross_entropy(o - ours.bias, y) for o in out),
-                "self-calibration (both)": sum(self_calibration(o, ours.unseen) for o in out),
-                "distillation": discrepancy(*out, ours.eps), "total loss": total}
+        total, parts = ours.loss(out, y)  # the parts exactly as training reports them
+        return {"logits A->V": out[0], "logits V->A": out[1], **_named(parts, MSDN_PARTS), "total loss": total}
 
     def official_loss(x, y):
         return official_msdn_step_loss(official, settings, x, y)
@@ -296,10 +303,10 @@ def official_msdn_step_loss(official, settings: dict, x: torch.Tensor, y: torch.
 
 
 def official_optimizer(official, settings) -> torch.optim.Optimizer:
-    """RMSprop over every parameter with requires_grad, as the official scripts build it."""
-    get = settings.get if isinstance(settings, dict) else lambda k: getattr(settings, k)
-    return torch.optim.RMSprop([p for p in official.parameters() if p.requires_grad], lr=get("lr"),
-                               weight_decay=get("weight_decay"), momentum=get("momentum"))
+    """RMSprop over every parameter with requires_grad, as the official scripts build it
+    (``settings``: a mapping with lr, weight_decay and momentum)."""
+    return torch.optim.RMSprop([p for p in official.parameters() if p.requires_grad], lr=settings["lr"],
+                               weight_decay=settings["weight_decay"], momentum=settings["momentum"])
 
 
 def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.dtype, batch: int,
@@ -338,14 +345,8 @@ def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.d
 
     def ours_loss(x, y):
         out = ours(x)
-        total, _ = ours.loss(out, y)
-        from .methods.losses import discrepancy, self_calibration
-        return {"logits cExp": out["z_c"], "logits fExp": out["z_f"],
-                "MAL cross-entropy (both)": sum(ours.margin_cross_entropy(out[k], y) for k in ("z_c", "z_f")),
-                "self-calibration (both)": sum(self_calibration(out[k], ours.unseen) for k in ("z_c", "z_f")),
-                "expert distillation": discrepancy(out["z_c"], out["z_f"], ours.eps),
-                "region-channel alignment": discrepancy(out["R_c"], out["C_c"], ours.eps)
-                + discrepancy(out["R_f"], out["C_f"], ours.eps),
+        total, parts = ours.loss(out, y)
+        return {"logits cExp": out["z_c"], "logits fExp": out["z_f"], **_named(parts, DEDN_PARTS),
                 "total loss": total}
 
     def official_loss(x, y):
@@ -355,7 +356,7 @@ def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.d
         p1, p2 = official(x)
         return args.e_mix * p1["S_pp"] + (1 - args.e_mix) * p2["S_pp"]
 
-    official_opt = official_optimizer(official, args)
+    official_opt = official_optimizer(official, vars(args))
     ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
     rows += _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours.scores, official_scores,
                           ours_opt, official_opt, spec, batch, steps, dtype, seed=1)
