@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,26 @@ from zslrepro.features.extract import extract
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / ".test" / "config"
+
+# Runs `python -m zslrepro ARGS...` and SIGKILLs the process right after it has written the
+# checkpoint of its Nth evaluation: a real kill at a known point, no hook in the trainer.
+_KILL_AFTER_EVALS = """
+import os, signal, sys
+import zslrepro.training.trainer as trainer
+n, save = int(sys.argv[1]), trainer.save_torch
+def save_then_die(path, obj):
+    save(path, obj)
+    if str(path).endswith("checkpoint.pt") and len(obj["history"]) >= n:
+        os.kill(os.getpid(), signal.SIGKILL)
+trainer.save_torch = save_then_die
+from zslrepro.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def zslrepro_killed_after_evals(n: int, *args: str) -> subprocess.CompletedProcess:
+    """``python -m zslrepro *args``, killed (SIGKILL) after its ``n``-th evaluation's checkpoint."""
+    return subprocess.run([sys.executable, "-c", _KILL_AFTER_EVALS, str(n), *args], capture_output=True, text=True)
 
 
 def tiny_dataset_config(root: Path) -> dict:
@@ -58,7 +80,8 @@ def train_on_fixed_batch(cfg: dict, store_path: Path, steps: int = 30, images: i
 
     from zslrepro.methods import build_method
     from zslrepro.training.sources import FeatureSource
-    from zslrepro.training.trainer import build_optimizer, data_spec
+    from zslrepro.training.runfiles import data_spec
+    from zslrepro.training.trainer import build_optimizer
 
     torch.manual_seed(0)
     source = FeatureSource(store_path)

@@ -249,9 +249,84 @@ def test_workflow_plans_downloads_only_for_what_is_missing(tmp_path):
         fetch(name, src, dest, tmp_path / "lock.yaml", log=lambda *_: None)
         install(name, src, dest, tmp_path / "unused.ok", tmp_path / "lock.yaml")
     shutil.rmtree(tmp_path / "resources/downloads")
+    shutil.rmtree(tmp_path / "resources/installed", ignore_errors=True)
     plan = _dry_run(tmp_path)
     assert "rule download_file" not in plan and "rule extract_download" not in plan
-    assert "rule ingest_dataset" in plan
+    assert "rule verify_user_files" in plan and "rule ingest_dataset" in plan
+
+
+def _mini_cub_workdir(tmp_path: Path) -> Path:
+    """config/ for the real-layout mini CUB: its downloads served from file:// archives, a small
+    random-weight backbone under the store name MSDN's CUB config reads, and a two-epoch MSDN run."""
+    workdir = _workdir(tmp_path / "work")
+    archives = build("CUB", tmp_path / "served")
+    downloads = yaml.safe_load((workdir / "config/downloads.yaml").read_text())
+    for name, path in archives.items():
+        downloads["files"][name].update(urls=[path.as_uri()], size=None, md5=None, sha256=None)
+    downloads["files"]["xlsa17.zip"]["provides"] = ["resources/datasets/xlsa17/data/CUB"]
+    (workdir / "config/downloads.yaml").write_text(yaml.safe_dump(downloads))
+    cub = yaml.safe_load((workdir / "config/datasets/CUB.yaml").read_text())
+    cub["expected"] = dataset_config("CUB", workdir)["expected"]
+    cub["feature_stores"] = {"res101_448": {"arch": "resnet18", "weights": None, "resize": 32, "crop": 32,
+                                            "layer": "layer3", "batch_size": 6}}
+    (workdir / "config/datasets/CUB.yaml").write_text(yaml.safe_dump(cub))
+    msdn = yaml.safe_load((REPO / ".test/config/methods/msdn/SYNTH.yaml").read_text())
+    msdn.update(dataset="CUB", feature_store="res101_448", schedule={"epochs": 2, "batch_size": 3, "sampler": "iid"})
+    (workdir / "config/methods/msdn/CUB.yaml").write_text(yaml.safe_dump(msdn))
+    (workdir / "config/downloads.lock.yaml").unlink(missing_ok=True)
+    return workdir
+
+
+@pytest.mark.slow
+def test_real_layout_run_then_nothing_to_do_twice(tmp_path):
+    """download -> extract -> ingest -> features -> train -> tables on real-layout archives; then the
+    plan is empty, twice (the DAG does not depend on which files exist at parse time)."""
+    workdir = _mini_cub_workdir(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"),
+                          "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for rule in ("download_file", "extract_download", "ingest_dataset", "extract_features", "train_method"):
+        assert f"rule {rule}:" in run.stdout + run.stderr, rule
+    assert (workdir / "results/metrics/msdn/CUB/main/rep0.json").exists()
+    for _ in range(2):
+        again = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"),
+                                "--directory", str(workdir), "-n", "--workflow-profile", "none"],
+                               capture_output=True, text=True)
+        assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+
+
+def test_user_files_are_verified_and_marked(tmp_path):
+    from zslrepro.data.download import verify_user_files
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images/a.jpg").write_bytes(b"x" * 10)
+    (tmp_path / "att_splits.mat").write_bytes(b"y" * 5)
+    found = verify_user_files([tmp_path / "images", tmp_path / "att_splits.mat"], tmp_path / "m.ok")
+    assert found[str(tmp_path / "images")] == {"files": 1} and found[str(tmp_path / "att_splits.mat")]["size"] == 5
+    assert (tmp_path / "m.ok").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="is missing or empty"):
+        verify_user_files([tmp_path / "empty"], tmp_path / "m2.ok")
+    assert not (tmp_path / "m2.ok").exists()
+
+
+def test_full_disk_during_extraction_keeps_the_verified_archive(tmp_path, monkeypatch):
+    import errno
+
+    from zslrepro.data import download
+
+    archives = build("CUB", tmp_path / "served")
+    source = sources_for(archives, tmp_path)["CUB_200_2011.tgz"]
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download, "extract_archive", no_space)
+    archive = archives["CUB_200_2011.tgz"]
+    with pytest.raises(DatasetError, match="No space left on device.*is kept"):
+        install("CUB_200_2011.tgz", source, archive, tmp_path / "m.ok", tmp_path / "lock.yaml")
+    assert archive.exists() and not list(archive.parent.glob("*.bad-*")) and not (tmp_path / "m.ok").exists()
 
 
 def test_offline_workflow_run_fails_with_one_clear_message(tmp_path):

@@ -19,7 +19,8 @@ from zslrepro.methods.drmn import (
     cosine_logits,
 )
 from zslrepro.training.sources import FeatureSource, ImageSource
-from zslrepro.training.trainer import build_optimizer, data_spec
+from zslrepro.training.runfiles import data_spec
+from zslrepro.training.trainer import build_optimizer
 
 from conftest import TINY_CONFIG, take_steps
 

@@ -138,3 +138,13 @@ def test_extraction_stops_on_an_overflowing_backbone(tiny, tmp_path, monkeypatch
         extract_mod.extract(tiny.index, tiny.cfg["images_root"], tiny.cfg["feature_stores"]["rn18rand_64"],
                             out, device="cpu")
     assert not out.exists()
+
+
+def test_pooling_to_the_last_stage_equals_adaptive_pooling():
+    """Integer ratios take avg_pool2d (deterministic CUDA backward) with adaptive pooling's values."""
+    from zslrepro.features.backbone import pool_to
+
+    x = torch.randn(2, 3, 28, 28, dtype=torch.float64)
+    assert torch.equal(pool_to(x, (14, 14)), torch.nn.functional.adaptive_avg_pool2d(x, (14, 14)))
+    y = torch.randn(1, 2, 15, 15, dtype=torch.float64)  # no integer ratio: adaptive pooling itself
+    assert torch.equal(pool_to(y, (7, 7)), torch.nn.functional.adaptive_avg_pool2d(y, (7, 7)))

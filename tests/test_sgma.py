@@ -21,10 +21,11 @@ from zslrepro.methods.sgma import (
     kmeans_indicators,
     ridge_coefficients,
 )
+from zslrepro.training.runfiles import data_spec
 from zslrepro.training.sources import ImageSource
-from zslrepro.training.trainer import HALT_EXIT_CODE, build_optimizer, data_spec
+from zslrepro.training.trainer import build_optimizer
 
-from conftest import TINY_CONFIG, take_steps
+from conftest import TINY_CONFIG, take_steps, zslrepro_killed_after_evals
 
 CONFIG = TINY_CONFIG / "methods" / "sgma" / "SYNTH.yaml"
 
@@ -131,19 +132,22 @@ def test_localizer_stage_trains_only_the_localizer(tiny, cfg, groups):
     assert trainable == {"trunks", "embeddings", "centres"}
 
 
-def _train(tiny, groups, out_dir, *extra):
-    return subprocess.run(
-        [sys.executable, "-m", "zslrepro", "train", "--method-config", str(CONFIG), "--data", str(tiny.index_path),
-         "--images-root", tiny.cfg["images_root"], "--artefact", f"channel_groups={groups}",
-         "--out-dir", str(out_dir), "--device", "cpu", *extra],
-        capture_output=True, text=True)
+def _train_args(tiny, groups, out_dir):
+    return ["train", "--method-config", str(CONFIG), "--data", str(tiny.index_path),
+            "--images-root", tiny.cfg["images_root"], "--artefact", f"channel_groups={groups}",
+            "--out-dir", str(out_dir), "--device", "cpu"]
+
+
+def _train(tiny, groups, out_dir):
+    return subprocess.run([sys.executable, "-m", "zslrepro", *_train_args(tiny, groups, out_dir)],
+                          capture_output=True, text=True)
 
 
 def test_a_run_killed_mid_stage_resumes_to_the_same_result(tiny, groups, tmp_path):
     full = _train(tiny, groups, tmp_path / "full")
     assert full.returncode == 0, full.stderr
-    halted = _train(tiny, groups, tmp_path / "resumed", "--halt-after-evals", "2")  # inside stage 'features'
-    assert halted.returncode == HALT_EXIT_CODE, halted.stderr
+    halted = zslrepro_killed_after_evals(2, *_train_args(tiny, groups, tmp_path / "resumed"))  # in stage 'features'
+    assert halted.returncode == -9, halted.stderr
     assert not (tmp_path / "resumed/model.pt").exists()
     resumed = _train(tiny, groups, tmp_path / "resumed")
     assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stdout
@@ -165,3 +169,33 @@ def test_soft_argmax_box_centre_follows_the_attention_peak():
                          temperature=50.0)(maps)
     assert torch.allclose(boxes[:, :2], torch.tensor([[6.5 * 8, 1.5 * 8], [2.5 * 8, 5.5 * 8]]), atol=0.5)
     assert torch.all((boxes[:, 2] >= 16) & (boxes[:, 2] <= 48))
+
+
+def test_separable_crop_equals_grid_sample_in_values_and_box_gradients():
+    """The crop is built from matrix products (deterministic CUDA backward); it must compute what
+    affine_grid + grid_sample computes, gradients to the box included (away from pixel-exact kinks)."""
+    import torch.nn.functional as F
+
+    from zslrepro.methods.sgma import boxcar
+
+    def by_grid_sample(images, boxes, out_size, k):
+        b, _, h, w = images.shape
+        tx, ty, ts = boxes.unbind(1)
+        zero = torch.zeros_like(tx)
+        theta = torch.stack([torch.stack([ts / w, zero, 2 * tx / w - 1], 1),
+                             torch.stack([zero, ts / h, 2 * ty / h - 1], 1)], 1)
+        grid = F.affine_grid(theta, [b, 3, out_size, out_size], align_corners=False)
+        u, v = (grid[..., 0] + 1) * w / 2, (grid[..., 1] + 1) * h / 2
+        mask = boxcar(u, tx.view(b, 1, 1), ts.view(b, 1, 1), k) * boxcar(v, ty.view(b, 1, 1), ts.view(b, 1, 1), k)
+        return F.grid_sample(images, grid, align_corners=False) * mask.unsqueeze(1)
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(3, 3, 40, 56, generator=gen, dtype=torch.float64)
+    weights = torch.randn(3, 3, 24, 24, generator=gen, dtype=torch.float64)
+    boxes = torch.tensor([[20.3, 15.2, 18.1], [5.4, 30.3, 30.7], [50.1, 2.2, 40.3]], dtype=torch.float64,
+                         requires_grad=True)  # the last two reach outside the image (zero padding)
+    ours, ref = crop_and_zoom(images, boxes, 24, 10.0), by_grid_sample(images, boxes, 24, 10.0)
+    assert torch.allclose(ours, ref, atol=1e-12)
+    g_ours, = torch.autograd.grad((ours * weights).sum(), boxes)
+    g_ref, = torch.autograd.grad((ref * weights).sum(), boxes)
+    assert torch.allclose(g_ours, g_ref, rtol=1e-9, atol=1e-9)

@@ -51,7 +51,8 @@ def slurm_test_profile(tmp_path) -> Path:
     profile["default-resources"].update(slurm_partition="debug", mem_mb=1500)
     for res in profile["set-resources"].values():
         res.update(slurm_partition="debug", mem_mb=1500, gpu=0)
-        res.pop("cpus_per_gpu", None)
+    assert profile["set-threads"]["train_method"] >= 4  # SLURM's cpus-per-task = a job's threads
+    profile["set-threads"] = {rule: 2 for rule in profile["set-threads"]}  # this node has 2 CPUs
     profile.update({"jobs": 2, "slurm-init-seconds-before-status-checks": 5})
     path = tmp_path / "profile"
     path.mkdir()

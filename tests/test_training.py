@@ -10,9 +10,9 @@ import yaml
 from zslrepro.io import read_jsonl
 from zslrepro.training.samplers import ClassBalancedSampler, IIDSampler
 from zslrepro.training.sources import FeatureSource
-from zslrepro.training.trainer import HALT_EXIT_CODE, train
+from zslrepro.training.trainer import train
 
-from conftest import train_on_fixed_batch
+from conftest import train_on_fixed_batch, zslrepro_killed_after_evals
 
 
 def test_a_few_steps_reduce_the_loss(tiny):
@@ -37,9 +37,12 @@ def test_samplers():
     assert np.array_equal(bal.next(), nxt)
 
 
+def _train_args(config, store, out_dir, *extra):
+    return ["train", "--method-config", str(config), "--features", str(store), "--out-dir", str(out_dir), *extra]
+
+
 def _train_cli(config, store, out_dir, *extra):
-    return subprocess.run([sys.executable, "-m", "zslrepro", "train", "--method-config", str(config),
-                           "--features", str(store), "--out-dir", str(out_dir), *extra],
+    return subprocess.run([sys.executable, "-m", "zslrepro", *_train_args(config, store, out_dir, *extra)],
                           capture_output=True, text=True)
 
 
@@ -47,8 +50,8 @@ def test_killed_run_resumes_with_identical_results(tiny, tmp_path):
     full = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "full")
     assert full.returncode == 0, full.stderr
 
-    halted = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "resumed", "--halt-after-evals", "2")
-    assert halted.returncode == HALT_EXIT_CODE, halted.stderr
+    halted = zslrepro_killed_after_evals(2, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "resumed"))
+    assert halted.returncode == -9, halted.stderr
     assert (tmp_path / "resumed/checkpoint.pt").exists() and not (tmp_path / "resumed/model.pt").exists()
     assert len(read_jsonl(tmp_path / "resumed/history.jsonl")) == 2
 
@@ -63,14 +66,30 @@ def test_killed_run_resumes_with_identical_results(tiny, tmp_path):
 
 
 def test_checkpoint_of_another_config_is_ignored(tiny, tmp_path):
-    halted = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "run", "--halt-after-evals", "1")
-    assert halted.returncode == HALT_EXIT_CODE
+    halted = zslrepro_killed_after_evals(1, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "run"))
+    assert halted.returncode == -9
     cfg = yaml.safe_load(tiny.method_config_path.read_text())
     cfg["optimizer"]["lr"] = 5e-4
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(cfg))
     run = _train_cli(other, tiny.store_path, tmp_path / "run")
-    assert run.returncode == 0 and "ignoring" in run.stdout and "resuming" not in run.stdout
+    assert run.returncode == 0 and "another configuration" in run.stdout and "resuming from" not in run.stdout
+
+
+def test_checkpoint_of_other_code_is_not_resumed(tiny, tmp_path, monkeypatch):
+    halted = zslrepro_killed_after_evals(1, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "run"))
+    assert halted.returncode == -9 and (tmp_path / "run/checkpoint.pt").exists()
+    from zslrepro.training import trainer
+
+    halted_digest = torch.load(tmp_path / "run/checkpoint.pt", weights_only=False)["code"]
+
+    monkeypatch.setattr(trainer.provenance, "code_digest", lambda command, method=None: "0123456789abcdef")
+    logs = []
+    train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / "run", device="cpu", log=logs.append)
+    said = "\n".join(logs)
+    assert "written by other code" in said and "now 0123456789abcdef" in said and "resuming from" not in said
+    saved = torch.load(tmp_path / "run/model.pt", weights_only=False)
+    assert saved["provenance"]["code"]["closure_digest"] != halted_digest
 
 
 def test_replicates_differ_and_history_is_recorded(tiny, tmp_path):

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,16 +17,32 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "--snakefile", str(REPO / "workflow/Snakefile"), "--directory",
+    """Snakemake on ``workdir``, with the workflow and package copied there when the fixture did
+    (so that a test can edit the code), else the repository's."""
+    snakefile = workdir / "workflow/Snakefile" if (workdir / "workflow/Snakefile").exists() else REPO / "workflow/Snakefile"
+    return subprocess.run([*SNAKEMAKE, "--snakefile", str(snakefile), "--directory",
                            str(workdir), *args], capture_output=True, text=True)
+
+
+def planned_jobs(dry_run_output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    parts = re.split(r"^(?:local)?rule (\w+):$", dry_run_output, flags=re.M)  # [head, rule, body, ...]
+    planned = set()
+    for rule, body in zip(parts[1::2], parts[2::2]):
+        wildcards = re.search(r"wildcards: (.*)", body)
+        planned.add((rule, wildcards.group(1) if wildcards else ""))
+    return planned
 
 
 @pytest.fixture(scope="module")
 def tiny_workdir(tmp_path_factory) -> Path:
-    """A working directory holding the tiny config (as config/) and the paper results."""
+    """A working directory holding the tiny config (as config/), the paper results, and a copy of
+    the workflow and the package source (the jobs run the copy: tests edit it)."""
     workdir = tmp_path_factory.mktemp("workflow")
     shutil.copytree(REPO / ".test/config", workdir / "config")
     shutil.copy(REPO / "config/paper_results.yaml", workdir / "config/paper_results.yaml")
+    shutil.copytree(REPO / "workflow", workdir / "workflow")
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return workdir
 
 
@@ -98,19 +115,67 @@ def test_changed_hyper_parameter_reruns_only_its_dependents(tiny_workdir):
     cfg = tiny_workdir / "config/methods/msdn/SYNTH.yaml"
     if not (tiny_workdir / "results/tables/results.csv").exists():
         pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
-    cfg.write_text(cfg.read_text().replace("lambda_cal: 0.5", "lambda_cal: 0.4"))
-    dry = snakemake(tiny_workdir, "-n", "--cores", "2")
-    out = dry.stdout + dry.stderr
-    parts = re.split(r"^(?:local)?rule (\w+):$", out, flags=re.M)  # [head, rule, body, rule, body, ...]
-    planned = set()
-    for rule, body in zip(parts[1::2], parts[2::2]):
-        wildcards = re.search(r"wildcards: (.*)", body)
-        planned.add((rule, wildcards.group(1) if wildcards else ""))
+    original = cfg.read_text()
+    try:
+        cfg.write_text(original.replace("lambda_cal: 0.5", "lambda_cal: 0.4"))
+        dry = snakemake(tiny_workdir, "-n", "--cores", "2")
+        planned = planned_jobs(dry.stdout + dry.stderr)
+    finally:
+        cfg.write_text(original)
     rules = {r for r, _ in planned}
     assert {"train_method", "evaluate_run", "results_tables"} <= rules
     assert not rules & {"synthesize_dataset", "ingest_dataset", "extract_features"}
     trained = {w for r, w in planned if r == "train_method"}
     assert trained and all("method=msdn" in w for w in trained)  # DEDN is not retrained
+
+
+def _plan_after_editing(workdir: Path, module: str) -> set[tuple[str, str]]:
+    """The jobs a dry run plans once the package file ``module`` has changed (then restored)."""
+    path = workdir / "src/zslrepro" / module
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# edited by a test\n")
+        dry = snakemake(workdir, "-n", "--cores", "2")
+        assert dry.returncode == 0, dry.stderr[-2000:]
+        return planned_jobs(dry.stdout + dry.stderr)
+    finally:
+        path.write_text(original)
+
+
+@pytest.mark.slow
+def test_code_is_an_input_of_exactly_the_jobs_that_import_it(tiny_workdir):
+    if not (tiny_workdir / "results/tables/results.csv").exists():
+        pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
+    planned = _plan_after_editing(tiny_workdir, "methods/msdn.py")
+    rules = {r for r, _ in planned}
+    assert {"train_method", "evaluate_run", "results_tables"} <= rules
+    assert all("method=msdn" in w for r, w in planned if r in ("train_method", "evaluate_run", "plot_run"))
+    assert not rules & {"synthesize_dataset", "ingest_dataset", "extract_features", "method_artefact",
+                        "train_validation_point", "select_hyperparameters", "tuning_table"}
+
+    planned = _plan_after_editing(tiny_workdir, "plots.py")
+    assert {r for r, _ in planned} - {"all"} == {"plot_run"} and len(planned) == 1 + 5  # five runs' plots
+
+    again = snakemake(tiny_workdir, "-n", "--cores", "2")  # the edits were undone: nothing to do
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_a_deleted_model_is_replanned_and_the_metrics_follow(tiny_workdir):
+    """A missing intermediate output is a missing target (a killed forced rerun leaves one)."""
+    if not (tiny_workdir / "results/tables/results.csv").exists():
+        pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
+    model = tiny_workdir / "results/runs/dedn/SYNTH/zsl/rep1/model.pt"
+    saved, stat = model.read_bytes(), model.stat()
+    model.unlink()
+    try:
+        dry = snakemake(tiny_workdir, "-n", "--cores", "2")
+        planned = planned_jobs(dry.stdout + dry.stderr)
+    finally:
+        model.write_bytes(saved)
+        os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert ("train_method", "method=dedn, dataset=SYNTH, run=zsl, rep=1") in planned
+    assert ("evaluate_run", "method=dedn, dataset=SYNTH, run=zsl, rep=1") in planned
 
 
 def test_lint_is_clean():

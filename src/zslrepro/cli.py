@@ -43,6 +43,15 @@ def cmd_extract_archive(args) -> None:
     print(f"{args.name}: in place under {source['extract_to']}")
 
 
+def cmd_verify_files(args) -> None:
+    from pathlib import Path
+
+    from .data.download import verify_user_files
+
+    found = verify_user_files(args.files, Path(args.marker))
+    print(f"{len(found)} file(s) and folder(s) of your own verified: {args.marker}")
+
+
 def cmd_word_vectors(args) -> None:
     from .config import load_dataset_config
     from .data.word2vec import compare_with_published
@@ -112,7 +121,7 @@ def cmd_train(args) -> None:
     source = open_source(cfg, args.data, args.images_root)
     try:
         path = train(cfg, source, args.out_dir, replicate=args.replicate, device=args.device,
-                     halt_after_evals=args.halt_after_evals, artefacts=_artefacts(args.artefact))
+                     artefacts=_artefacts(args.artefact))
     finally:
         source.close()
     print(f"final model: {path}")
@@ -198,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marker", required=True)
     p.set_defaults(func=cmd_extract_archive)
 
+    p = sub.add_parser("verify-files", help="check dataset files the user brought; write a marker")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--marker", required=True)
+    p.set_defaults(func=cmd_verify_files)
+
     p = sub.add_parser("word-vectors", help="regenerate attribute word vectors from word2vec; compare")
     p.add_argument("--dataset-config", required=True)
     p.add_argument("--model", required=True, help="GoogleNews word2vec binary (.bin or .gz)")
@@ -211,12 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", required=True, help="counts .json")
     p.set_defaults(func=cmd_ingest)
 
+    def threads_arg(p) -> None:
+        p.add_argument("--threads", type=int, default=None,
+                       help="CPU threads this job may use (torch threads; DataLoader workers <= threads - 1)")
+
     p = sub.add_parser("extract", help="extract backbone feature maps into an HDF5 feature store")
     p.add_argument("--dataset-config", required=True)
     p.add_argument("--index", required=True)
     p.add_argument("--store", required=True, help="feature store name in the dataset config")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default=None)
+    threads_arg(p)
     p.set_defaults(func=cmd_extract)
 
     def run_args(p, data_help: str) -> None:
@@ -228,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train point K of the config's tuning grid on the validation split")
         p.add_argument("--selected", default=None, help="values chosen on the validation split (tune's output)")
         p.add_argument("--device", default=None)
+        threads_arg(p)
 
     data_help = "the run's feature store (.h5), or the dataset index (.npz) for runs that train from images"
     p = sub.add_parser("train", help="train a method (resumes from a checkpoint)")
@@ -235,7 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--replicate", type=int, default=0, help="replicate k runs with the config's seed + k")
     p.add_argument("--artefact", action="append", help="NAME=PATH of a file a method needs (e.g. channel_groups)")
-    p.add_argument("--halt-after-evals", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("artefact", help="build a pipeline artefact a method needs (e.g. SGMA's channel groups)")
@@ -258,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", required=True)
     p.add_argument("--curve", required=True)
     p.add_argument("--device", default=None)
+    threads_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tables", help="render the results tables (CSV, Markdown, LaTeX)")
@@ -290,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "threads", None) is not None:
+            from .runtime import apply_threads
+
+            apply_threads(args.threads)
         args.func(args)
     except ZslError as exc:
         print(f"zslrepro: error: {exc}", file=sys.stderr)

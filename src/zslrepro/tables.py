@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from .io import write_text
+from .provenance import code_identity
 
 METRICS = ("T1", "U", "S", "H")
 LEGEND = ("Values in %, mean ± std over replicates (n). 'paper' = the number the paper reports, "
@@ -34,10 +35,18 @@ def load_paper_results(path: str | Path) -> dict:
     return data.get("methods", {})
 
 
+def code_ids(m: dict) -> str:
+    """The code versions behind one metrics file: training's and evaluation's, ';'-joined if they differ."""
+    prov = m.get("provenance") or {}
+    ids = dict.fromkeys(code_identity(prov.get(step)) for step in ("train", "evaluate"))
+    return "; ".join(ids)
+
+
 def collect(metric_files: list[str | Path]) -> pd.DataFrame:
     rows = []
     for f in metric_files:
         m = json.loads(Path(f).read_text())
+        code = code_ids(m)
         reported = set(m.get("reports", [*METRICS, "AUSUC"]))
         for protocol, values in m["protocols"].items():
             for metric in (*METRICS, "AUSUC"):
@@ -45,14 +54,17 @@ def collect(metric_files: list[str | Path]) -> pd.DataFrame:
                     rows.append({"method": m["method"], "variant": m.get("table_row") or "",
                                  "dataset": m["dataset"], "protocol": protocol,
                                  "metric": metric, "run": m.get("run", "main"), "replicate": m["replicate"],
-                                 "value": values[metric]})
-    return pd.DataFrame(rows, columns=["method", "variant", "dataset", "protocol", "metric", "run", "replicate", "value"])
+                                 "value": values[metric], "code": code})
+    return pd.DataFrame(rows, columns=["method", "variant", "dataset", "protocol", "metric", "run", "replicate",
+                                       "value", "code"])
 
 
 def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     """Mean, std and count over replicates, joined with the paper's numbers."""
-    grouped = runs.groupby(["method", "variant", "dataset", "protocol", "metric", "run"], sort=True)["value"]
-    table = grouped.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count").reset_index()
+    grouped = runs.groupby(["method", "variant", "dataset", "protocol", "metric", "run"], sort=True)
+    table = grouped["value"].agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan,
+                                 n="count").reset_index()
+    table["code"] = grouped["code"].agg(lambda v: "; ".join(sorted(set("; ".join(v).split("; "))))).values
 
     def paper_value(row):
         entry = paper.get(row["method"], {}).get("results", {}).get(row["dataset"], {})
@@ -83,6 +95,8 @@ def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
         row = {"Method": info.get("title", method) + (f" [{info['label']}]" if info.get("label") else "")
                + (f" — {variant}" if variant else ""),
                "Dataset": dataset, "n": int(g.n.max())}
+        codes = sorted(set("; ".join(g.code).split("; ")))
+        row["Code"] = codes[0] if len(codes) == 1 else "⚠ mixed: " + ", ".join(codes)
         for metric in metrics:
             r = g[g.metric == metric]
             if r.empty:
@@ -111,6 +125,13 @@ def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: s
         html += [f"<h3>{PROTOCOL_TITLES[protocol]}</h3>", w.to_html(index=False, border=0)]
         tex += [f"% {PROTOCOL_TITLES[protocol]}",
                 w.to_latex(index=False, caption=PROTOCOL_TITLES[protocol], label=f"tab:{protocol}"), ""]
+    versions = sorted(set("; ".join(table.code).split("; "))) if len(table) else []
+    provenance_line = (f"Code (commit/package digest, from each metrics file's provenance): {versions[0]}, all rows."
+                       if len(versions) == 1 else
+                       f"⚠ Mixed provenance: these rows come from {len(versions)} code versions "
+                       f"({', '.join(versions)}); rerun the workflow to bring them to one.")
+    md += [provenance_line, ""]
+    html += [f"<p>{provenance_line}</p>"]
     notes = [(info.get("title", name), info["note"]) for name, info in paper.items()
              if info.get("note") and name in set(table.method)]
     md += [LEGEND, *[f"- **{title}**: {note}" for title, note in notes], ""]
@@ -127,16 +148,20 @@ def render_tuning(selected_files: list[str | Path], out_dir: str | Path) -> dict
     for f in selected_files:
         s = json.loads(Path(f).read_text())
         best = s["validation"]
+        ties = s.get("ties", [])
         rows.append({"Method": s["method"], "Dataset": s["dataset"], "Run": s["run"],
                      "Chosen on validation classes": ", ".join(f"{k} = {v}" for k, v in sorted(s["selected"].items())),
                      "by": s["metric"], "candidates": len(s["candidates"]),
+                     "tied": (f"tie: {len(ties)} other(s) within {s['tie_within']:g}" if ties else "clear"),
                      **{f"val {m}": round(best[m], 1) for m in METRICS}})
     table = pd.DataFrame(rows)
     out_dir = Path(out_dir)
     paths = {ext: out_dir / f"tuning.{ext}" for ext in ("csv", "md", "html")}
     legend = ("Hyper-parameters chosen on the validation split (train_loc minus a held-out part as seen, "
               "val_loc as unseen classes), never on the test set; 'val' columns are validation figures, "
-              "not test results. Every candidate's figures: results/runs/<method>/<DS>/<run>/tuning/selected.json.")
+              "not test results. 'tied': how many other candidates scored within the config's tie_within "
+              "points of the choice (a choice among ties is not a finding). "
+              "Every candidate's figures: results/runs/<method>/<DS>/<run>/tuning/selected.json.")
     write_text(paths["csv"], table.to_csv(index=False))
     write_text(paths["md"], "\n".join(["# Hyper-parameters chosen on the validation classes", "",
                                        table.to_markdown(index=False) if len(table) else "(no tuned run)", "",

@@ -17,6 +17,7 @@ from zslrepro.config import (  # noqa: E402
 )
 from zslrepro.data.download import load_sources  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
+from zslrepro.provenance import code_digest  # noqa: E402
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -30,6 +31,16 @@ shell.prefix(
 CONFIG_DIR = Path(config["config_dir"])
 TABLES_DIR = "results/tables"
 REPLICATES = list(range(config["replicates"]))
+
+
+def code_of(command, per_method=False):
+    """A rule's code input: the digest of the package source its command imports (for one method).
+
+    Given as ``params.code``, so that Snakemake's params trigger re-runs exactly the jobs whose code
+    changed (zslrepro.provenance explains the closure)."""
+    if per_method:
+        return lambda wildcards: code_digest(command, wildcards.method)
+    return code_digest(command)
 
 
 def dataset_config_path(name):
@@ -115,45 +126,69 @@ def dataset_inputs(name, cfg):
     }
 
 
-def downloads_needed(name, cfg):
-    """Downloads that provide a missing file of a real dataset (the file, or a folder above it).
+def installed_marker(download):
+    return Path(f"resources/installed/{download}.ok")
 
-    Files already in place, brought by the user, need none; a missing file that no download
-    provides stops the run here with what to do.
+
+def _providers(path, cfg):
+    return [d for d in cfg["downloads"]
+            if any(path == Path(p) or Path(p) in path.parents for p in DOWNLOADS[d]["provides"])]
+
+
+def plan_real_dataset(name, cfg):
+    """Which downloads a real dataset's ingest waits for, and which files the user brought.
+
+    A download is in the plan when a file it provides is missing, or when it was installed before
+    (its marker exists): so the plan does not change once the download has put its files in place.
+    Files present without an installed download were brought by the user; verify_user_files checks
+    and marks them. A missing file that no download provides stops the run here with what to do.
     """
     needed = [Path(p) for p in (*dataset_inputs(name, cfg).values(), cfg["images_root"])]
-    downloads = []
-    for path in (p for p in needed if not p.exists()):
-        covering = [
-            d
-            for d in cfg["downloads"]
-            if any(path == Path(p) or Path(p) in path.parents for p in DOWNLOADS[d]["provides"])
-        ]
-        if not covering:
-            raise WorkflowError(
-                f"dataset {name}: {path} is missing and no download provides it.\n"
-                f"To obtain it: {cfg['obtain']}"
-            )
-        downloads += [d for d in covering if d not in downloads]
-    return downloads
+    downloads, user_files = [], []
+    for path in needed:
+        covering = _providers(path, cfg)
+        installed = [d for d in covering if installed_marker(d).exists()]
+        if installed:
+            chosen = installed
+        elif not path.exists():
+            if not covering:
+                raise WorkflowError(
+                    f"dataset {name}: {path} is missing and no download provides it.\n"
+                    f"To obtain it: {cfg['obtain']}"
+                )
+            chosen = covering
+        else:
+            user_files.append(str(path))
+            continue
+        downloads += [d for d in chosen if d not in downloads]
+    return downloads, user_files
 
 
-NEEDED_DOWNLOADS = {
-    name: downloads_needed(name, cfg)
+REAL_DATASET_PLANS = {
+    name: plan_real_dataset(name, cfg)
     for name, cfg in DATASETS.items()
     if cfg["kind"] == "xlsa17"
 }
 
 
 def raw_dataset_files(wildcards):
-    """What ingest waits for: its files, or for a real dataset the extraction of their downloads."""
-    files = dataset_inputs(wildcards.dataset, DATASETS[wildcards.dataset])
-    if DATASETS[wildcards.dataset]["kind"] == "synthetic":
-        return files
-    files = {k: v for k, v in files.items() if Path(v).exists()}
-    for d in NEEDED_DOWNLOADS[wildcards.dataset]:
-        files[f"download_{d}"] = f"resources/installed/{d}.ok"
+    """What ingest waits for: the synthetic dataset's files, or for a real dataset the markers of
+    its downloads and of the user's own files (never the files themselves, whose existence would
+    change the plan; see plan_real_dataset)."""
+    cfg = DATASETS[wildcards.dataset]
+    if cfg["kind"] == "synthetic":
+        return dataset_inputs(wildcards.dataset, cfg)
+    downloads, user_files = REAL_DATASET_PLANS[wildcards.dataset]
+    files = {"config": dataset_config_path(wildcards.dataset)}
+    for d in downloads:
+        files[f"download_{d}"] = str(installed_marker(d))
+    if user_files:
+        files["user_files"] = f"resources/installed/user/{wildcards.dataset}.ok"
     return files
+
+
+def user_files_of(wildcards):
+    return REAL_DATASET_PLANS[wildcards.dataset][1]
 
 
 def run_config_of(wildcards):
@@ -262,3 +297,18 @@ def all_selections():
 def all_metrics():
     """Metrics of every run of every method on every dataset, for every replicate."""
     return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json")
+
+
+def all_intermediates():
+    """Every file a later job reads, as a target of `all`: a file deleted (or lost with a killed job)
+    is always re-planned, even when what was made from it is still there."""
+    files = [f"results/data/{d}/index.npz" for d in config["datasets"]] + all_feature_stores()
+    for (method, dataset, run), cfg in RUN_CONFIGS.items():
+        base = f"results/runs/{method}/{dataset}/{run}"
+        files += [f"{base}/artefacts/test/{a}.pt" for a in method_artefacts(method)]
+        if tuning_enabled(cfg):
+            files += [f"{base}/artefacts/validation/{a}.pt" for a in method_artefacts(method)]
+            files += [f"{base}/tuning/point{k}/model.pt" for k in range(len(grid_points(cfg["tuning"]["train_grid"])))]
+    files += all_runs("results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt")
+    files += all_runs("results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl")
+    return files + all_selections() + all_metrics()

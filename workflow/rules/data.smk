@@ -13,6 +13,7 @@ rule download_file:
     conda:
         "../envs/data.yaml"
     params:
+        code=code_of("download"),
         lock=DOWNLOADS_LOCK,
     shell:
         "python -m zslrepro download {wildcards.download} --sources {input.sources}"
@@ -30,6 +31,7 @@ rule extract_download:
     conda:
         "../envs/data.yaml"
     params:
+        code=code_of("extract-archive"),
         lock=DOWNLOADS_LOCK,
     shell:
         "python -m zslrepro extract-archive {wildcards.download} --sources {input.sources}"
@@ -44,6 +46,8 @@ rule synthesize_dataset:
         splits="resources/datasets/{dataset}/xlsa17/data/{dataset}/att_splits.mat",
         w2v="resources/datasets/{dataset}/w2v/{dataset}_attribute.pkl",
         names="resources/datasets/{dataset}/attributes.txt",
+    params:
+        code=code_of("synthesize"),
     log:
         "logs/synthesize_dataset/{dataset}.log",
     conda:
@@ -61,6 +65,8 @@ rule regenerate_word_vectors:
     output:
         pkl="results/word_vectors/{dataset}/regenerated.pkl",
         report="results/word_vectors/{dataset}/comparison.csv",
+    params:
+        code=code_of("word-vectors"),
     log:
         "logs/regenerate_word_vectors/{dataset}.log",
     conda:
@@ -70,12 +76,30 @@ rule regenerate_word_vectors:
         " --out-pkl {output.pkl} --report {output.report} > {log} 2>&1"
 
 
+rule verify_user_files:
+    input:
+        config=dataset_config_file,
+    output:
+        "resources/installed/user/{dataset}.ok",
+    params:
+        code=code_of("verify-files"),
+        files=user_files_of,
+    log:
+        "logs/verify_user_files/{dataset}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m zslrepro verify-files {params.files:q} --marker {output} > {log} 2>&1"
+
+
 rule ingest_dataset:
     input:
         unpack(raw_dataset_files),
     output:
         index="results/data/{dataset}/index.npz",
         summary="results/data/{dataset}/summary.json",
+    params:
+        code=code_of("ingest"),
     log:
         "logs/ingest_dataset/{dataset}.log",
     conda:

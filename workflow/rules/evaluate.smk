@@ -10,6 +10,7 @@ rule evaluate_run:
         metrics="results/metrics/{method}/{dataset}/{run}/rep{rep}.json",
         curve="results/curves/{method}/{dataset}/{run}/rep{rep}.csv",
     params:
+        code=code_of("evaluate", per_method=True),
         images=images_flag,
     log:
         "logs/evaluate_run/{method}/{dataset}/{run}/rep{rep}.log",
@@ -18,4 +19,5 @@ rule evaluate_run:
     threads: 2
     shell:
         "python -m zslrepro evaluate --model {input.model} --history {input.history}"
-        " --data {input.data} {params.images} --metrics {output.metrics} --curve {output.curve} > {log} 2>&1"
+        " --data {input.data} {params.images} --metrics {output.metrics} --curve {output.curve}"
+        " --threads {threads} > {log} 2>&1"

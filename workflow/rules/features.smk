@@ -7,6 +7,8 @@ rule extract_features:
         index="results/data/{dataset}/index.npz",
     output:
         "results/features/{dataset}/{store}.h5",
+    params:
+        code=code_of("extract"),
     log:
         "logs/extract_features/{dataset}/{store}.log",
     benchmark:
@@ -18,4 +20,4 @@ rule extract_features:
         gpu=1,
     shell:
         "python -m zslrepro extract --dataset-config {input.config} --index {input.index}"
-        " --store {wildcards.store} --out {output} > {log} 2>&1"
+        " --store {wildcards.store} --threads {threads} --out {output} > {log} 2>&1"

@@ -14,6 +14,8 @@ rule results_tables:
             caption="../report/results_table.rst",
             category="1. Results tables",
         ),
+    params:
+        code=code_of("tables"),
     log:
         "logs/results_tables.log",
     conda:
@@ -34,6 +36,8 @@ rule tuning_table:
             caption="../report/tuning.rst",
             category="1. Results tables",
         ),
+    params:
+        code=code_of("tuning-table"),
     log:
         "logs/tuning_table.log",
     conda:
@@ -70,6 +74,7 @@ rule plot_run:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_of("plots"),
         title=lambda wc: f"{wc.method} on {wc.dataset} ({wc.run})",
     shell:
         "python -m zslrepro plots --curves {input.curves} --histories {input.histories}"
@@ -87,6 +92,8 @@ rule benchmark_summary:
             caption="../report/benchmarks.rst",
             category="4. Compute",
         ),
+    params:
+        code=code_of("benchmarks"),
     log:
         "logs/benchmark_summary.log",
     conda:

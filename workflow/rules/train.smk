@@ -11,6 +11,7 @@ rule method_artefact:
     output:
         "results/runs/{method}/{dataset}/{run}/artefacts/{split}/{artefact}.pt",
     params:
+        code=code_of("artefact", per_method=True),
         images=images_flag,
         split=lambda w: "--validation-point 0" if w.split == "validation" else "",
     log:
@@ -23,7 +24,7 @@ rule method_artefact:
     shell:
         "python -m zslrepro artefact --method-config {input.config} --run {wildcards.run}"
         " --data {input.data} {params.images} {params.split} --name {wildcards.artefact}"
-        " --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule train_validation_point:
@@ -35,6 +36,7 @@ rule train_validation_point:
         model="results/runs/{method}/{dataset}/{run}/tuning/point{point}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/tuning/point{point}/history.jsonl",
     params:
+        code=code_of("train", per_method=True),
         images=images_flag,
         artefacts=lambda w, input: artefact_flags(input),
     log:
@@ -47,6 +49,7 @@ rule train_validation_point:
     shell:
         "python -m zslrepro train --method-config {input.config} --run {wildcards.run}"
         " --validation-point {wildcards.point} --data {input.data} {params.images} {params.artefacts}"
+        " --threads {threads}"
         ' --out-dir "$(dirname {output.model})" > {log} 2>&1'
 
 
@@ -58,6 +61,7 @@ rule select_hyperparameters:
     output:
         "results/runs/{method}/{dataset}/{run}/tuning/selected.json",
     params:
+        code=code_of("tune", per_method=True),
         images=images_flag,
     log:
         "logs/select_hyperparameters/{method}/{dataset}/{run}.log",
@@ -68,7 +72,8 @@ rule select_hyperparameters:
         gpu=1,
     shell:
         "python -m zslrepro tune --method-config {input.config} --run {wildcards.run}"
-        " --data {input.data} {params.images} --models {input.models} --out {output} > {log} 2>&1"
+        " --data {input.data} {params.images} --models {input.models} --threads {threads}"
+        " --out {output} > {log} 2>&1"
 
 
 rule train_method:
@@ -81,6 +86,7 @@ rule train_method:
         model="results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
     params:
+        code=code_of("train", per_method=True),
         images=images_flag,
         artefacts=lambda w, input: artefact_flags(input),
         selected=lambda w, input: f"--selected {input.selected}" if "selected" in input.keys() else "",
@@ -95,5 +101,5 @@ rule train_method:
         gpu=1,
     shell:
         "python -m zslrepro train --method-config {input.config} --data {input.data} {params.images}"
-        " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep}"
+        " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep} --threads {threads}"
         ' --out-dir "$(dirname {output.model})" > {log} 2>&1'

@@ -18,13 +18,18 @@ where it goes). Guarantees:
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
 import http.client
+import lzma
 import os
 import shutil
+import tarfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +41,11 @@ from ..errors import ConfigError, DatasetError
 from ..io import write_text
 
 CHUNK = 1 << 20
+
+
+# What a damaged archive raises while it is read (gzip.BadGzipFile is an OSError: listed before the
+# OSError handler, which keeps the archive for errors that are not its fault).
+DAMAGED_ARCHIVE = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error, lzma.LZMAError)
 
 
 def load_sources(path: str | Path) -> dict[str, dict]:
@@ -174,11 +184,15 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
             shutil.copyfile(archive, staging / Path(source["provides"][0]).name)
         else:
             extract_archive(str(archive), str(staging))
-    except Exception as exc:  # tarfile, zipfile, gzip and EOF errors for a damaged archive
+    except DAMAGED_ARCHIVE as exc:
         shutil.rmtree(staging, ignore_errors=True)
         aside = _move_aside(archive)
         raise DatasetError(f"{name} could not be extracted ({type(exc).__name__}: {exc}); it is damaged and was "
                            f"moved aside to {aside}. Run again to download it anew.") from None
+    except OSError as exc:  # a full disk, permissions: the archive is not at fault and stays where it is
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DatasetError(f"{name} could not be extracted into {target}: {exc.strerror or exc}. The archive "
+                           f"{archive} is kept; fix the problem (e.g. free disk space) and run again.") from None
     _merge(staging, target)
     shutil.rmtree(staging, ignore_errors=True)
     missing = [p for p in source["provides"] if not Path(p).exists()]
@@ -207,3 +221,19 @@ def source_of(sources: dict, name: str) -> dict:
     if name not in sources:
         raise ConfigError(f"no file named {name!r} in the downloads config (known: {', '.join(sources)})")
     return sources[name]
+
+
+def verify_user_files(paths: list[str | Path], marker: Path) -> dict:
+    """Check files and folders the user put in place themselves (no download of ours made them),
+    and write ``marker`` recording what was found: a file's size and SHA-256, a folder's file count."""
+    found = {}
+    for path in map(Path, paths):
+        if path.is_file() and path.stat().st_size > 0:
+            found[str(path)] = {"size": path.stat().st_size, "sha256": file_digests(path)["sha256"]}
+        elif path.is_dir() and any(path.iterdir()):
+            found[str(path)] = {"files": sum(1 for p in path.rglob("*") if p.is_file())}
+        else:
+            raise DatasetError(f"{path} is missing or empty: put the dataset's file there (see the README, "
+                               "'Reproducing the paper numbers'), or remove it so that the workflow downloads it")
+    write_text(marker, yaml.safe_dump(found, sort_keys=True))
+    return found

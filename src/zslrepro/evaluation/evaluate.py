@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import provenance
 from ..io import atomic_path, read_jsonl, write_json
+from ..runtime import set_determinism
 from ..training.sources import open_source
-from ..training.trainer import load_trained, pick_device, read_model_file
+from ..training.runfiles import load_trained, pick_device, read_model_file
 from .protocols import clean_protocol, paper_protocol
 from .scoring import test_labels, test_scores
 
@@ -18,6 +20,7 @@ def evaluate_run(model_path: str | Path, history_path: str | Path, data_path: st
                  images_root: str | Path | None = None) -> dict:
     device_ = pick_device(device)
     saved = read_model_file(model_path)
+    determinism = set_determinism(saved["config"]["deterministic"])
     source = open_source(saved["config"], data_path, images_root)
     try:
         model, cfg, split = load_trained(saved, source, device_)
@@ -33,6 +36,11 @@ def evaluate_run(model_path: str | Path, history_path: str | Path, data_path: st
         "seed": saved["seed"], "updates": saved["updates"],
         "chance": {"T1": 100 / n_unseen, "all_classes": 100 / n_classes},
         "protocols": {"paper": paper_protocol(read_jsonl(history_path)), "clean": clean},
+        "provenance": {
+            "train": saved.get("provenance"),
+            "evaluate": provenance.record("evaluate", method=cfg["method"], config=cfg, data={"data": data_path},
+                                          device=device_, determinism=determinism),
+        },
     }
     write_json(metrics_out, result)
     with atomic_path(curve_out, suffix=".csv") as tmp:

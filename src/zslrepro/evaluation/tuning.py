@@ -15,7 +15,8 @@ from pathlib import Path
 from ..config import apply_overrides, grid_points
 from ..io import write_json
 from ..training.sources import open_source
-from ..training.trainer import load_trained, pick_device, read_model_file
+from .. import provenance
+from ..training.runfiles import load_trained, pick_device, read_model_file
 from .scoring import summarize, test_scores
 
 
@@ -50,9 +51,13 @@ def select(cfg: dict, model_paths: list[str | Path], data_path: str | Path, out:
         source.close()
     candidates.sort(key=lambda c: (c["train_point"], c["eval_point"]))  # grid order: ties go to the first
     best = max(candidates, key=lambda c: (c[metric], c["T1"]))
+    tie_within = cfg["tuning"]["tie_within"]
+    ties = [c["overrides"] for c in candidates if c is not best and best[metric] - c[metric] <= tie_within]
     result = {"method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "split": "validation",
               "metric": metric, "selected": best["overrides"], "validation": {m: best[m] for m in ("T1", "U", "S", "H")},
-              "candidates": candidates}
+              "tie_within": tie_within, "ties": ties, "candidates": candidates,
+              "provenance": provenance.record("tune", method=cfg["method"], config=cfg, data={"data": data_path},
+                                              device=device_)}
     write_json(out, result)
     return result
 

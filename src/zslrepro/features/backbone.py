@@ -84,9 +84,20 @@ class MultiLevel(nn.Module):
         return pool_and_concat(self.stages(x))
 
 
+def pool_to(m: torch.Tensor, size) -> torch.Tensor:
+    """Average-pool a map to ``size``. An integer ratio uses avg_pool2d (the same windows as
+    adaptive pooling, and a deterministic CUDA backward); other ratios need adaptive pooling."""
+    (h, w), (th, tw) = m.shape[-2:], size
+    if (h, w) == (th, tw):
+        return m
+    if h % th == 0 and w % tw == 0:
+        return nn.functional.avg_pool2d(m, (h // th, w // tw))
+    return nn.functional.adaptive_avg_pool2d(m, size)
+
+
 def pool_and_concat(maps: list[torch.Tensor]) -> torch.Tensor:
     size = maps[-1].shape[-2:]
-    return torch.cat([m if m.shape[-2:] == size else nn.functional.adaptive_avg_pool2d(m, size) for m in maps], 1)
+    return torch.cat([pool_to(m, size) for m in maps], 1)
 
 
 def build_backbone(arch: str, weights: str | None, layer: str = "layer4", init_seed: int = 0,

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ..data.images import image_transform, load_rgb
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ZslError
+from ..runtime import loader_workers
 from .backbone import build_backbone
 from .store import META_KEYS, NAME_KEYS
 
@@ -65,7 +66,7 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
         print(f"resuming extraction at image {done} of {n}")
     dataset = ImageFiles(Path(images_root), index.image_paths[done:], transform)
     loader = DataLoader(dataset, batch_size=store_cfg["batch_size"], shuffle=False,
-                        num_workers=store_cfg["num_workers"], pin_memory=device.type == "cuda")
+                        num_workers=loader_workers(store_cfg["num_workers"]), pin_memory=device.type == "cuda")
     use_amp = store_cfg["amp"] and device.type == "cuda"
     bar = tqdm(total=n, initial=done, unit="img", desc=f"extract {index.name}", dynamic_ncols=True,
                mininterval=2.0)

@@ -67,24 +67,34 @@ def boxcar(coords: torch.Tensor, centre: torch.Tensor, side: torch.Tensor, k: fl
     return torch.sigmoid(k * (coords - centre + side / 2)) - torch.sigmoid(k * (coords - centre - side / 2))
 
 
+def bilinear_weights(centres: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear interpolation weights (B x n x size): row j samples pixel position ``centres[:, j]``.
+
+    Pixel i has its centre at i + 0.5; the weight of pixel i is max(0, 1 - |p - 0.5 - i|), and
+    pixels outside the image contribute nothing (grid_sample's zero padding).
+    """
+    pixels = torch.arange(size, device=centres.device, dtype=centres.dtype) + 0.5
+    return (1 - (centres.unsqueeze(-1) - pixels).abs()).clamp_min(0)
+
+
 def crop_and_zoom(images: torch.Tensor, boxes: torch.Tensor, out_size: int, k: float) -> torch.Tensor:
     """Differentiable crop of square ``boxes`` (B x 3: t_x, t_y, t_s in pixels) zoomed to ``out_size``.
 
-    The box region is resampled (affine_grid + grid_sample) and multiplied by the boxcar mask V
-    evaluated at the sampled pixel positions, so gradients reach (t_x, t_y, t_s) through both.
+    The box is resampled bilinearly and multiplied by the boxcar mask V at the sampled positions, so
+    gradients reach (t_x, t_y, t_s) through both. An axis-aligned box makes bilinear resampling
+    separable, crop = W_y · image · W_xᵀ: the same values as affine_grid + grid_sample
+    (align_corners=False, zero padding), but built from matrix products, whose CUDA backward is
+    deterministic (grid_sample's is not).
     """
     b, _, h, w = images.shape
-    tx, ty, ts = boxes[:, 0], boxes[:, 1], boxes[:, 2]
-    theta = torch.zeros(b, 2, 3, device=images.device, dtype=images.dtype)
-    theta[:, 0, 0] = ts / w
-    theta[:, 0, 2] = 2 * tx / w - 1
-    theta[:, 1, 1] = ts / h
-    theta[:, 1, 2] = 2 * ty / h - 1
-    grid = F.affine_grid(theta, [b, 3, out_size, out_size], align_corners=False)
-    u = (grid[..., 0] + 1) * w / 2   # sampled positions in pixel units of the input image
-    v = (grid[..., 1] + 1) * h / 2
-    mask = boxcar(u, tx.view(b, 1, 1), ts.view(b, 1, 1), k) * boxcar(v, ty.view(b, 1, 1), ts.view(b, 1, 1), k)
-    return F.grid_sample(images, grid, align_corners=False) * mask.unsqueeze(1)
+    tx, ty, ts = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3]
+    base = (torch.arange(out_size, device=images.device, dtype=images.dtype) + 0.5) / out_size - 0.5
+    u = tx + ts * base   # B x out: sampled positions in pixel units of the input image
+    v = ty + ts * base
+    wx, wy = bilinear_weights(u, w), bilinear_weights(v, h)
+    crop = wy.unsqueeze(1) @ images @ wx.transpose(1, 2).unsqueeze(1)
+    mask = boxcar(v, ty, ts, k).unsqueeze(-1) * boxcar(u, tx, ts, k).unsqueeze(1)
+    return crop * mask.unsqueeze(1)
 
 
 def boxcar_mask(size: int, boxes: torch.Tensor, k: float) -> torch.Tensor:
@@ -337,12 +347,14 @@ def build_channel_groups(cfg: dict, data_path, images_root, out, device: str | N
 
     Uses only the run's training images (trainval, or the validation split's train part)."""
     from ..io import save_torch
+    from ..runtime import set_determinism
+    from ..training.runfiles import pick_device
     from ..training.seeding import seed_everything
     from ..training.sources import ImageSource, make_split
-    from ..training.trainer import pick_device
 
     device_ = pick_device(device)
     m, grouping = cfg["model"], cfg["model"]["channel_grouping"]
+    set_determinism(cfg["deterministic"])
     seed_everything(cfg["seed"])
     source = ImageSource(data_path, images_root, cfg["images"])
     split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])

@@ -8,13 +8,11 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices); the determinism mode is zslrepro.runtime's."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        # CPU kernels are deterministic with this flag; on CUDA some are not, and warn instead.
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def rng_state() -> dict:

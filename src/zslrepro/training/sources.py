@@ -26,6 +26,7 @@ from ..data.images import image_transform, load_rgb, to_normalised_tensor
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ConfigError, DatasetError
 from ..features.store import FeatureStore
+from ..runtime import loader_workers
 
 # what both sources copy from their index: labels, splits and class-level data
 INDEX_KEYS = ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
@@ -106,6 +107,7 @@ class FeatureSource:
     kind = "features"
 
     def __init__(self, path: str | Path):
+        self.path = Path(path)
         self.store = FeatureStore(path)
         for key in INDEX_KEYS:
             setattr(self, key, getattr(self.store, key))
@@ -171,6 +173,7 @@ class ImageSource:
 
     def __init__(self, index_path: str | Path, images_root: str | Path, images_cfg: dict):
         index = IngestedDataset.load(index_path)
+        self.path = Path(index_path)
         self.root = Path(images_root)
         if not self.root.is_dir():
             raise DatasetError(f"image folder {self.root} does not exist; run the workflow's data phase first")
@@ -183,7 +186,7 @@ class ImageSource:
         self.spec.pop("num_workers", None)
 
     def _loader(self, dataset: Dataset, batches) -> DataLoader:
-        workers = self.cfg["num_workers"]
+        workers = loader_workers(self.cfg["num_workers"])
         return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), prefetch_factor=2 if workers else None)
 

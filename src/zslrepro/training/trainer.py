@@ -6,8 +6,9 @@ official scripts count them; every ``eval_every`` updates of an evaluated stage 
 on the split's test images, which is what the authors' ("paper") protocol selects from. Each
 evaluation appends a line to ``history.jsonl`` and writes ``checkpoint.pt`` atomically (model,
 optimiser, learning-rate schedule and RNG states, history). A killed run started again resumes
-from it and ends with the same numbers as an uninterrupted run; a checkpoint of another config is
-ignored.
+from it and ends with the same numbers as an uninterrupted run; a checkpoint of another config, or
+one written by other code (the digest of the training command's source, zslrepro.provenance), is
+not resumed, and the log says why. The final model file carries its provenance record.
 
 The index batches of the whole run are drawn up front from the config's sampler (so resuming needs
 no sampler state), then read from the source: a feature store, or images decoded by DataLoader
@@ -21,7 +22,6 @@ the images of a batch, such as DRMN's cross-image SIT, see the micro-batch inste
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,27 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import apply_overrides, config_digest
+from .. import provenance
+from ..config import config_digest
 from ..errors import ConfigError
 from ..evaluation.scoring import summarize, test_scores
 from ..io import save_torch, write_jsonl
-from ..methods import DataSpec, build_method
+from ..methods import build_method
+from ..runtime import nondeterministic_op_error, set_determinism
+from .runfiles import data_spec, pick_device
 from .samplers import build_sampler
 from .seeding import restore_rng_state, rng_state, seed_everything
-from .sources import Split, make_split
-
-HALT_EXIT_CODE = 75  # exit status of a run halted on purpose by --halt-after-evals (tests)
-
-
-def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | None = None) -> DataSpec:
-    split = split or make_split(source, "test")
-    att = torch.as_tensor(np.asarray(source.att)).float()
-    if cfg["clamp_negative_att"]:
-        att = att.clamp_min(0.0)
-    return DataSpec(att=att, w2v=torch.as_tensor(np.asarray(source.w2v_att)).float(),
-                    seen=torch.as_tensor(split.seen_classes).long(),
-                    unseen=torch.as_tensor(split.unseen_classes).long(),
-                    input_shape=tuple(source.input_shape), artefacts=dict(artefacts or {}))
+from .sources import make_split
 
 
 def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
@@ -78,10 +68,6 @@ def build_lr_schedule(cfg: dict, optimizer: torch.optim.Optimizer):
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg["factor"],
                                                           patience=cfg["patience"], min_lr=cfg["min_lr"])
     return None
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @dataclass
@@ -130,19 +116,30 @@ def _forward_loss(model, x, y, accumulation: int, amp: bool, device: torch.devic
 
 
 def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: str | None = None,
-          halt_after_evals: int | None = None, artefacts: dict | None = None, log=print) -> Path:
+          artefacts: dict | None = None, log=print) -> Path:
     """Train one run of a method on one dataset; returns the path of the final model file."""
-    out_dir = Path(out_dir)
+    try:
+        return _train(cfg, source, Path(out_dir), replicate, device, dict(artefacts or {}), log)
+    except RuntimeError as exc:
+        clear = nondeterministic_op_error(exc, f"config/methods/{cfg['method']}/{cfg['dataset']}.yaml")
+        if clear is None:
+            raise
+        raise clear from None
+
+
+def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None, artefacts: dict,
+           log) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, history_path = out_dir / "checkpoint.pt", out_dir / "history.jsonl"
     device_ = pick_device(device)
     seed = cfg["seed"] + replicate
     split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
-    artefacts = dict(artefacts or {})
+    code = provenance.code_digest("train", cfg["method"])
     digest = config_digest({"config": cfg, "replicate": replicate, "source": source.spec,
-                            "split": split.digest_key(),
+                            "split": split.digest_key(), "code": code,
                             "artefacts": {k: _file_digest(v) for k, v in sorted(artefacts.items())}})
 
+    determinism = set_determinism(cfg["deterministic"])
     seed_everything(seed)
     model = build_method(cfg, data_spec(source, cfg, split, artefacts)).to(device_)
     if model.consumes != source.kind:
@@ -155,7 +152,7 @@ def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: st
     plan = [sampler.next() for _ in range(total)]
     iters_per_epoch = max(1, len(split.trainval_loc) // schedule["batch_size"])
     amp = schedule["amp"] and device_.type == "cuda"
-    start, history, resumed = 0, [], None
+    start, history, resumed, spent = 0, [], None, 0.0
 
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device_, weights_only=False)
@@ -163,16 +160,21 @@ def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: st
             model.load_state_dict(ckpt["model"])
             restore_rng_state(ckpt["rng"])
             start, history, resumed = ckpt["next_iter"], ckpt["history"], ckpt
+            spent = ckpt.get("seconds", 0.0)
             log(f"resuming from {ckpt_path} at update {start} of {total}")
+        elif ckpt.get("code") not in (None, code):
+            log(f"ignoring {ckpt_path}: it was written by other code (code digest {ckpt['code']}, "
+                f"now {code}); training starts over")
         else:
-            log(f"ignoring {ckpt_path}: it belongs to another configuration")
+            log(f"ignoring {ckpt_path}: it belongs to another configuration; training starts over")
 
     log(f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {total} updates in "
-        f"{len(stages)} stage(s), seed {seed}, device {device_}, amp {amp}")
+        f"{len(stages)} stage(s), seed {seed}, device {device_}, amp {amp}, "
+        f"deterministic {cfg['deterministic']}, {torch.get_num_threads()} threads, code {code}")
     if split.dropped_test_images:
         log(f"validation split: {split.dropped_test_images} train_loc/val_loc images are test images "
             f"(not in trainval_loc) and were left out")
-    evals_this_run, t0 = 0, time.time()
+    t0 = time.time()
     for k, stage in enumerate(stages):
         if start >= stage.end:
             continue
@@ -215,41 +217,24 @@ def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: st
                 history.append(row)
                 write_jsonl(history_path, history)
             save_torch(ckpt_path, {
-                "digest": digest, "model": model.state_dict(), "stage": k,
+                "digest": digest, "code": code, "model": model.state_dict(), "stage": k,
                 "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
                 "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
-                "rng": rng_state(), "next_iter": it + 1, "history": history})
+                "rng": rng_state(), "next_iter": it + 1, "history": history,
+                "seconds": spent + time.time() - t0})
             metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
             log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
                 f"({time.time() - t0:.0f}s)")
-            if evaluate:
-                evals_this_run += 1
-                if halt_after_evals is not None and evals_this_run >= halt_after_evals:
-                    source.close()
-                    os._exit(HALT_EXIT_CODE)  # like a kill: no cleanup, no final files
         resumed = None
 
     final = out_dir / "model.pt"
     write_jsonl(history_path, history)
+    prov = provenance.record("train", method=cfg["method"], config=cfg, data={"data": source.path, **artefacts},
+                             seed=seed, device=device_, determinism=determinism)
     save_torch(final, {"method": cfg["method"], "dataset": cfg["dataset"], "config": cfg,
                        "replicate": replicate, "seed": seed, "model": model.state_dict(),
-                       "updates": total, "split": split.name, "artefacts": {k: str(v) for k, v in artefacts.items()}})
+                       "updates": total, "split": split.name, "provenance": prov,
+                       "seconds": round(spent + time.time() - t0, 2),  # all sessions of a resumed run
+                       "artefacts": {k: str(v) for k, v in artefacts.items()}})
     ckpt_path.unlink(missing_ok=True)
     return final
-
-
-def read_model_file(model_path: str | Path) -> dict:
-    """A final model file (weights, config, split, seed), on the CPU."""
-    return torch.load(model_path, map_location="cpu", weights_only=False)
-
-
-def load_trained(saved: dict, source, device: torch.device, overrides: dict | None = None):
-    """Rebuild a method from a read model file (config values optionally overridden), for evaluation."""
-    cfg = saved["config"]
-    if overrides:
-        cfg = apply_overrides(cfg, overrides)
-    split = make_split(source, saved.get("split", "test"), cfg["tuning"]["holdout_fraction"])
-    model = build_method(cfg, data_spec(source, cfg, split)).to(device)  # artefacts live in the weights
-    model.load_state_dict(saved["model"])
-    model.eval()
-    return model, cfg, split

@@ -1,0 +1,49 @@
+"""A trained run's files, for whoever reads them (evaluation, tuning, SGMA's artefact step).
+
+Training writes ``model.pt``; this module reads it back and rebuilds the method, so evaluation and
+tuning depend on it and not on the training loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import apply_overrides
+from ..methods import DataSpec, build_method
+from .sources import Split, make_split
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | None = None) -> DataSpec:
+    """What a method needs to know of its dataset (class attributes, word vectors, seen/unseen)."""
+    split = split or make_split(source, "test")
+    att = torch.as_tensor(np.asarray(source.att)).float()
+    if cfg["clamp_negative_att"]:
+        att = att.clamp_min(0.0)
+    return DataSpec(att=att, w2v=torch.as_tensor(np.asarray(source.w2v_att)).float(),
+                    seen=torch.as_tensor(split.seen_classes).long(),
+                    unseen=torch.as_tensor(split.unseen_classes).long(),
+                    input_shape=tuple(source.input_shape), artefacts=dict(artefacts or {}))
+
+
+def read_model_file(model_path: str | Path) -> dict:
+    """A final model file (weights, config, split, seed, provenance), on the CPU."""
+    return torch.load(model_path, map_location="cpu", weights_only=False)
+
+
+def load_trained(saved: dict, source, device: torch.device, overrides: dict | None = None):
+    """Rebuild a method from a read model file (config values optionally overridden), for evaluation."""
+    cfg = saved["config"]
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    split = make_split(source, saved.get("split", "test"), cfg["tuning"]["holdout_fraction"])
+    model = build_method(cfg, data_spec(source, cfg, split)).to(device)  # artefacts live in the weights
+    model.load_state_dict(saved["model"])
+    model.eval()
+    return model, cfg, split
