@@ -148,3 +148,35 @@ def test_pooling_to_the_last_stage_equals_adaptive_pooling():
     assert torch.equal(pool_to(x, (14, 14)), torch.nn.functional.adaptive_avg_pool2d(x, (14, 14)))
     y = torch.randn(1, 2, 15, 15, dtype=torch.float64)  # no integer ratio: adaptive pooling itself
     assert torch.equal(pool_to(y, (7, 7)), torch.nn.functional.adaptive_avg_pool2d(y, (7, 7)))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_damaged_store_is_named_not_a_raw_h5py_traceback(tiny, tmp_path, damage):
+    import shutil
+
+    from zslrepro.errors import DatasetError
+    from zslrepro.features.store import FeatureStore, store_problem
+
+    assert store_problem(tiny.store_path) is None
+    bad = tmp_path / "store.h5"
+    shutil.copy(tiny.store_path, bad)
+    data = bad.read_bytes()
+    bad.write_bytes({"empty": b"", "truncated": data[: len(data) - 4096], "garbage": b"x" * 4096}[damage])
+    assert store_problem(bad)
+    with pytest.raises(DatasetError, match=f"feature store {bad} is unusable"):
+        FeatureStore(bad)
+
+
+def test_missing_images_fail_first_with_advice_that_works(tiny, tmp_path):
+    import shutil
+
+    from zslrepro.errors import DatasetError
+    from zslrepro.training.sources import ImageSource
+
+    root = tmp_path / "images"
+    shutil.copytree(tiny.cfg["images_root"], root)
+    gone = root / str(tiny.index.image_paths[5])
+    gone.unlink()
+    images_cfg = {"crop": 32, "resize": 32, "test_resize": 32, "train_augment": "none", "num_workers": 2}
+    with pytest.raises(DatasetError, match=r"1 of 144 images are missing .*--forcerun synthesize_dataset"):
+        ImageSource(tiny.index_path, root, images_cfg)

@@ -1,5 +1,6 @@
 """Training: the loss goes down, runs are deterministic, and a killed run resumes exactly."""
 
+import json
 import subprocess
 import sys
 
@@ -58,6 +59,8 @@ def test_killed_run_resumes_with_identical_results(tiny, tmp_path):
     resumed = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "resumed")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout
+    compute = json.loads((tmp_path / "resumed/compute.json").read_text())
+    assert compute["sessions"] == 2 and compute["seconds"] > 0  # the killed session's time is counted
     assert not (tmp_path / "resumed/checkpoint.pt").exists()
     assert read_jsonl(tmp_path / "full/history.jsonl") == read_jsonl(tmp_path / "resumed/history.jsonl")
     a = torch.load(tmp_path / "full/model.pt", weights_only=False)["model"]
@@ -121,3 +124,39 @@ def test_tuning_trains_on_the_validation_split_and_picks_the_best_grid_point(tin
     best = max(c["H"] for c in cands)
     assert result["validation"]["H"] == best and result["selected"] == next(c for c in cands if c["H"] == best)["overrides"]
     assert set(result["selected"]) == {"evaluation.gamma", "model.fusion"}
+
+
+def test_a_job_given_one_thread_uses_one(tiny, tmp_path):
+    run = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "run", "--threads", "1")
+    assert run.returncode == 0, run.stderr
+    assert ", 1 threads," in run.stdout
+    saved = torch.load(tmp_path / "run/model.pt", weights_only=False)
+    assert saved["provenance"]["determinism"]["threads"] == 1
+    assert saved["provenance"]["device"].endswith("1 threads")
+
+
+def test_thread_budget_bounds_the_loader_workers(monkeypatch):
+    from zslrepro import runtime
+
+    monkeypatch.setattr(runtime, "_thread_budget", None)
+    assert runtime.loader_workers(8) == 8                 # no budget given: the config's value
+    before = torch.get_num_threads()
+    try:
+        runtime.apply_threads(1)
+        assert torch.get_num_threads() == 1 and runtime.loader_workers(8) == 0   # the main process only
+        runtime.apply_threads(4)
+        assert runtime.loader_workers(8) == 3 and runtime.loader_workers(2) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_provenance_of_a_model_file(tiny, tmp_path):
+    from zslrepro import provenance
+
+    train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / "r", device="cpu", log=lambda *_: None)
+    prov = torch.load(tmp_path / "r/model.pt", weights_only=False)["provenance"]
+    assert prov["code"]["closure_digest"] == provenance.code_digest("train", "msdn")
+    assert prov["code"]["package_digest"] == provenance.package_digest()
+    assert prov["data"]["data"]["sha256"] == provenance.file_digest(tiny.store_path)
+    assert prov["seed"] == tiny.method_cfg["seed"] and prov["determinism"]["deterministic"] is True
+    assert {"torch", "numpy", "python"} <= set(prov["versions"])

@@ -180,7 +180,7 @@ def cmd_plots(args) -> None:
 def cmd_benchmarks(args) -> None:
     from .benchmark_summary import render
 
-    render(args.files, args.out_csv, args.out_html)
+    render(args.files, args.out_csv, args.out_html, compute_files=args.compute)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmarks", help="summarise Snakemake benchmark files (wall time, peak memory)")
     p.add_argument("files", nargs="+")
+    p.add_argument("--compute", nargs="*", default=[], help="the trainer's compute.json records (all sessions)")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-html", required=True)
     p.set_defaults(func=cmd_benchmarks)

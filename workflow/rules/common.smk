@@ -1,4 +1,5 @@
 # Configuration loading and validation, and the helpers the rules share.
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from zslrepro.config import (  # noqa: E402
 )
 from zslrepro.data.download import load_sources  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
+from zslrepro.features.store import store_problem  # noqa: E402
 from zslrepro.provenance import code_digest  # noqa: E402
 
 
@@ -268,10 +270,31 @@ def all_plots():
 
 
 def all_benchmarks():
-    return [
+    """Snakemake benchmark files of every job that computes (not the light report jobs)."""
+    files = [
         f.replace("results/features/", "results/benchmarks/extract_features/").replace(".h5", ".tsv")
         for f in all_feature_stores()
-    ] + all_runs("results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv")
+    ]
+    for (method, dataset, run), cfg in RUN_CONFIGS.items():
+        key = f"{method}/{dataset}/{run}"
+        files += [f"results/benchmarks/method_artefact/{key}/test/{a}.tsv" for a in method_artefacts(method)]
+        if tuning_enabled(cfg):
+            files += [f"results/benchmarks/method_artefact/{key}/validation/{a}.tsv" for a in method_artefacts(method)]
+            files += [f"results/benchmarks/train_validation_point/{key}/point{k}.tsv"
+                      for k in range(len(grid_points(cfg["tuning"]["train_grid"])))]
+            files.append(f"results/benchmarks/select_hyperparameters/{key}.tsv")
+    files += all_runs("results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv")
+    return files + all_runs("results/benchmarks/evaluate_run/{method}/{dataset}/{run}/rep{rep}.tsv")
+
+
+def all_compute_records():
+    """The trainer's own time records (all sessions of a resumed run), final and validation runs."""
+    files = all_runs("results/runs/{method}/{dataset}/{run}/rep{rep}/compute.json")
+    for (method, dataset, run), cfg in RUN_CONFIGS.items():
+        if tuning_enabled(cfg):
+            files += [f"results/runs/{method}/{dataset}/{run}/tuning/point{k}/compute.json"
+                      for k in range(len(grid_points(cfg["tuning"]["train_grid"])))]
+    return files
 
 
 def optional_word_vector_reports():
@@ -312,3 +335,36 @@ def all_intermediates():
     files += all_runs("results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt")
     files += all_runs("results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl")
     return files + all_selections() + all_metrics()
+
+
+# workflow.dryrun is not yet set while the Snakefile is parsed; the command line says it.
+DRY_RUN = workflow.dryrun or any(
+    a in ("--dry-run", "--dryrun", "--just-print") or re.fullmatch(r"-[a-zA-Z]*n[a-zA-Z]*", a)
+    for a in sys.argv[1:]
+)
+
+
+def set_aside_damaged_stores():
+    """Before any job runs: a feature store that cannot be read (empty, truncated, not HDF5) is
+    renamed <store>.bad-<time> and named, so the workflow extracts it anew (its jobs follow)
+    instead of starting training jobs that would delete their finished outputs and then fail.
+    A dry run only names it."""
+    from datetime import datetime, timezone
+
+    for store in map(Path, all_feature_stores()):
+        if not store.is_file():
+            continue
+        problem = store_problem(store)
+        if problem is None:
+            continue
+        if DRY_RUN:
+            print(f"feature store {store} is damaged ({problem}); a run will set it aside and extract it anew",
+                  file=sys.stderr)
+            continue
+        aside = store.with_name(f"{store.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+        store.rename(aside)
+        print(f"feature store {store} is damaged ({problem}): moved aside to {aside}; extracting it anew",
+              file=sys.stderr)
+
+
+set_aside_damaged_stores()

@@ -14,6 +14,8 @@ rule evaluate_run:
         images=images_flag,
     log:
         "logs/evaluate_run/{method}/{dataset}/{run}/rep{rep}.log",
+    benchmark:
+        "results/benchmarks/evaluate_run/{method}/{dataset}/{run}/rep{rep}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2

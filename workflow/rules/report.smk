@@ -84,7 +84,8 @@ rule plot_run:
 
 rule benchmark_summary:
     input:
-        all_benchmarks(),
+        benchmarks=all_benchmarks(),
+        compute=all_compute_records(),
     output:
         csv=f"{TABLES_DIR}/benchmarks.csv",
         html=report(
@@ -99,4 +100,5 @@ rule benchmark_summary:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m zslrepro benchmarks {input} --out-csv {output.csv} --out-html {output.html} > {log} 2>&1"
+        "python -m zslrepro benchmarks {input.benchmarks} --compute {input.compute} --out-csv {output.csv}"
+        " --out-html {output.html} > {log} 2>&1"

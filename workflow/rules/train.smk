@@ -16,6 +16,8 @@ rule method_artefact:
         split=lambda w: "--validation-point 0" if w.split == "validation" else "",
     log:
         "logs/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.log",
+    benchmark:
+        "results/benchmarks/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -35,12 +37,15 @@ rule train_validation_point:
     output:
         model="results/runs/{method}/{dataset}/{run}/tuning/point{point}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/tuning/point{point}/history.jsonl",
+        compute="results/runs/{method}/{dataset}/{run}/tuning/point{point}/compute.json",
     params:
         code=code_of("train", per_method=True),
         images=images_flag,
         artefacts=lambda w, input: artefact_flags(input),
     log:
         "logs/train_validation_point/{method}/{dataset}/{run}/point{point}.log",
+    benchmark:
+        "results/benchmarks/train_validation_point/{method}/{dataset}/{run}/point{point}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -65,6 +70,8 @@ rule select_hyperparameters:
         images=images_flag,
     log:
         "logs/select_hyperparameters/{method}/{dataset}/{run}.log",
+    benchmark:
+        "results/benchmarks/select_hyperparameters/{method}/{dataset}/{run}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -85,6 +92,7 @@ rule train_method:
     output:
         model="results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
+        compute="results/runs/{method}/{dataset}/{run}/rep{rep}/compute.json",
     params:
         code=code_of("train", per_method=True),
         images=images_flag,

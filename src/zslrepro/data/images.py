@@ -3,6 +3,7 @@ methods that train from images."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -31,3 +32,16 @@ def load_rgb(path: Path) -> Image.Image:
             return img.convert("RGB")
     except OSError as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from None
+
+
+def check_images_present(root: Path, rel_paths) -> None:
+    """Fail before any work, naming the first missing image, when images of the index are gone
+    (an error inside a DataLoader worker would come out as a worker traceback, after outputs were
+    deleted)."""
+    missing = [p for p in map(str, rel_paths) if not os.path.isfile(os.path.join(root, p))]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} of {len(rel_paths)} images are missing under {root} (first: {missing[0]}). "
+            "Put them back: for the synthetic dataset, `snakemake --cores all --forcerun synthesize_dataset` "
+            "writes it again (identically, from its seed); for a real dataset, "
+            "`snakemake --cores all --forcerun extract_download` extracts the verified archives again.")

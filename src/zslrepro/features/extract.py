@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..data.images import image_transform, load_rgb
+from ..data.images import check_images_present, image_transform, load_rgb
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ZslError
 from ..runtime import loader_workers
@@ -46,6 +46,7 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
             device: str | None = None) -> None:
     """Fill the feature store ``out`` for all images of ``index`` with the backbone of ``store_cfg``."""
     out = Path(out)
+    check_images_present(Path(images_root), index.image_paths)
     partial = out.with_name(out.name + ".partial")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = json.dumps({k: store_cfg[k] for k in sorted(store_cfg) if k not in ("batch_size", "num_workers", "amp")},

@@ -70,9 +70,11 @@ class FeatureStore:
         self.path = Path(path)
         if not self.path.is_file():
             raise DatasetError(f"feature store {self.path} does not exist; run the workflow's extract step first")
+        problem = store_problem(self.path)
+        if problem:
+            raise DatasetError(f"feature store {self.path} is unusable ({problem}). Run the workflow again: "
+                               "it moves a damaged store aside and extracts it anew")
         self._h5 = h5py.File(self.path, "r")
-        if not self._h5.attrs.get("complete", False):
-            raise DatasetError(f"feature store {self.path} is incomplete; run extraction again to finish it")
         self.features = self._h5["features"]
         offset = self.features.id.get_offset()
         self._rows = (ContiguousRows(self.path, offset, self.features.shape, self.features.dtype)
@@ -114,3 +116,25 @@ class FeatureStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def store_problem(path: str | Path) -> str | None:
+    """Why the store file at ``path`` cannot be read (None when it can): not HDF5, empty, not
+    marked complete, a key missing, or shorter than its feature array."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            if not h5.attrs.get("complete", False):
+                return "extraction did not complete"
+            missing = [k for k in ("features", *META_KEYS, *NAME_KEYS) if k not in h5]
+            if missing:
+                return f"no {missing[0]!r} array"
+            features = h5["features"]
+            offset = features.id.get_offset()
+            if offset is not None and offset + features.id.get_storage_size() > path.stat().st_size:
+                return "truncated: shorter than its feature array"
+            if "spec" not in h5.attrs:
+                return "no 'spec' attribute"
+    except OSError as exc:  # not an HDF5 file, empty, truncated header
+        return f"not a readable HDF5 file: {exc}"
+    return None

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from ..data.images import image_transform, load_rgb, to_normalised_tensor
+from ..data.images import check_images_present, image_transform, load_rgb, to_normalised_tensor
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ConfigError, DatasetError
 from ..features.store import FeatureStore
@@ -180,6 +180,7 @@ class ImageSource:
         for key in INDEX_KEYS:
             setattr(self, key, getattr(index, key))
         self.rel_paths = index.image_paths
+        check_images_present(self.root, self.rel_paths)
         self.cfg = images_cfg
         self.input_shape = (3, images_cfg["crop"], images_cfg["crop"])
         self.spec = {"index": index.name, "images": len(self.labels), **images_cfg}

@@ -33,7 +33,7 @@ from .. import provenance
 from ..config import config_digest
 from ..errors import ConfigError
 from ..evaluation.scoring import summarize, test_scores
-from ..io import save_torch, write_jsonl
+from ..io import save_torch, write_json, write_jsonl
 from ..methods import build_method
 from ..runtime import nondeterministic_op_error, set_determinism
 from .runfiles import data_spec, pick_device
@@ -152,7 +152,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
     plan = [sampler.next() for _ in range(total)]
     iters_per_epoch = max(1, len(split.trainval_loc) // schedule["batch_size"])
     amp = schedule["amp"] and device_.type == "cuda"
-    start, history, resumed, spent = 0, [], None, 0.0
+    start, history, resumed, spent, sessions = 0, [], None, 0.0, 1
 
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device_, weights_only=False)
@@ -160,7 +160,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
             model.load_state_dict(ckpt["model"])
             restore_rng_state(ckpt["rng"])
             start, history, resumed = ckpt["next_iter"], ckpt["history"], ckpt
-            spent = ckpt.get("seconds", 0.0)
+            spent, sessions = ckpt.get("seconds", 0.0), ckpt.get("sessions", 1) + 1
             log(f"resuming from {ckpt_path} at update {start} of {total}")
         elif ckpt.get("code") not in (None, code):
             log(f"ignoring {ckpt_path}: it was written by other code (code digest {ckpt['code']}, "
@@ -221,7 +221,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
                 "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
                 "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
                 "rng": rng_state(), "next_iter": it + 1, "history": history,
-                "seconds": spent + time.time() - t0})
+                "seconds": spent + time.time() - t0, "sessions": sessions})
             metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
             log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
                 f"({time.time() - t0:.0f}s)")
@@ -236,5 +236,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
                        "updates": total, "split": split.name, "provenance": prov,
                        "seconds": round(spent + time.time() - t0, 2),  # all sessions of a resumed run
                        "artefacts": {k: str(v) for k, v in artefacts.items()}})
+    write_json(out_dir / "compute.json", {"seconds": round(spent + time.time() - t0, 2), "sessions": sessions,
+                                          "updates": total, "device": str(device_)})
     ckpt_path.unlink(missing_ok=True)
     return final

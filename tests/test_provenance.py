@@ -1,0 +1,58 @@
+"""Code digests: each command's import closure, so that a change reruns exactly its dependents."""
+
+import shutil
+
+import pytest
+
+from zslrepro import provenance
+
+
+def names(command, method=None):
+    return {str(p.relative_to(provenance.PKG)) for p in provenance.command_files(command, method)}
+
+
+def test_a_method_jobs_see_their_own_method_module_only():
+    files = names("train", "msdn")
+    assert {"methods/msdn.py", "methods/attention.py", "training/trainer.py", "cli.py",
+            "schemas/method_msdn.yaml", "evaluation/tuning.py"} <= files   # tuning: --selected
+    assert not files & {"methods/dedn.py", "methods/sgma.py", "methods/drmn.py", "schemas/method_dedn.yaml",
+                        "plots.py", "tables.py"}
+    assert "methods/dedn.py" in names("evaluate", "dedn") and "methods/msdn.py" not in names("evaluate", "dedn")
+
+
+def test_report_commands_do_not_depend_on_the_models():
+    assert names("plots") == {"cli.py", "errors.py", "io.py", "plots.py", "evaluation/__init__.py",
+                              "evaluation/metrics.py"}
+    assert not any(f.startswith(("methods/", "training/")) for f in names("tables"))
+
+
+def test_digest_follows_the_source(tmp_path, monkeypatch):
+    copy = tmp_path / "zslrepro"
+    shutil.copytree(provenance.PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "PKG", copy)
+    for fn in (provenance.code_digest, provenance.package_digest):
+        fn.cache_clear()
+    try:
+        train, plots = provenance.code_digest("train", "msdn"), provenance.code_digest("plots")
+        (copy / "methods/dedn.py").write_text((copy / "methods/dedn.py").read_text() + "\n# edit\n")
+        provenance.code_digest.cache_clear()
+        assert provenance.code_digest("train", "msdn") == train            # another method's file
+        assert provenance.code_digest("train", "dedn") != provenance.code_digest("train", "msdn")
+        (copy / "methods/msdn.py").write_text((copy / "methods/msdn.py").read_text() + "\n# edit\n")
+        provenance.code_digest.cache_clear()
+        assert provenance.code_digest("train", "msdn") != train and provenance.code_digest("plots") == plots
+    finally:
+        for fn in (provenance.code_digest, provenance.package_digest):
+            fn.cache_clear()
+
+
+def test_unknown_command_is_refused():
+    with pytest.raises(KeyError):
+        provenance.command_files("no-such-command")
+
+
+def test_code_identity_labels():
+    assert provenance.code_identity(None) == "unknown"
+    prov = {"code": {"git": {"commit": "0123456789abcdef", "dirty": True}, "package_digest": "fedcba9876543210"}}
+    assert provenance.code_identity(prov) == "01234567+dirty/fedcba98"
+    assert provenance.code_identity({"code": {"git": None, "package_digest": "ab" * 8}}) == "no-git/abababab"
