@@ -7,7 +7,7 @@ model built and trained as its script does (``--msdn`` / ``--dedn``: a checkout 
 shiming-chen/MSDN or zjrao/DEDN, which you fetch; nothing of it enters this repository). The two
 are interleaved (official, ours, ours, official, ...) after a warm-up of each, and the minimum and
 median of the repetitions are printed, with official / ours. ``--retyped`` adds the retyped
-einsum forms of zslrepro.methods.reference as a second, labelled baseline. Both implementations
+einsum forms of tests/reference_forms.py as a second, labelled baseline. Both implementations
 compute the same numbers (benchmarks/parity_official.py).
 
     python benchmarks/step_time.py --msdn ../MSDN --dedn ../DEDN [--device cuda] [--reps 4] [--batch 50]
@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import io
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +29,10 @@ import torch
 
 from zslrepro import parity
 from zslrepro.config import load_method_config, run_config
-from zslrepro.methods import DataSpec, build_method, reference
+from zslrepro.methods import DataSpec, build_method
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import reference_forms as reference  # noqa: E402  (the retyped einsum forms live with the tests)
 from zslrepro.training.trainer import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]

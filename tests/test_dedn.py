@@ -12,7 +12,7 @@ from zslrepro.errors import ConfigError
 from zslrepro.methods import DataSpec, build_method
 from zslrepro.methods.dedn import parse_groups
 from zslrepro.methods.losses import discrepancy
-from zslrepro.methods.reference import dedn_outputs
+from reference_forms import dedn_outputs
 
 from conftest import train_on_fixed_batch
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zslrepro.methods import DataSpec, build_method, list_methods
-from zslrepro.methods.reference import msdn_logits
+from reference_forms import msdn_logits
 from zslrepro.methods.losses import cubic_l1, discrepancy, jensen_shannon, self_calibration
 
 B, D, H, W, A, DIM, C = 4, 32, 3, 3, 7, 10, 6

@@ -88,6 +88,19 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+@pytest.mark.slow
+def test_tiny_run_equals_the_committed_reference(tiny_workdir):
+    """Every metric and tuning choice of the tiny run equals results/reference/tiny: exactly on the
+    reference's machine type, within the documented tolerance on another."""
+    from zslrepro.reference_results import compare, report
+
+    if not (tiny_workdir / "results/tables/results.csv").exists():
+        pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
+    table, summary = compare(REPO / "results/reference/tiny", tiny_workdir / "results")
+    assert summary["cells"] > 80
+    assert summary["moved"] == 0 and summary["missing"] == 0, report(table, summary)
+
+
 def report_files(report: Path) -> dict[str, dict]:
     """The files embedded in a Snakemake HTML report, with their decoded content."""
     text = report.read_text()

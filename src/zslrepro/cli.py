@@ -183,6 +183,46 @@ def cmd_benchmarks(args) -> None:
     render(args.files, args.out_csv, args.out_html, compute_files=args.compute)
 
 
+def cmd_reference(args) -> None:
+    from .reference_results import snapshot
+
+    manifest = snapshot(args.results, args.out, note=args.note)
+    print(f"reference snapshot {args.out}: {len(manifest['files'])} files, code {', '.join(manifest['code'])}")
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    if args.paper:
+        from .tables import collect, load_paper_results, summarize
+
+        metrics = sorted(Path(args.results).glob("metrics/*/*/*/rep*.json"))
+        table = summarize(collect(metrics), load_paper_results(args.paper))
+        table = table[table.metric != "AUSUC"][["method", "variant", "dataset", "protocol", "metric", "mean", "paper",
+                                                "delta"]]
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+        return 0
+    from .reference_results import compare, report
+
+    if not args.reference:
+        raise ZslError("compare needs --reference SNAPSHOT (or --paper config/paper_results.yaml)")
+    table, summary = compare(args.reference, args.results, args.tolerance)
+    print(report(table, summary))
+    return 1 if summary["moved"] or summary["missing"] else 0
+
+
+def cmd_docs_tables(args) -> int:
+    from .reference_results import results_block, update_blocks
+
+    block = results_block(args.reference, args.paper_results)
+    stale = update_blocks(args.files, {args.block: block}, check=args.check)
+    if args.check and stale:
+        print("out of date (regenerate with `python -m zslrepro docs-tables`): " + ", ".join(map(str, stale)))
+        return 1
+    print(("up to date: " if args.check or not stale else "regenerated: ") + ", ".join(map(str, stale or args.files)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zslrepro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,6 +345,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-html", required=True)
     p.set_defaults(func=cmd_benchmarks)
+
+    p = sub.add_parser("reference", help="snapshot a finished run's metrics and tuning choices as a reference")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", required=True, help="e.g. results/reference/main")
+    p.add_argument("--note", default="")
+    p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser("compare", help="check a run against a reference snapshot, cell by cell (or print ours vs paper)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--reference", default=None, help="a snapshot made by `zslrepro reference`")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="points; default: 0 on the reference's machine type, else the documented cross-platform one")
+    p.add_argument("--paper", default=None, help="config/paper_results.yaml: print ours beside the papers' numbers")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("docs-tables", help="regenerate the results tables in README/docs from a reference snapshot")
+    p.add_argument("--reference", default="results/reference/main")
+    p.add_argument("--paper-results", default="config/paper_results.yaml")
+    p.add_argument("--block", default="synth-results")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a file is out of date")
+    p.add_argument("files", nargs="*", default=["README.md", "docs/synthetic.md"])
+    p.set_defaults(func=cmd_docs_tables)
     return parser
 
 
@@ -315,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             from .runtime import apply_threads
 
             apply_threads(args.threads)
-        args.func(args)
+        status = args.func(args)
     except ZslError as exc:
         print(f"zslrepro: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0

@@ -54,9 +54,10 @@ def collect(metric_files: list[str | Path]) -> pd.DataFrame:
                     rows.append({"method": m["method"], "variant": m.get("table_row") or "",
                                  "dataset": m["dataset"], "protocol": protocol,
                                  "metric": metric, "run": m.get("run", "main"), "replicate": m["replicate"],
-                                 "value": values[metric], "code": code})
+                                 "value": values[metric], "code": code,
+                                 "chosen_on_test": m.get("chosen_on_test") or ""})
     return pd.DataFrame(rows, columns=["method", "variant", "dataset", "protocol", "metric", "run", "replicate",
-                                       "value", "code"])
+                                       "value", "code", "chosen_on_test"])
 
 
 def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
@@ -65,6 +66,7 @@ def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     table = grouped["value"].agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan,
                                  n="count").reset_index()
     table["code"] = grouped["code"].agg(lambda v: "; ".join(sorted(set("; ".join(v).split("; "))))).values
+    table["chosen_on_test"] = grouped["chosen_on_test"].agg(lambda v: next((x for x in v if x), "")).values
 
     def paper_value(row):
         entry = paper.get(row["method"], {}).get("results", {}).get(row["dataset"], {})
@@ -93,7 +95,7 @@ def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
     for (method, variant, dataset), g in sub.groupby(["method", "variant", "dataset"], sort=True):
         info = paper.get(method, {})
         row = {"Method": info.get("title", method) + (f" [{info['label']}]" if info.get("label") else "")
-               + (f" — {variant}" if variant else ""),
+               + (f" — {variant}" if variant else "") + (" ⚠test-tuned" if any(g.chosen_on_test) else ""),
                "Dataset": dataset, "n": int(g.n.max())}
         codes = sorted(set("; ".join(g.code).split("; ")))
         row["Code"] = codes[0] if len(codes) == 1 else "⚠ mixed: " + ", ".join(codes)
@@ -107,7 +109,9 @@ def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
                 row[f"{metric} paper"] = _fmt(r["paper"])
                 row[f"Δ{metric}"] = _fmt(r["delta"], signed=True)
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    empty = [c for c in out.columns if (c.endswith(" paper") or c.startswith("Δ")) and (out[c] == "").all()]
+    return out.drop(columns=empty)  # no paper number for any row (e.g. SYNTH): no paper/Δ columns
 
 
 def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: str | Path) -> dict[str, Path]:
@@ -132,6 +136,15 @@ def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: s
                        f"({', '.join(versions)}); rerun the workflow to bring them to one.")
     md += [provenance_line, ""]
     html += [f"<p>{provenance_line}</p>"]
+    tuned = table[table.chosen_on_test != ""].drop_duplicates(["method", "dataset", "chosen_on_test"])
+    for _, r in tuned.iterrows():
+        line = (f"⚠test-tuned: {paper.get(r['method'], {}).get('title', r['method'])} on {r['dataset']}: some "
+                f"values of its config were chosen looking at test numbers ({r['chosen_on_test']}); its "
+                "'clean' row is therefore not free of test-set selection.")
+        md += [f"- {line}"]
+        html += [f"<p>{line}</p>"]
+    if len(tuned):
+        md += [""]
     notes = [(info.get("title", name), info["note"]) for name, info in paper.items()
              if info.get("note") and name in set(table.method)]
     md += [LEGEND, *[f"- **{title}**: {note}" for title, note in notes], ""]

@@ -32,7 +32,8 @@ def evaluate_run(model_path: str | Path, history_path: str | Path, data_path: st
         source.close()
     result = {
         "method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "reports": cfg["reports"],
-        "table_row": cfg.get("table_row"), "replicate": saved["replicate"], "split": split.name,
+        "table_row": cfg.get("table_row"), "chosen_on_test": cfg.get("chosen_on_test"),
+        "replicate": saved["replicate"], "split": split.name,
         "seed": saved["seed"], "updates": saved["updates"],
         "chance": {"T1": 100 / n_unseen, "all_classes": 100 / n_classes},
         "protocols": {"paper": paper_protocol(read_jsonl(history_path)), "clean": clean},
