@@ -56,3 +56,16 @@ def test_code_identity_labels():
     prov = {"code": {"git": {"commit": "0123456789abcdef", "dirty": True}, "package_digest": "fedcba9876543210"}}
     assert provenance.code_identity(prov) == "01234567+dirty/fedcba98"
     assert provenance.code_identity({"code": {"git": None, "package_digest": "ab" * 8}}) == "no-git/abababab"
+
+
+def test_equal_objects_saved_to_different_files_are_byte_identical(tmp_path):
+    """File digests are provenance: a checkpoint's bytes must not depend on its temporary name."""
+    import torch
+
+    from zslrepro.io import save_torch
+
+    obj = {"w": torch.arange(6.0).reshape(2, 3), "note": "x"}
+    save_torch(tmp_path / "a.pt", obj)
+    save_torch(tmp_path / "sub" / "b.pt", obj)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "sub" / "b.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pt")["w"], obj["w"])

@@ -55,5 +55,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
+    # Saved through a file object: torch then names the archive's folder "archive" instead of
+    # after the (random) temporary file name, so equal objects give byte-identical files.
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
