@@ -43,6 +43,7 @@ def tiny_dataset_config(root: Path) -> dict:
     for key in ("xlsa17_dir", "images_root", "w2v"):
         cfg[key] = str(root / cfg[key])
     cfg["attribute_names"]["file"] = str(root / cfg["attribute_names"]["file"])
+    cfg["localisation"]["file"] = str(root / cfg["localisation"]["file"])
     return cfg
 
 

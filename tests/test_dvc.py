@@ -51,7 +51,7 @@ def project(tmp_path_factory) -> Path:
 
 
 OUTPUTS = ["resources/datasets", "results/data", "results/features", "results/runs", "results/metrics",
-           "results/curves", "results/tables", "results/plots"]
+           "results/curves", "results/attention", "results/tables", "results/plots"]
 
 
 def test_repro_then_up_to_date(project):
@@ -61,6 +61,7 @@ def test_repro_then_up_to_date(project):
     assert "Data and pipelines are up to date" in again
     shown = run(project, "dvc", "metrics", "show")
     assert "results/metrics/msdn/SYNTH/main/rep0.json" in shown and "protocols.clean.H" in shown
+    assert "results/attention/msdn/SYNTH/main/scores.json" in shown and "mass_on_object" in shown
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "results")
 

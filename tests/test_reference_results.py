@@ -77,17 +77,35 @@ def test_readme_and_docs_tables_match_the_committed_reference():
     reference = REPO / "results/reference/main"
     if not reference.exists():
         pytest.fail("results/reference/main is missing: run the main job, then `zslrepro reference`")
-    stale = rr.update_blocks([REPO / "README.md", REPO / "docs/synthetic.md"],
-                             {"synth-results": _block_from_repo_root(reference)}, check=True)
+    stale = rr.update_blocks([REPO / "README.md", REPO / "docs/synthetic.md", REPO / "docs/attention.md"],
+                             _blocks_from_repo_root(reference), check=True)
     assert not stale, f"out of date, run `python -m zslrepro docs-tables`: {stale}"
 
 
-def _block_from_repo_root(reference: Path) -> str:
+def _blocks_from_repo_root(reference: Path) -> dict:
     import os
 
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        return rr.results_block(reference.relative_to(REPO), Path("config/paper_results.yaml"))
+        return {"synth-results": rr.results_block(reference.relative_to(REPO), Path("config/paper_results.yaml")),
+                "synth-localisation": rr.localisation_block(reference.relative_to(REPO))}
     finally:
         os.chdir(cwd)
+
+
+def test_attention_scores_are_reference_cells_and_a_generated_table(tmp_path):
+    root = write_run(tmp_path / "a")
+    scores = {"method": "msdn", "dataset": "SYNTH", "run": "main", "truth": "objects", "images": 40,
+              "scores": {"A->V": {"per": "attribute", "pairs": 200, "mass_on_object": 26.9, "uniform_mass": 8.5,
+                                  "pointing": 51.0, "pointing_chance": 19.7}}}
+    (root / "attention/msdn/SYNTH/main").mkdir(parents=True)
+    (root / "attention/msdn/SYNTH/main/scores.json").write_text(json.dumps(scores))
+    rr.snapshot(root, tmp_path / "ref")
+    scores["scores"]["A->V"]["mass_on_object"] = 20.0
+    (root / "attention/msdn/SYNTH/main/scores.json").write_text(json.dumps(scores))
+    table, summary = rr.compare(tmp_path / "ref", root)
+    assert summary["cells"] == 9 + 1 + 2 and summary["moved"] == 1
+    assert table[table.status == "moved"].cell.tolist() == ["msdn/SYNTH/main attention A->V mass_on_object"]
+    block = rr.localisation_block(tmp_path / "ref")
+    assert "| msdn" in block and "26.9" in block and "8.5" in block and "nan" not in block

@@ -63,10 +63,10 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert list((tiny_workdir / "results/benchmarks/train_method").rglob("*.tsv"))
     bench = pd.read_csv(tiny_workdir / "results/tables/benchmarks.csv")
     assert set(bench.rule) == {"extract_features", "method_artefact", "train_validation_point",
-                               "select_hyperparameters", "train_method", "evaluate_run"}
+                               "select_hyperparameters", "train_method", "evaluate_run", "attention_maps"}
     # 1 store; SGMA's 2 artefacts; 1 validation point and a selection each for SGMA and DRMN; 5 runs x 2
-    # replicates trained and evaluated
-    assert len(bench) == 1 + 2 + 2 + 2 + 10 + 10
+    # replicates trained and evaluated; 5 runs' attention
+    assert len(bench) == 1 + 2 + 2 + 2 + 10 + 10 + 5
     assert (bench["peak RSS (MB)"] > 0).all()
     trained = bench[bench.rule.isin(["train_method", "train_validation_point"])]
     assert len(trained) == 12 and (trained["training, all sessions (s)"] > 0).all() and (trained.sessions == 1).all()
@@ -82,6 +82,13 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     for run in ("msdn/SYNTH/main", "dedn/SYNTH/gzsl", "dedn/SYNTH/zsl", "sgma/SYNTH/main", "drmn/SYNTH/main"):
         for kind in ("seen_unseen", "training"):
             assert (tiny_workdir / f"results/plots/{run}/{kind}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tiny_workdir / f"results/attention/{run}/figure.png").read_bytes()[:4] == b"\x89PNG"
+        scores = json.loads((tiny_workdir / f"results/attention/{run}/scores.json").read_text())
+        assert scores["truth"] == "objects" and scores["images"] == 16
+        assert all(0 <= s["mass_on_object"] <= 100 and s["pairs"] > 0 for s in scores["scores"].values())
+    assert "boxes" in json.loads((tiny_workdir / "results/attention/sgma/SYNTH/main/scores.json").read_text())
+    localisation = pd.read_csv(tiny_workdir / "results/tables/localisation.csv")
+    assert len(localisation) == 7 and set(localisation.Method) == {"msdn", "dedn", "sgma", "drmn"}  # DEDN: 2 runs x 2 experts
 
     again = snakemake(tiny_workdir, "--cores", "2")
     assert again.returncode == 0
@@ -126,6 +133,10 @@ def test_report_holds_tables_curves_and_captions(tiny_workdir):
     assert "AUSUC" in files[curves[0]]["caption"]
     assert len([k for k in files if k.endswith("training.png")]) == 5
     assert "results/tables/benchmarks.html" in files
+    figures = [k for k in files if k.startswith("results/attention/") and k.endswith("figure.png")]
+    assert len(figures) == 5 and all(files[k]["content"][:4] == b"\x89PNG" for k in figures)
+    assert "seeded sample" in files[figures[0]]["caption"]
+    assert b"mass_on_object" in files["results/tables/localisation.html"]["content"]
     assert re.search(r"regenerates the numbers", report.read_text())
 
 

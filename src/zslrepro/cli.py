@@ -7,6 +7,7 @@ printed as one line (``zslrepro: error: ...``) with exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import ZslError
@@ -69,11 +70,16 @@ def cmd_ingest(args) -> None:
     from .data.xlsa17 import ingest
     from .io import write_json
 
+    from .data.localisation import read_truth, save_truth
+
     cfg = load_dataset_config(args.dataset_config)
     ds = ingest(cfg)
+    truth = read_truth(cfg, ds.image_paths)
     ds.save(args.out)
+    save_truth(truth, args.localisation or os.path.join(os.path.dirname(args.out), "localisation.npz"))
     write_json(args.summary, ds.summary())
-    print(f"ingested {cfg['name']}: {ds.summary()}")
+    print(f"ingested {cfg['name']}: {ds.summary()}; localisation ground truth: {truth['kind']}"
+          + (f" ({truth['reason']})" if truth["kind"] == "none" else ""))
 
 
 def cmd_extract(args) -> None:
@@ -156,6 +162,27 @@ def cmd_evaluate(args) -> None:
           f"(chance T1 {result['chance']['T1']:.1f})")
 
 
+def cmd_attention(args) -> None:
+    from .config import load_dataset_config
+    from .evaluation.attention import attention_run
+
+    result = attention_run(args.model, args.data, args.index, args.truth, load_dataset_config(args.dataset_config),
+                           args.out_dir, images_root=args.images_root, device=args.device)
+    summary = "; ".join(
+        f"{kind} " + (f"mass on object {s['mass_on_object']:.1f}% (uniform {s['uniform_mass']:.1f}%)"
+                      if "mass_on_object" in s else f"pointing {s.get('pointing', float('nan')):.1f}%")
+        for kind, s in (result.get("scores") or {}).items())
+    print(f"attention of {result['method']} on {result['dataset']} (run {result['run']}), "
+          f"{result['images']} test images: {summary or result.get('note', '')}")
+
+
+def cmd_localisation_table(args) -> None:
+    from .tables import render_localisation
+
+    paths = render_localisation(args.scores, args.out_dir)
+    print("localisation table: " + ", ".join(str(p) for p in paths.values()))
+
+
 def cmd_tables(args) -> None:
     from .tables import render
 
@@ -212,10 +239,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_docs_tables(args) -> int:
-    from .reference_results import results_block, update_blocks
+    from .reference_results import localisation_block, results_block, update_blocks
 
-    block = results_block(args.reference, args.paper_results)
-    stale = update_blocks(args.files, {args.block: block}, check=args.check)
+    blocks = {"synth-results": results_block(args.reference, args.paper_results),
+              "synth-localisation": localisation_block(args.reference)}
+    stale = update_blocks(args.files, blocks, check=args.check)
     if args.check and stale:
         print("out of date (regenerate with `python -m zslrepro docs-tables`): " + ", ".join(map(str, stale)))
         return 1
@@ -263,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-config", required=True)
     p.add_argument("--out", required=True, help="index .npz")
     p.add_argument("--summary", required=True, help="counts .json")
+    p.add_argument("--localisation", help="ground truth for the attention scores .npz (default: beside --out)")
     p.set_defaults(func=cmd_ingest)
 
     def threads_arg(p) -> None:
@@ -320,6 +349,23 @@ def build_parser() -> argparse.ArgumentParser:
     threads_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("attention", help="score and draw a trained run's attention maps on test images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
+    p.add_argument("--index", required=True, help="the dataset index .npz (image paths, labels, attributes)")
+    p.add_argument("--truth", required=True, help="the localisation ground truth .npz ingest wrote")
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--images-root", default=None)
+    p.add_argument("--out-dir", required=True, help="gets scores.json and figure.png")
+    p.add_argument("--device", default=None)
+    threads_arg(p)
+    p.set_defaults(func=cmd_attention)
+
+    p = sub.add_parser("localisation-table", help="the localisation table of the attention scores")
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_localisation_table)
+
     p = sub.add_parser("tables", help="render the results tables (CSV, Markdown, LaTeX)")
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--paper-results", required=True)
@@ -363,9 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("docs-tables", help="regenerate the results tables in README/docs from a reference snapshot")
     p.add_argument("--reference", default="results/reference/main")
     p.add_argument("--paper-results", default="config/paper_results.yaml")
-    p.add_argument("--block", default="synth-results")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a file is out of date")
-    p.add_argument("files", nargs="*", default=["README.md", "docs/synthetic.md"])
+    p.add_argument("files", nargs="*", default=["README.md", "docs/synthetic.md", "docs/attention.md"])
     p.set_defaults(func=cmd_docs_tables)
     return parser
 

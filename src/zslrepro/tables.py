@@ -182,3 +182,45 @@ def render_tuning(selected_files: list[str | Path], out_dir: str | Path) -> dict
     write_text(paths["html"], (table.to_html(index=False, border=0) if len(table) else "<p>(no tuned run)</p>")
                + f"<p>{legend}</p>")
     return paths
+
+
+def render_localisation(score_files: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
+    """Where each method looks: one row per (run, map kind) of the attention scores, beside chance."""
+    rows = []
+    for f in score_files:
+        s = json.loads(Path(f).read_text())
+        base = {"Method": s["method"], "Dataset": s["dataset"], "Run": s["run"], "Truth": s["truth"],
+                "images": s["images"]}
+        if not s.get("scores"):
+            rows.append({**base, "Maps": "—", "note": s.get("note", "")})
+        for kind, v in (s.get("scores") or {}).items():
+            row = {**base, "Maps": f"{kind} (per {v['per']})", "pairs": v.get("pairs")}
+            for key in ("mass_on_object", "uniform_mass", "pointing", "pointing_chance", "pcp", "pcp_chance"):
+                if key in v:
+                    row[key] = round(v[key], 1)
+            if "unseen" in v and "mass_on_object" in v["unseen"]:
+                row["mass unseen classes"] = round(v["unseen"]["mass_on_object"], 1)
+            if kind == "part" and "boxes" in s:
+                row["box IoU"] = round(s["boxes"]["iou"], 1)
+                row["fixed-box IoU"] = round(s["boxes"]["fixed_box_iou"], 1)
+                row["box centre spread (px)"] = round(s["boxes"]["centre_spread_px"], 1)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    out_dir = Path(out_dir)
+    paths = {ext: out_dir / f"localisation.{ext}" for ext in ("csv", "md", "html")}
+    legend = ("Attention scored against ground truth on a fixed, seeded sample of test images (half seen, half "
+              "unseen classes); values in %. mass_on_object: share of an attribute map's mass inside the object, "
+              "for the object attributes of the image's class; uniform_mass: the object's area share (what uniform "
+              "attention scores). pointing: the map's peak cell overlaps the object (chance: a random peak cell). "
+              "On CUB: pointing = a visible point of the attribute's body part lies in the peak cell, pcp = in a "
+              "box of fixed relative size around it. Box IoU: SGMA's part boxes against the object's box, beside "
+              "the IoU of the mean box (boxes identical for every image). Per run: "
+              "results/attention/<method>/<DS>/<run>/scores.json and figure.png.")
+    write_text(paths["csv"], table.to_csv(index=False))
+    shown = table.astype(object).where(table.notna(), "")        # blank, not "nan", where a score does not apply
+    write_text(paths["md"], "\n".join(["# Where each method looks (attention localisation)", "",
+                                       shown.to_markdown(index=False) if len(table) else "(no run)", "",
+                                       legend, ""]))
+    write_text(paths["html"], (table.to_html(index=False, border=0, na_rep="") if len(table) else "<p>(no run)</p>")
+               + f"<p>{legend}</p>")
+    return paths

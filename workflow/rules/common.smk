@@ -118,14 +118,18 @@ def method_config_file(wildcards):
 
 
 def dataset_inputs(name, cfg):
-    """The files ingest reads: xlsa17 files, word vectors, attribute names."""
-    return {
+    """The files ingest reads: xlsa17 files, word vectors, attribute names (and the synthetic
+    dataset's objects, the ground truth of the attention scores)."""
+    files = {
         "config": dataset_config_path(name),
         "res101": f"{cfg['xlsa17_dir']}/res101.mat",
         "splits": f"{cfg['xlsa17_dir']}/att_splits.mat",
         "w2v": cfg["w2v"],
         "names": cfg["attribute_names"]["file"],
     }
+    if (cfg.get("localisation") or {}).get("kind") == "objects":
+        files["objects"] = cfg["localisation"]["file"]
+    return files
 
 
 def installed_marker(download):
@@ -284,6 +288,7 @@ def all_benchmarks():
                       for k in range(len(grid_points(cfg["tuning"]["train_grid"])))]
             files.append(f"results/benchmarks/select_hyperparameters/{key}.tsv")
     files += all_runs("results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv")
+    files += [f"results/benchmarks/attention_maps/{m}/{d}/{r}.tsv" for (m, d, r) in RUN_CONFIGS]
     return files + all_runs("results/benchmarks/evaluate_run/{method}/{dataset}/{run}/rep{rep}.tsv")
 
 
@@ -317,6 +322,11 @@ def all_selections():
     ]
 
 
+def all_attention(kind):
+    """The attention rule's ``kind`` (scores.json or figure.png) of every run (its first replicate)."""
+    return [f"results/attention/{m}/{d}/{r}/{kind}" for (m, d, r) in RUN_CONFIGS]
+
+
 def all_metrics():
     """Metrics of every run of every method on every dataset, for every replicate."""
     return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json")
@@ -325,7 +335,8 @@ def all_metrics():
 def all_intermediates():
     """Every file a later job reads, as a target of `all`: a file deleted (or lost with a killed job)
     is always re-planned, even when what was made from it is still there."""
-    files = [f"results/data/{d}/index.npz" for d in config["datasets"]] + all_feature_stores()
+    files = [f"results/data/{d}/{f}" for d in config["datasets"] for f in ("index.npz", "localisation.npz")]
+    files += all_feature_stores()
     for (method, dataset, run), cfg in RUN_CONFIGS.items():
         base = f"results/runs/{method}/{dataset}/{run}"
         files += [f"{base}/artefacts/test/{a}.pt" for a in method_artefacts(method)]

@@ -46,6 +46,7 @@ rule synthesize_dataset:
         splits="resources/datasets/{dataset}/xlsa17/data/{dataset}/att_splits.mat",
         w2v="resources/datasets/{dataset}/w2v/{dataset}_attribute.pkl",
         names="resources/datasets/{dataset}/attributes.txt",
+        objects="resources/datasets/{dataset}/objects.json",
     params:
         code=code_of("synthesize"),
     log:
@@ -98,6 +99,7 @@ rule ingest_dataset:
     output:
         index="results/data/{dataset}/index.npz",
         summary="results/data/{dataset}/summary.json",
+        localisation="results/data/{dataset}/localisation.npz",
     params:
         code=code_of("ingest"),
     log:
@@ -106,4 +108,4 @@ rule ingest_dataset:
         "../envs/data.yaml"
     shell:
         "python -m zslrepro ingest --dataset-config {input.config}"
-        " --out {output.index} --summary {output.summary} > {log} 2>&1"
+        " --out {output.index} --summary {output.summary} --localisation {output.localisation} > {log} 2>&1"

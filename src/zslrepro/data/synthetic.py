@@ -17,12 +17,15 @@ per class in ``att``), so that the synthetic and the real datasets go through th
     xlsa17/data/SYNTH/{trainvalclasses,testclasses}.txt
     attributes.txt                      "1 has_shape::circle", like CUB
     w2v/SYNTH_attribute.pkl             A x 300 float64, summed pseudo word vectors, like DAZLE's
+    objects.json                        each image's objects (ellipse box or polygon, image pixels):
+                                        ground truth for the attention scores, outside xlsa17
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +107,17 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> 
     return pts
 
 
-def render(values: dict[str, str], size: int, rng: np.random.Generator, noise_std: float) -> Image.Image:
-    """Draw one image showing the given attribute values."""
+def draw_object(draw: ImageDraw.ImageDraw, geometry: dict, fill: int = 255) -> None:
+    """Draw one object's outline filled, as the generator does (also the ground-truth rasteriser)."""
+    if "ellipse" in geometry:
+        draw.ellipse(geometry["ellipse"], fill=fill)
+    else:
+        draw.polygon([tuple(p) for p in geometry["polygon"]], fill=fill)
+
+
+def render(values: dict[str, str], size: int, rng: np.random.Generator,
+           noise_std: float) -> tuple[Image.Image, list[dict]]:
+    """Draw one image showing the given attribute values; also return its objects' geometry."""
     bg = BACKGROUND[values["background"]] + rng.normal(0, 6)
     canvas = np.full((size, size, 3), bg, dtype=np.float32)
     canvas += rng.normal(0, 4, size=3)  # a faint colour cast
@@ -113,6 +125,7 @@ def render(values: dict[str, str], size: int, rng: np.random.Generator, noise_st
     n_objects = 1 if values["count"] == "one" else 2
     base_r = size * (0.11 if values["size"] == "small" else 0.22) / (1.0 if n_objects == 1 else 1.25)
     colour = np.array(RGB[values["colour"]], dtype=np.float32)
+    objects = []
     for k in range(n_objects):
         r = base_r * rng.uniform(0.85, 1.15)
         if n_objects == 1:
@@ -121,12 +134,11 @@ def render(values: dict[str, str], size: int, rng: np.random.Generator, noise_st
             lo, hi = (k * size / 2 + r * 1.1, (k + 1) * size / 2 - r * 1.1)
             cx, cy = rng.uniform(lo, max(lo, hi)), rng.uniform(r * 1.6, size - r * 1.6)
         mask = Image.new("L", (size, size), 0)
-        draw = ImageDraw.Draw(mask)
         poly = _shape_polygon(values["shape"], cx, cy, r, rng.uniform(0, 2 * np.pi) * 0.15)
-        if poly is None:
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-        else:
-            draw.polygon(poly, fill=255)
+        geometry = ({"ellipse": [float(cx - r), float(cy - r), float(cx + r), float(cy + r)]} if poly is None
+                    else {"polygon": [[float(x), float(y)] for x, y in poly]})
+        draw_object(ImageDraw.Draw(mask), geometry)
+        objects.append({"shape": values["shape"], **geometry})
         tint = np.clip(colour + rng.normal(0, 12, size=3), 0, 255)
         fill = np.broadcast_to(tint, (size, size, 3)).copy()
         yy, xx = np.mgrid[0:size, 0:size]
@@ -140,7 +152,7 @@ def render(values: dict[str, str], size: int, rng: np.random.Generator, noise_st
         layer = Image.fromarray(fill.astype(np.uint8))
         image = Image.composite(layer, image, mask)
     pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, noise_std, size=(size, size, 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), objects
 
 
 def pseudo_word2vec(names: list[str], seed: int) -> np.ndarray:
@@ -170,7 +182,7 @@ def generate(spec: SyntheticSpec, out: str | Path) -> dict:
     group_offsets = np.cumsum([0] + [len(v) for v in GROUPS.values()])[:-1]
     folders = [f"{c + 1:03d}.{class_name(combo)}" for c, combo in enumerate(combos)]
 
-    image_files, labels, shown = [], [], []
+    image_files, labels, shown, geometry = [], [], [], {}
     for c, combo in enumerate(combos):
         for j in range(spec.images_per_class):
             values = [list(GROUPS[g])[v] for g, v in zip(GROUPS, combo)]
@@ -179,8 +191,9 @@ def generate(spec: SyntheticSpec, out: str | Path) -> dict:
                 options = list(GROUPS.values())[g]
                 values[g] = options[rng.integers(len(options))]
             values_by_group = dict(zip(GROUPS, values))
-            image = render(values_by_group, spec.image_size, rng, spec.noise_std)
+            image, objects = render(values_by_group, spec.image_size, rng, spec.noise_std)
             rel = f"{folders[c]}/{class_name(combo)}_{j + 1:04d}.jpg"
+            geometry[rel] = objects
             path = out / "images" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path, suffix=".jpg") as tmp:
@@ -224,6 +237,10 @@ def generate(spec: SyntheticSpec, out: str | Path) -> dict:
     write_text(xdir / "trainvalclasses.txt", "".join(f"{folders[c]}\n" for c in seen_classes))
     write_text(xdir / "testclasses.txt", "".join(f"{folders[c]}\n" for c in np.flatnonzero(unseen)))
     write_text(out / "attributes.txt", "".join(f"{i + 1} {n}\n" for i, n in enumerate(names)))
+    write_text(out / "objects.json", json.dumps(
+        {"format": "zslrepro-objects-1", "image_size": [spec.image_size, spec.image_size],
+         "description": "per image (path under images/): its objects, an ellipse box or a polygon in pixels",
+         "images": geometry}, indent=None))
     (out / "w2v").mkdir(exist_ok=True)
     with atomic_path(out / "w2v" / "SYNTH_attribute.pkl", suffix=".pkl") as tmp:
         tmp.write_bytes(pickle.dumps(pseudo_word2vec(names, spec.seed)))

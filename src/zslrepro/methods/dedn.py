@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from .attention import Block, attended_sums
 from .losses import discrepancy, self_calibration
 from .msdn import normalized_regions
-from .registry import DataSpec, ZslMethod, register
+from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 def parse_groups(groups: list[dict], num_attributes: int) -> list[list[int]]:
@@ -177,3 +177,16 @@ class DEDN(ZslMethod):
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         out = self(x)
         return self.eps_mix * out["z_c"] + (1 - self.eps_mix) * out["z_f"]
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
+        """Each expert's region attention softmax_r(v_a W^a_R f_r), B x A x h x w, dataset attribute order."""
+        regions = normalized_regions(x)                                          # B x R x C
+        maps = {}
+        for name, experts in (("cExp", [self.cexp]), ("fExp", list(self.fexp))):
+            attn = torch.cat([e.region_projections()[1] for e in experts])      # A x C, group order
+            in_group_order = (regions @ attn.T).softmax(1)                      # B x R x A
+            ordered = torch.empty_like(in_group_order)
+            ordered[:, :, self.order] = in_group_order
+            maps[name] = ordered.transpose(1, 2).unflatten(2, x.shape[-2:])
+        return AttentionMaps(maps)

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..features.backbone import ResNetStages, load_torchvision, pool_and_concat
 from .losses import self_calibration
-from .registry import DataSpec, ZslMethod, register
+from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 class MultiLevelFusion(nn.Module):
@@ -207,6 +207,13 @@ class DRMN(ZslMethod):
         parts["gc"] = lw["lambda_gc"] * F.cross_entropy(g, rows)
         total = sum(parts.values())
         return total, {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
+        """The attribute-guided spatial attention w_ar = softmax_r(p_a^T W1 v_r), B x A x h x w."""
+        v = self.fused_map(x)
+        _, weights = self.attribute_features(v)
+        return AttentionMaps({"spatial": weights.unflatten(2, v.shape[-2:])})
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from torch import nn
 
 from .attention import Block, attended_sums
 from .losses import discrepancy, self_calibration
-from .registry import DataSpec, ZslMethod, register
+from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 def normalized_regions(x: torch.Tensor) -> torch.Tensor:
@@ -90,3 +90,9 @@ class MSDN(ZslMethod):
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         logits_av, logits_va = self(x)
         return self.w1 * logits_av + self.w2 * logits_va
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
+        """The A->V region attention a_ir = softmax_r(v_i^T W_2 u_r), as B x A x h x w."""
+        e = normalized_regions(x) @ (self.semantic_vectors() @ self.W_2).T       # B x R x A
+        return AttentionMaps({"A->V": e.softmax(1).transpose(1, 2).unflatten(2, x.shape[-2:])})

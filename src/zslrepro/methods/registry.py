@@ -42,6 +42,20 @@ class DataSpec:
         return sign
 
 
+@dataclass
+class AttentionMaps:
+    """Where a method looks, per image: named stacks of spatial maps and, for box methods, boxes.
+
+    ``maps[name]`` is B x K x h x w, non-negative, one map per attribute (``per == "attribute"``,
+    K = A in the dataset's attribute order) or per part (``per == "part"``). ``boxes`` are
+    B x n x 4 (x0, y0, x1, y1) in pixels of the model's input image.
+    """
+
+    maps: dict[str, torch.Tensor]
+    per: str = "attribute"
+    boxes: torch.Tensor | None = None
+
+
 class ZslMethod(nn.Module):
     """Interface every registered method implements."""
 
@@ -73,6 +87,10 @@ class ZslMethod(nn.Module):
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Test-time class scores (B x C); call under ``model.eval()``."""
         raise NotImplementedError
+
+    def attention_maps(self, x: torch.Tensor) -> AttentionMaps | None:
+        """The method's spatial attention on a batch (eval mode, no gradient); None: it has none."""
+        return None
 
 
 _REGISTRY: dict[str, Callable[[dict, DataSpec], ZslMethod]] = {}

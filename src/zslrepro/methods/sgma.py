@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .backbones import conv_trunk
-from .registry import DataSpec, ZslMethod, register, register_artefact
+from .registry import AttentionMaps, DataSpec, ZslMethod, register, register_artefact
 
 
 def peak_cells(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,14 +167,18 @@ class BoxRegressor(nn.Module):
     attention peak image by image while gradients still reach the map."""
 
     def __init__(self, cells: int, hidden: int, image_size: int, side_range: tuple[float, float],
-                 centre: str = "regressed", temperature: float = 10.0):
+                 centre: str = "regressed", temperature: float = 10.0, standardise_input: bool = False):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(cells, hidden), nn.Linear(hidden, 3)
         self.size, self.side_range = image_size, side_range
         self.centre, self.temperature = centre, temperature
+        self.standardise_input = standardise_input
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
-        raw = torch.sigmoid(self.fc2(F.relu(self.fc1(m.flatten(1)))))
+        flat = m.flatten(1)
+        if self.standardise_input:
+            flat = (flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-5)
+        raw = torch.sigmoid(self.fc2(F.relu(self.fc1(flat))))
         lo, hi = self.side_range
         side = (lo + (hi - lo) * raw[:, 2]) * self.size
         centre = soft_argmax(m, self.temperature) if self.centre == "soft_argmax" else raw[:, :2]
@@ -202,7 +206,8 @@ class SGMA(ZslMethod):
         self.map_size = (int(h), int(w))
         self.cnets = nn.ModuleList([BoxRegressor(h * w, m["cnet_hidden"], self.image_size,
                                                  tuple(m["box_side_range"]), m["box_centre"],
-                                                 m["soft_argmax_temperature"]) for _ in range(n)])
+                                                 m["soft_argmax_temperature"], m.get("cnet_input", "raw") == "standardised")
+                                    for _ in range(n)])
         trunks = [conv_trunk(m["feature_backbone"], init_offset=1 + b) for b in range(n + 1)]
         if m["share_attention_backbone_with_global"]:
             trunks[0] = (self.f_conv, channels)
@@ -282,7 +287,8 @@ class SGMA(ZslMethod):
         if self.stage == "localizer_init":
             target = self.indicators.unsqueeze(0).expand_as(out["a"])
             parts["indicator_l2"] = ((out["a"] - target) ** 2).sum(-1).mean()
-            parts["box_l2"] = ((out["boxes"] - self.peak_boxes(out["maps"])) / self.image_size).pow(2).sum(-1).mean()
+            parts["box_l2"] = lw.get("box_init_weight", 1.0) * (
+                (out["boxes"] - self.peak_boxes(out["maps"])) / self.image_size).pow(2).sum(-1).mean()
         else:
             sigma = self.m["cpt_sigma_cells"]
             if self.stage in ("attention", "joint"):
@@ -316,6 +322,14 @@ class SGMA(ZslMethod):
             centre_sim = F.normalize(sum(embs).float(), dim=1) @ F.normalize(self.all_centres(), dim=1).T
             score = score + self.m["centre_weight"] * centre_sim
         return score
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
+        """The part maps M_i (B x n x h x w) and the part boxes the crops use (input pixels)."""
+        _, maps, boxes = self.localise(x)
+        tx, ty, ts = boxes.float().unbind(-1)
+        corners = torch.stack([tx - ts / 2, ty - ts / 2, tx + ts / 2, ty + ts / 2], -1)
+        return AttentionMaps({"part": maps.float()}, per="part", boxes=corners)
 
 
 # ---- the channel-grouping artefact (reference section 2.2) -----------------------------------------
