@@ -295,3 +295,19 @@ def test_a_trained_msdn_puts_more_attention_on_the_objects_than_uniform(tiny, tm
     s = score_objects(attn, truth, tiny.index, images, tiny.cfg["localisation"], 64, 64)["A->V"]
     assert s["pairs"] >= 40
     assert s["mass_on_object"] > 1.5 * s["uniform_mass"] and s["pointing"] > s["pointing_chance"]
+
+
+def test_a_method_without_spatial_attention_says_so():
+    from zslrepro.evaluation.attention import collect_attention
+
+    class NoMaps:
+        def attention_maps(self, x):
+            return None
+
+    class Source:
+        def iter_batches(self, indices, batch_size):
+            yield torch.zeros(len(indices), 3, 8, 8)
+
+    assert collect_attention(NoMaps(), Source(), np.arange(4), 4, torch.device("cpu")) is None
+    from zslrepro.methods.registry import ZslMethod
+    assert ZslMethod().attention_maps(torch.zeros(1, 3, 8, 8)) is None

@@ -199,3 +199,18 @@ def test_separable_crop_equals_grid_sample_in_values_and_box_gradients():
     g_ours, = torch.autograd.grad((ours * weights).sum(), boxes)
     g_ref, = torch.autograd.grad((ref * weights).sum(), boxes)
     assert torch.allclose(g_ours, g_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_standardised_cnet_input_reads_where_the_map_peaks_not_its_level():
+    """cnet_input: standardised: a map and an affine rescaling of it (flatter, shifted) give the same
+    box; the raw input does not (its FC then mostly sees the map's level, which hardly varies)."""
+    from zslrepro.methods.sgma import BoxRegressor
+
+    torch.manual_seed(0)
+    maps = torch.rand(3, 4, 4)
+    flatter = 0.2 * maps + 0.4
+    std = BoxRegressor(16, 8, 32, (0.25, 0.75), standardise_input=True)
+    raw = BoxRegressor(16, 8, 32, (0.25, 0.75), standardise_input=False)
+    raw.load_state_dict(std.state_dict())
+    assert (std(maps) - std(flatter)).abs().max() < 1e-2          # pixels
+    assert (raw(maps) - raw(flatter)).abs().max() > 0.1

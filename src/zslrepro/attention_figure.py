@@ -85,7 +85,8 @@ def draw(pictures: list, shown: np.ndarray, attn, index, images: np.ndarray, tru
     if "note" in result:
         lines.append(result["note"])
     fig.suptitle("\n".join(lines), fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.035 * len(lines) * 4 / max(len(pictures), 1)))
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.15 + 0.14 * len(lines)) / height))  # room for the title lines
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
