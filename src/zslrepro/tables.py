@@ -167,19 +167,23 @@ def render_tuning(selected_files: list[str | Path], out_dir: str | Path) -> dict
                      "by": s["metric"], "candidates": len(s["candidates"]),
                      "tied": (f"tie: {len(ties)} other(s) within {s['tie_within']:g}" if ties else "clear"),
                      **{f"val {m}": round(best[m], 1) for m in METRICS}})
-    table = pd.DataFrame(rows)
-    out_dir = Path(out_dir)
-    paths = {ext: out_dir / f"tuning.{ext}" for ext in ("csv", "md", "html")}
     legend = ("Hyper-parameters chosen on the validation split (train_loc minus a held-out part as seen, "
               "val_loc as unseen classes), never on the test set; 'val' columns are validation figures, "
               "not test results. 'tied': how many other candidates scored within the config's tie_within "
               "points of the choice (a choice among ties is not a finding). "
               "Every candidate's figures: results/runs/<method>/<DS>/<run>/tuning/selected.json.")
+    return write_small_table(pd.DataFrame(rows), Path(out_dir) / "tuning",
+                             "Hyper-parameters chosen on the validation classes", legend, "(no tuned run)")
+
+
+def write_small_table(table: pd.DataFrame, stem: Path, title: str, legend: str, empty: str) -> dict[str, Path]:
+    """``stem``.csv, .md and .html of a table with its title and legend; blank cells where a value is missing."""
+    paths = {ext: stem.with_name(f"{stem.name}.{ext}") for ext in ("csv", "md", "html")}
     write_text(paths["csv"], table.to_csv(index=False))
-    write_text(paths["md"], "\n".join(["# Hyper-parameters chosen on the validation classes", "",
-                                       table.to_markdown(index=False) if len(table) else "(no tuned run)", "",
+    shown = table.astype(object).where(table.notna(), "")
+    write_text(paths["md"], "\n".join([f"# {title}", "", shown.to_markdown(index=False) if len(table) else empty, "",
                                        legend, ""]))
-    write_text(paths["html"], (table.to_html(index=False, border=0) if len(table) else "<p>(no tuned run)</p>")
+    write_text(paths["html"], (table.to_html(index=False, border=0, na_rep="") if len(table) else f"<p>{empty}</p>")
                + f"<p>{legend}</p>")
     return paths
 
@@ -205,9 +209,6 @@ def render_localisation(score_files: list[str | Path], out_dir: str | Path) -> d
                 row["fixed-box IoU"] = round(s["boxes"]["fixed_box_iou"], 1)
                 row["box centre spread (px)"] = round(s["boxes"]["centre_spread_px"], 1)
             rows.append(row)
-    table = pd.DataFrame(rows)
-    out_dir = Path(out_dir)
-    paths = {ext: out_dir / f"localisation.{ext}" for ext in ("csv", "md", "html")}
     legend = ("Attention scored against ground truth on a fixed, seeded sample of test images (half seen, half "
               "unseen classes); values in %. mass_on_object: share of an attribute map's mass inside the object, "
               "for the object attributes of the image's class; uniform_mass: the object's area share (what uniform "
@@ -216,11 +217,5 @@ def render_localisation(score_files: list[str | Path], out_dir: str | Path) -> d
               "box of fixed relative size around it. Box IoU: SGMA's part boxes against the object's box, beside "
               "the IoU of the mean box (boxes identical for every image). Per run: "
               "results/attention/<method>/<DS>/<run>/scores.json and figure.png.")
-    write_text(paths["csv"], table.to_csv(index=False))
-    shown = table.astype(object).where(table.notna(), "")        # blank, not "nan", where a score does not apply
-    write_text(paths["md"], "\n".join(["# Where each method looks (attention localisation)", "",
-                                       shown.to_markdown(index=False) if len(table) else "(no run)", "",
-                                       legend, ""]))
-    write_text(paths["html"], (table.to_html(index=False, border=0, na_rep="") if len(table) else "<p>(no run)</p>")
-               + f"<p>{legend}</p>")
-    return paths
+    return write_small_table(pd.DataFrame(rows), Path(out_dir) / "localisation",
+                             "Where each method looks (attention localisation)", legend, "(no run)")
