@@ -101,13 +101,12 @@ def score_objects(attn, truth: dict, index: IngestedDataset, images: np.ndarray,
     groups = attribute_groups(index.attribute_names)
     object_attr = np.isin(groups, [f"has_{g}" for g in spec["object_attribute_groups"]])
     seen = set(index.seen_classes.tolist())
+    masks = [input_mask(truth["masks"][i], resize, crop) for i in images]     # once per image, not per map kind
     result = {}
-    coverage = {}
     for name, maps in attn.maps.items():
         rows, flags = [], []
         for b, i in enumerate(images):
-            mask = input_mask(truth["masks"][i], resize, crop)
-            cov = coverage.setdefault((i, maps.shape[-2:]), loc.coverage_on_grid(mask, tuple(maps.shape[-2:])))
+            cov = loc.coverage_on_grid(masks[b], tuple(maps.shape[-2:]))
             c = int(index.labels[i])
             if attn.per == "attribute":
                 picked = np.flatnonzero(object_attr & (index.original_att[c] >= spec["present_threshold"]))
