@@ -75,10 +75,8 @@ def run_variant(name: str, override: dict, root: Path, out: Path) -> dict:
             **scores["scores"]["part"], **scores["boxes"], **map_dependence(work / "run/model.pt", root)}
 
 
-def map_dependence(model_path: Path, root: Path) -> dict:
-    """Do the part maps depend on the image? Correlation of the mean map over 40 test images with
-    the map of a blank image, and the maps' variation over images relative to their spatial spread."""
-    import numpy as np
+def load_run(model_path: Path, root: Path):
+    """A trained SGMA run on the CPU: (model, config, split, image source) of the main job at ``root``."""
     import torch
 
     from zslrepro.training.runfiles import load_trained, read_model_file
@@ -86,7 +84,16 @@ def map_dependence(model_path: Path, root: Path) -> dict:
 
     saved = read_model_file(model_path)
     source = open_source(saved["config"], root / "results/data/SYNTH/index.npz", root / "resources/datasets/SYNTH/images")
-    model, _, split = load_trained(saved, source, torch.device("cpu"))
+    return (*load_trained(saved, source, torch.device("cpu")), source)
+
+
+def map_dependence(model_path: Path, root: Path) -> dict:
+    """Do the part maps depend on the image? Correlation of the mean map over 40 test images with
+    the map of a blank image, and the maps' variation over images relative to their spatial spread."""
+    import numpy as np
+    import torch
+
+    model, _, split, source = load_run(model_path, root)
     x = next(source.iter_batches(split.test_unseen_loc[:40], 40))
     with torch.no_grad():
         _, maps, _ = model.localise(x)
@@ -102,12 +109,8 @@ def regressor_in_isolation(model_path: Path, root: Path) -> None:
     import torch
 
     from zslrepro.methods.sgma import BoxRegressor
-    from zslrepro.training.runfiles import load_trained, read_model_file
-    from zslrepro.training.sources import open_source
 
-    saved = read_model_file(model_path)
-    source = open_source(saved["config"], root / "results/data/SYNTH/index.npz", root / "resources/datasets/SYNTH/images")
-    model, cfg, split = load_trained(saved, source, torch.device("cpu"))
+    model, cfg, split, source = load_run(model_path, root)
     idx = split.trainval_loc
     with torch.no_grad():
         maps = torch.cat([model.localise(x)[1] for x in source.iter_batches(idx, 100)])[:, 0]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .evaluation.localisation import object_attributes
 from .io import atomic_path
 
 
@@ -18,12 +19,10 @@ def _chosen_maps(attn, index, image: int, truth_kind: str, spec: dict, k: int) -
     attributes first on SYNTH), or the first parts."""
     if attn.per == "part":
         return [(j, f"part {j + 1}") for j in range(min(k, next(iter(attn.maps.values())).shape[1]))]
-    c = int(index.labels[image])
-    strength = index.original_att[c].astype(float).copy()
-    if truth_kind == "objects":
-        groups = tuple(f"has_{g}::" for g in spec.get("object_attribute_groups", []))
-        strength += 1000.0 * np.array([str(n).startswith(groups) for n in index.attribute_names])
-    order = np.argsort(-strength, kind="stable")[:k]
+    strength = index.original_att[int(index.labels[image])]
+    first = (object_attributes(index.attribute_names, spec.get("object_attribute_groups", []))
+             if truth_kind == "objects" else np.zeros(len(strength), bool))
+    order = np.lexsort((-strength, ~first))[:k]         # object attributes first, then by strength
     return [(int(a), str(index.attribute_names[a]).replace("has_", "")) for a in order]
 
 
@@ -35,8 +34,9 @@ def _overlay(ax, picture, heat: torch.Tensor) -> None:
     ax.imshow(up.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
 
 
-def draw(pictures: list, shown: np.ndarray, attn, index, images: np.ndarray, truth: dict, dataset_cfg: dict,
+def draw(pictures: list, image_ids: np.ndarray, attn, index, truth_kind: str, dataset_cfg: dict,
          out: str | Path, result: dict) -> None:
+    """One row per picture (dataset image ``image_ids[row]``, ``attn`` holding that row's maps)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,8 +49,7 @@ def draw(pictures: list, shown: np.ndarray, attn, index, images: np.ndarray, tru
     cols = 1 + k * len(kinds)
     fig, axes = plt.subplots(len(pictures), cols, figsize=(1.9 * cols, 2.05 * len(pictures)), squeeze=False)
     seen = set(index.seen_classes.tolist())
-    for row, (pos, picture) in enumerate(zip(shown, pictures)):
-        i = int(images[pos])
+    for row, (i, picture) in enumerate(zip(image_ids, pictures)):
         c = int(index.labels[i])
         ax = axes[row, 0]
         ax.imshow(picture)
@@ -58,12 +57,12 @@ def draw(pictures: list, shown: np.ndarray, attn, index, images: np.ndarray, tru
         label = "\n".join(" ".join(words[j:j + 3]) for j in range(0, len(words), 3))
         ax.set_title(f"{label}\n({'seen' if c in seen else 'unseen'} class)", fontsize=7)
         if attn is not None and attn.boxes is not None:
-            for j, (x0, y0, x1, y1) in enumerate(attn.boxes[pos].tolist()):
+            for j, (x0, y0, x1, y1) in enumerate(attn.boxes[row].tolist()):
                 ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, color=f"C{j}"))
         col = 1
         for kind in kinds:
-            maps = attn.maps[kind][pos]
-            for a, name in _chosen_maps(attn, index, i, truth["kind"], spec, k):
+            maps = attn.maps[kind][row]
+            for a, name in _chosen_maps(attn, index, i, truth_kind, spec, k):
                 _overlay(axes[row, col], picture, maps[a])
                 axes[row, col].set_title(f"{kind}: {name[:24]}", fontsize=7)
                 col += 1

@@ -19,9 +19,15 @@ def to_normalised_tensor() -> list:
     return [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
+def resize_and_crop(resize: int, crop: int) -> transforms.Compose:
+    """The geometric part of the preprocessing: shorter side to ``resize``, centre crop (PIL in and out;
+    also what takes a ground-truth mask or an image for display into the network's input frame)."""
+    return transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop)])
+
+
 def image_transform(resize: int, crop: int) -> transforms.Compose:
     """The official preprocessing: shorter side to ``resize``, centre crop, ImageNet normalisation."""
-    return transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop), *to_normalised_tensor()])
+    return transforms.Compose([resize_and_crop(resize, crop), *to_normalised_tensor()])
 
 
 def load_rgb(path: Path) -> Image.Image:

@@ -25,12 +25,11 @@ from PIL import Image, ImageDraw
 
 from ..errors import DatasetError
 from ..io import atomic_path
+from .synthetic import draw_object
 
 
 def rasterise_objects(objects: list[dict], size: tuple[int, int]) -> np.ndarray:
     """H x W uint8 mask (1 inside any object), drawn by the generator's own drawing call."""
-    from .synthetic import draw_object
-
     mask = Image.new("L", size, 0)
     draw = ImageDraw.Draw(mask)
     for geometry in objects:

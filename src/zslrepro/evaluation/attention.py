@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import transforms
 
 from .. import provenance
 from ..config import read_yaml
+from ..data.images import load_rgb, resize_and_crop
 from ..data.localisation import load_truth
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ConfigError
@@ -47,7 +47,8 @@ def figure_images(labels: np.ndarray, seen_classes: np.ndarray, k: int) -> np.nd
     for want, mask in ((k - k // 2, seen), (k // 2, ~seen)):
         pool = np.flatnonzero(mask)
         _, first = np.unique(labels[pool], return_index=True)
-        order = [*pool[np.sort(first)], *[p for p in pool if p not in set(pool[first])]]
+        firsts = pool[np.sort(first)]
+        order = [*firsts, *np.setdiff1d(pool, firsts)]
         chosen += order[:want]
     return np.array(chosen, dtype=np.int64)
 
@@ -62,20 +63,13 @@ def input_size(cfg: dict, dataset_cfg: dict) -> tuple[int, int]:
 
 def input_image(path: Path, resize: int, crop: int) -> Image.Image:
     """The image as the model saw it (resized and cropped, not normalised)."""
-    with Image.open(path) as img:
-        return transforms.CenterCrop(crop)(transforms.Resize(resize)(img.convert("RGB")))
+    return resize_and_crop(resize, crop)(load_rgb(path))
 
 
 def input_mask(mask: np.ndarray, resize: int, crop: int) -> torch.Tensor:
     """An original-frame 0/1 mask in the input frame, as fractions in [0, 1] (bilinear)."""
-    img = Image.fromarray((mask * 255).astype(np.uint8), mode="L")
-    img = transforms.CenterCrop(crop)(transforms.Resize(resize)(img))
+    img = resize_and_crop(resize, crop)(Image.fromarray((mask * 255).astype(np.uint8), mode="L"))
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
-
-
-def attribute_groups(names: np.ndarray) -> np.ndarray:
-    """'has_bill_shape::curved' -> 'has_bill_shape' for every attribute name."""
-    return np.array([str(n).split("::")[0] for n in names])
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -98,8 +92,7 @@ def _chance_maps(grid: tuple[int, int]) -> torch.Tensor:
 
 def score_objects(attn, truth: dict, index: IngestedDataset, images: np.ndarray, spec: dict,
                   resize: int, crop: int) -> dict:
-    groups = attribute_groups(index.attribute_names)
-    object_attr = np.isin(groups, [f"has_{g}" for g in spec["object_attribute_groups"]])
+    object_attr = loc.object_attributes(index.attribute_names, spec["object_attribute_groups"])
     seen = set(index.seen_classes.tolist())
     masks = [input_mask(truth["masks"][i], resize, crop) for i in images]     # once per image, not per map kind
     result = {}
@@ -150,7 +143,7 @@ def score_parts(attn, truth: dict, index: IngestedDataset, images: np.ndarray, s
     unknown = sorted({p for part in body.values() for p in part["points"]} - set(names))
     if unknown:
         raise ConfigError(f"{spec['body_parts']}: no CUB part named {unknown} (parts: {', '.join(names)})")
-    groups = attribute_groups(index.attribute_names)
+    groups = loc.attribute_groups(index.attribute_names)
     seen = set(index.seen_classes.tolist())
     result = {}
     for name, maps in attn.maps.items():
@@ -240,7 +233,8 @@ def attention_run(model_path: str | Path, data_path: str | Path, index_path: str
     shown = figure_images(index.labels[images], split.seen_classes, sample_cfg["figure_images"])
     pictures = [input_image(Path(dataset_cfg["images_root"]) / str(index.image_paths[images[s]]), resize, crop)
                 for s in shown]
-    draw(pictures, shown, attn, index, images, truth, dataset_cfg, out_dir / "figure.png", result)
+    draw(pictures, images[shown], attn.subset(shown) if attn is not None else None, index, truth["kind"],
+         dataset_cfg, out_dir / "figure.png", result)
     result["provenance"] = provenance.record("attention", method=cfg["method"], config=cfg,
                                              data={"model": model_path, "truth": truth_path},
                                              device=device_, determinism=determinism)

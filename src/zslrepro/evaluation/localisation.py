@@ -20,6 +20,16 @@ import torch
 import torch.nn.functional as F
 
 
+def attribute_groups(names) -> np.ndarray:
+    """'has_bill_shape::curved' -> 'has_bill_shape' for every attribute name."""
+    return np.array([str(n).split("::")[0] for n in names])
+
+
+def object_attributes(names, object_groups: list[str]) -> np.ndarray:
+    """Boolean mask of the attributes that are properties of the objects (SYNTH's has_<group>::...)."""
+    return np.isin(attribute_groups(names), [f"has_{g}" for g in object_groups])
+
+
 def input_frame(width: int, height: int, resize: int, crop: int) -> tuple[float, float, float, float]:
     """(scale_x, scale_y, left, top) taking original pixels to the input crop's pixels, as
     torchvision's Resize(resize) (shorter side) then CenterCrop(crop) do."""

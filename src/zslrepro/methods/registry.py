@@ -55,6 +55,12 @@ class AttentionMaps:
     per: str = "attribute"
     boxes: torch.Tensor | None = None
 
+    def subset(self, rows) -> "AttentionMaps":
+        """The maps and boxes of some of the images (rows along the batch dimension)."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return AttentionMaps({k: v[rows] for k, v in self.maps.items()}, self.per,
+                             None if self.boxes is None else self.boxes[rows])
+
 
 class ZslMethod(nn.Module):
     """Interface every registered method implements."""

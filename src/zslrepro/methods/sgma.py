@@ -206,7 +206,7 @@ class SGMA(ZslMethod):
         self.map_size = (int(h), int(w))
         self.cnets = nn.ModuleList([BoxRegressor(h * w, m["cnet_hidden"], self.image_size,
                                                  tuple(m["box_side_range"]), m["box_centre"],
-                                                 m["soft_argmax_temperature"], m.get("cnet_input", "raw") == "standardised")
+                                                 m["soft_argmax_temperature"], m["cnet_input"] == "standardised")
                                     for _ in range(n)])
         trunks = [conv_trunk(m["feature_backbone"], init_offset=1 + b) for b in range(n + 1)]
         if m["share_attention_backbone_with_global"]:
@@ -287,7 +287,7 @@ class SGMA(ZslMethod):
         if self.stage == "localizer_init":
             target = self.indicators.unsqueeze(0).expand_as(out["a"])
             parts["indicator_l2"] = ((out["a"] - target) ** 2).sum(-1).mean()
-            parts["box_l2"] = lw.get("box_init_weight", 1.0) * (
+            parts["box_l2"] = lw["box_init_weight"] * (
                 (out["boxes"] - self.peak_boxes(out["maps"])) / self.image_size).pow(2).sum(-1).mean()
         else:
             sigma = self.m["cpt_sigma_cells"]
