@@ -18,6 +18,42 @@ def test_a_method_jobs_see_their_own_method_module_only():
     assert not files & {"methods/dedn.py", "methods/sgma.py", "methods/drmn.py", "schemas/method_dedn.yaml",
                         "plots.py", "tables.py"}
     assert "methods/dedn.py" in names("evaluate", "dedn") and "methods/msdn.py" not in names("evaluate", "dedn")
+    # the helper MSDN and DEDN share lives in a shared module, which both closures hold
+    assert "methods/regions.py" in names("train", "dedn") & names("train", "msdn")
+    assert "methods/regions.py" not in names("train", "sgma") | names("train", "drmn")
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """A copy of the package source that a test may edit; the digests read it."""
+    copy = tmp_path / "zslrepro"
+    shutil.copytree(provenance.PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "PKG", copy)
+    caches = (provenance.code_digest, provenance.package_digest, provenance.method_modules)
+    for fn in caches:
+        fn.cache_clear()
+    yield copy
+    for fn in caches:
+        fn.cache_clear()
+
+
+def test_a_method_importing_another_method_module_depends_on_it(package_copy):
+    """The closure follows real imports: not through the registry's imports of every method, but a
+    method module that imports another one (the old DEDN -> MSDN helper) depends on it."""
+    dedn = package_copy / "methods/dedn.py"
+    dedn.write_text(dedn.read_text().replace("from .regions import normalized_regions",
+                                             "from .msdn import normalized_regions"))
+    assert "methods/msdn.py" in names("train", "dedn")
+    assert "methods/dedn.py" not in names("train", "msdn")
+
+
+def test_editing_a_shared_helper_changes_exactly_its_importers(package_copy):
+    before = {m: provenance.code_digest("train", m) for m in ("msdn", "dedn", "sgma", "drmn")}
+    regions = package_copy / "methods/regions.py"
+    regions.write_text(regions.read_text().replace("dim=-1)", "dim=-1, eps=1e-12)"))
+    provenance.code_digest.cache_clear()
+    after = {m: provenance.code_digest("train", m) for m in before}
+    assert {m for m in before if before[m] != after[m]} == {"msdn", "dedn"}
 
 
 def test_report_commands_do_not_depend_on_the_models():

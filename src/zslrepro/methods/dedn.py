@@ -35,7 +35,7 @@ from torch import nn
 from ..errors import ConfigError
 from .attention import Block, attended_sums
 from .losses import discrepancy, self_calibration
-from .msdn import normalized_regions
+from .regions import normalized_regions
 from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
 

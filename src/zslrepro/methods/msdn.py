@@ -33,12 +33,8 @@ from torch import nn
 
 from .attention import Block, attended_sums
 from .losses import discrepancy, self_calibration
+from .regions import normalized_regions
 from .registry import AttentionMaps, DataSpec, ZslMethod, register
-
-
-def normalized_regions(x: torch.Tensor) -> torch.Tensor:
-    """B x D x H x W feature maps -> B x R x D region vectors, each L2-normalised over channels."""
-    return F.normalize(x.flatten(2).transpose(1, 2), dim=-1)
 
 
 @register("msdn")
