@@ -26,11 +26,11 @@ def write_run(root: Path, h: float = 50.0, choice: float = 0.3) -> Path:
 
 def test_identical_run_agrees_and_a_moved_cell_is_named(tmp_path):
     ref = tmp_path / "ref"
-    rr.snapshot(write_run(tmp_path / "a"), ref)
+    rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)
     table, summary = rr.compare(ref, tmp_path / "a")
     assert summary["same_machine_type"] and summary["tolerance"] == 0
     assert summary["cells"] == 9 + 1 and summary["moved"] == summary["missing"] == 0
-    table, summary = rr.compare(ref, write_run(tmp_path / "b", h=50.1, choice=0.5))
+    table, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "b", h=50.1, choice=0.5), PORTABLE))
     assert summary["moved"] == 3                       # paper H, clean H and the tuning choice
     text = rr.report(table, summary)
     assert "MOVED   msdn/SYNTH/main/rep0 clean H: reference 50.00, ours 50.10 (+0.10)" in text
@@ -42,19 +42,61 @@ def test_identical_run_agrees_and_a_moved_cell_is_named(tmp_path):
     assert summary["missing"] == 9
 
 
-def test_another_machine_type_gets_the_documented_tolerance(tmp_path, monkeypatch):
+def _with_machine(root: Path, machine: dict) -> Path:
+    """Give every result file under ``root`` a provenance record made on ``machine``."""
+    for path in root.rglob("*.json"):
+        data = json.loads(path.read_text())
+        data["provenance"] = {"train": {"code": {"command": "train"}, "machine": machine}}
+        path.write_text(json.dumps(data))
+    return root
+
+
+PORTABLE = {"numerics": "portable", "cpu": {"platform": "x86_64", "vendor": "AuthenticAMD", "family": "26",
+                                            "model": "2", "flags": ["avx2", "avx512f", "fma"]},
+            "kernels": {"aten_capability": "AVX2", "mkl_cbwr": "AVX2"}, "libraries": {"torch": "2.14.1"},
+            "threads": 2, "gpu": None}
+
+
+def test_another_cpu_in_portable_mode_is_compared_exactly(tmp_path):
+    """Portable numerics: the processor model does not decide the bits, so compare stays exact."""
     ref = tmp_path / "ref"
-    rr.snapshot(write_run(tmp_path / "a"), ref)
-    monkeypatch.setattr(rr, "machine_type", lambda: {"platform": "arm64", "cpu": "other", "gpu": None, "torch": "x"})
-    _, summary = rr.compare(ref, write_run(tmp_path / "b", h=52.0))
+    rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)
+    zen4 = {**PORTABLE, "cpu": {**PORTABLE["cpu"], "family": "25", "model": "17"}}
+    table, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "b"), zen4))
+    assert summary["same_machine_type"] and summary["tolerance"] == 0 and summary["moved"] == 0
+    _, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "c", h=50.5), zen4))
+    assert summary["moved"] == 2 and summary["nondeterministic"]
+    assert "NONDETERMINISM" in rr.report(*rr.compare(ref, tmp_path / "c"))
+
+
+def test_a_differing_fingerprint_is_named_and_gets_the_documented_tolerance(tmp_path):
+    ref = tmp_path / "ref"
+    rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)
+    native = {**PORTABLE, "numerics": "native", "kernels": {"aten_capability": "AVX512", "mkl_cbwr": "native"}}
+    table, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "b", h=52.0), native))
     assert not summary["same_machine_type"] and summary["tolerance"] == rr.CROSS_PLATFORM_TOLERANCE
-    assert summary["moved"] == 0
+    assert summary["moved"] == 0 and not summary["nondeterministic"]
+    assert {"numerics", "kernels.aten_capability", "kernels.mkl_cbwr"} <= set(summary["differences"])
+    text = rr.report(table, summary)
+    assert "fingerprints differ: " in text and "numerics" in text and "tolerance 5 points" in text
+    # in native mode the processor model decides too
+    _with_machine(tmp_path / "ref", native)
+    zen4 = {**native, "cpu": {**native["cpu"], "family": "25", "model": "17"}}
+    _, summary = rr.compare(ref, _with_machine(tmp_path / "b", zen4))
+    assert summary["differences"] == ["cpu.family", "cpu.model"]
+
+
+def test_results_without_fingerprints_are_not_compared_exactly(tmp_path):
+    ref = tmp_path / "ref"
+    rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)
+    _, summary = rr.compare(ref, write_run(tmp_path / "b"))
+    assert summary["differences"] == ["no fingerprint recorded"] and summary["tolerance"] > 0
 
 
 def test_compare_command_exits_non_zero_on_a_moved_cell(tmp_path, capsys):
-    rr.snapshot(write_run(tmp_path / "a"), tmp_path / "ref")
+    rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), tmp_path / "ref")
     assert main(["compare", "--reference", str(tmp_path / "ref"), "--results", str(tmp_path / "a")]) == 0
-    assert main(["compare", "--reference", str(tmp_path / "ref"), "--results", str(write_run(tmp_path / "b", h=49))]) == 1
+    assert main(["compare", "--reference", str(tmp_path / "ref"), "--results", str(_with_machine(write_run(tmp_path / "b", h=49), PORTABLE))]) == 1
     assert "2 moved" in capsys.readouterr().out
     assert main(["compare", "--reference", str(tmp_path / "a"), "--results", str(tmp_path / "a")]) == 2  # no manifest
 

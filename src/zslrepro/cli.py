@@ -418,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # kernel choices first: they must be in the environment before any command imports torch
+        from .numerics import apply as apply_numerics
+
+        apply_numerics()
         if getattr(args, "threads", None) is not None:
             from .runtime import apply_threads
 

@@ -4,13 +4,15 @@
 (its import closure, read from the source with :mod:`ast`, imports inside functions included), so
 the workflow can make code an input of each rule: changing ``plots.py`` redraws the plots and
 retrains nothing, changing ``methods/msdn.py`` retrains MSDN and no other method (a method's jobs
-see only their own method module and schema). The trainer puts the same digest into its checkpoint
+follow the import graph from their own method module, not the registry's imports of every method;
+changing a shared helper such as ``methods/regions.py`` retrains the methods that import it). The trainer puts the same digest into its checkpoint
 key, so a checkpoint left by other code is not resumed.
 
 A *provenance record* (:func:`record`) goes into every model file and metrics file: the code
 (git commit and dirty flag where the package runs from a checkout, the digest of the whole package
 source, the command's closure digest), the config digest, the digests of the input data files,
-package versions, device, seed and determinism mode.
+package versions, device, seed, determinism mode and the machine fingerprint (numerics mode, CPU,
+kernel choices, library versions, threads, GPU: :func:`zslrepro.numerics.fingerprint`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+
+from .numerics import fingerprint
 
 PKG = Path(__file__).resolve().parent
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "h5py", "pandas")
@@ -79,10 +83,18 @@ def method_modules() -> frozenset[str]:
     return frozenset(names)
 
 
+REGISTRY_PACKAGE = "zslrepro.methods"
+
+
 def command_files(command: str, method: str | None = None) -> list[Path]:
     """The source files behind ``python -m zslrepro <command>``: ``cli.py`` and the import closure
-    of its function. With ``method``, the other methods' modules and schemas are left out."""
-    others = {f"zslrepro.methods.{m}" for m in method_modules() if m != method} if method else set()
+    of its function.
+
+    With ``method``, the closure follows the real import graph from that method's own module: the
+    registry package's ``__init__`` imports every method only to register it, so those edges are
+    not followed, and another method's module is in the closure only when something really imports
+    it. Without ``method``, every registered method is in the closure."""
+    registrations = {f"{REGISTRY_PACKAGE}.{m}" for m in method_modules()} if method else set()
     functions = {n.name: n for n in ast.parse((PKG / "cli.py").read_text()).body
                  if isinstance(n, ast.FunctionDef)}
     name = f"cmd_{command.replace('-', '_')}"
@@ -98,16 +110,17 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
         used.add(fn)
         todo_fns += [n.func.id for n in ast.walk(functions[fn])
                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions]
-    todo = ["zslrepro.errors"]
+    todo = ["zslrepro.errors"] + ([f"{REGISTRY_PACKAGE}.{method}"] if method else [])
     todo += [f"zslrepro.{n.module}" for fn in used for n in ast.walk(functions[fn])
              if isinstance(n, ast.ImportFrom) and n.level == 1]
     seen: set[str] = set()
     while todo:
         mod = todo.pop()
-        if mod in seen or mod in others:
+        if mod in seen:
             continue
         seen.add(mod)
-        todo += imported_modules(module_file(mod))
+        imports = imported_modules(module_file(mod))
+        todo += sorted(imports - registrations) if mod == REGISTRY_PACKAGE else sorted(imports)
     files = {module_file(m) for m in seen} | {PKG / "cli.py"}
     if "zslrepro.config" in seen:  # config validation fills defaults from the shipped schemas
         schemas = ["dataset", "downloads"] + (["method_common", f"method_{method}"] if method else [])
@@ -199,6 +212,7 @@ def record(command: str, *, method: str | None = None, config: dict | None = Non
         out["seed"] = seed
     if device is not None:
         out["device"] = device_description(device)
+    out["machine"] = fingerprint(device)
     if determinism is not None:
         out["determinism"] = determinism
     return out

@@ -1,13 +1,15 @@
 """Reference results: a committed snapshot of a run's small result files, a per-cell comparison of a
 fresh run against it, and the README/docs tables generated from it (never retyped).
 
-A snapshot (``zslrepro reference``) copies the metrics and tuning choices of a finished run, with
-their provenance inside, and writes ``manifest.json`` (when, on what machine type, which code).
+A snapshot (``zslrepro reference``) copies the metrics, tuning choices and attention scores of a
+finished run, with their provenance inside (each record carries the machine fingerprint of the job
+that made it), and writes ``manifest.json`` (when, on what machine, which code, which numerics).
 ``zslrepro compare`` checks every cell (method, dataset, run, replicate, protocol, metric, and each
-tuning choice) of a fresh run against a snapshot: exact on the same machine type (same CPU model,
-thread count, torch version and platform: the arithmetic is then the same), within a stated
-tolerance across machine types. On real datasets the reference is the papers' table:
-``compare --paper`` prints ours beside it.
+tuning choice) of a fresh run against a snapshot. Exact when, file by file, the fingerprint parts
+that decide the bits match (zslrepro.numerics.deciding_parts: in portable mode the processor model
+is not among them); a cell that moved then is reported as nondeterminism. Otherwise it names the
+parts that differ and applies the stated cross-machine tolerance. On real datasets the reference is
+the papers' table: ``compare --paper`` prints ours beside it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import pandas as pd
 
 from .errors import ZslError
 from .io import write_json, write_text
-from .provenance import code_identity, versions
+from .numerics import deciding_parts, fingerprint
+from .provenance import code_identity
 
 METRICS = ("T1", "U", "S", "H", "AUSUC")
 ATTENTION_SCORES = ("mass_on_object", "pointing", "pcp")
@@ -33,18 +36,54 @@ ATTENTION_SCORES = ("mass_on_object", "pointing", "pcp")
 CROSS_PLATFORM_TOLERANCE = 5.0
 
 
-def machine_type() -> dict:
-    """What decides whether two runs do the same float arithmetic."""
-    import torch
+def machine_summary() -> dict:
+    """This machine, for a snapshot's manifest: its fingerprint (zslrepro.numerics) without threads."""
+    fp = fingerprint()
+    fp.pop("threads", None)
+    return fp
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"platform": platform.machine(), "cpu": cpu, "gpu": gpu, "torch": versions().get("torch")}
+
+def _records(value) -> list[dict]:
+    """The provenance records (dicts with a ``code`` entry) inside a result file's provenance."""
+    if isinstance(value, dict):
+        if "code" in value and isinstance(value["code"], dict):
+            return [value]
+        return [r for v in value.values() for r in _records(v)]
+    return []
+
+
+def deciding_fingerprints(root: Path, rel_files: list[Path]) -> dict[str, dict]:
+    """For each result file and each record in its provenance, the fingerprint parts that decide its
+    bits (zslrepro.numerics.deciding_parts); {} for a record made before fingerprints existed."""
+    out = {}
+    for rel in rel_files:
+        path = root / rel
+        if not path.exists():
+            continue
+        records = _records(json.loads(path.read_text()).get("provenance") or {}) or [{}]
+        for k, rec in enumerate(records):
+            out[f"{rel}#{k}"] = deciding_parts(rec["machine"]) if rec.get("machine") else {}
+    return out
+
+
+def fingerprint_differences(ref: dict[str, dict], ours: dict[str, dict]) -> list[str]:
+    """Which deciding parts differ between the reference's records and ours (empty: none)."""
+    parts = set()
+    for key, want in ref.items():
+        got = ours.get(key)
+        if got is None:
+            continue
+        if not want or not got:
+            parts.add("no fingerprint recorded")
+            continue
+        for name in sorted(set(want) | set(got)):
+            if want.get(name) != got.get(name):
+                sub = want.get(name), got.get(name)
+                if all(isinstance(v, dict) for v in sub):
+                    parts |= {f"{name}.{k}" for k in set(sub[0]) | set(sub[1]) if sub[0].get(k) != sub[1].get(k)}
+                else:
+                    parts.add(name)
+    return sorted(parts)
 
 
 def result_files(results: Path) -> list[Path]:
@@ -67,7 +106,10 @@ def snapshot(results: str | Path, out: str | Path, note: str = "") -> dict:
         shutil.copyfile(results / rel, out / rel)
     codes = sorted({code_identity((json.loads((results / rel).read_text()).get("provenance") or {}).get("train"))
                     for rel in files if rel.parts[0] == "metrics"})
-    manifest = {"created": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_type(),
+    modes = sorted({(r.get("machine") or {}).get("numerics", "unrecorded")
+                    for rel in files for r in _records(json.loads((results / rel).read_text()).get("provenance"))})
+    manifest = {"created": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_summary(),
+                "numerics": modes,
                 "code": codes, "files": [str(f) for f in files], "note": note}
     write_json(out / "manifest.json", manifest)
     return manifest
@@ -105,8 +147,10 @@ def _cells(root: Path, rel_files: list[Path]) -> dict[str, object]:
 def compare(reference: str | Path, results: str | Path, tolerance: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Every cell of ``reference`` against the same cell of ``results``.
 
-    ``tolerance`` None: exact (0) when this machine is of the reference's type, else
-    CROSS_PLATFORM_TOLERANCE. Returns the per-cell table (status ok / moved / missing) and a summary.
+    ``tolerance`` None: exact (0) when every result file's fingerprint parts that decide its bits
+    (numerics mode, kernel choices, library versions, threads; the CPU model too in native mode;
+    the GPU on a GPU) equal the reference's, else CROSS_PLATFORM_TOLERANCE. Returns the per-cell
+    table (status ok / moved / missing) and a summary naming the parts that differ.
     """
     reference, results = Path(reference), Path(results)
     manifest_path = reference / "manifest.json"
@@ -114,7 +158,8 @@ def compare(reference: str | Path, results: str | Path, tolerance: float | None 
         raise ZslError(f"{reference} is not a reference snapshot (no manifest.json); make one with `zslrepro reference`")
     manifest = json.loads(manifest_path.read_text())
     files = [Path(f) for f in manifest["files"]]
-    same_machine = manifest["machine"] == machine_type()
+    differences = fingerprint_differences(deciding_fingerprints(reference, files), deciding_fingerprints(results, files))
+    same_machine = not differences
     if tolerance is None:
         tolerance = 0.0 if same_machine else CROSS_PLATFORM_TOLERANCE
     ref, ours = _cells(reference, files), _cells(results, files)
@@ -131,10 +176,20 @@ def compare(reference: str | Path, results: str | Path, tolerance: float | None 
             rows.append({"cell": cell, "reference": want, "ours": got, "delta": None,
                          "status": "ok" if got == want else "moved"})
     table = pd.DataFrame(rows, columns=["cell", "reference", "ours", "delta", "status"])
-    summary = {"cells": len(table), "moved": int((table.status == "moved").sum()),
+    moved = int((table.status == "moved").sum())
+    summary = {"cells": len(table), "moved": moved,
                "missing": int((table.status == "missing").sum()), "tolerance": tolerance,
-               "same_machine_type": same_machine, "reference_machine": manifest["machine"]}
+               "same_machine_type": same_machine, "differences": differences,
+               "nondeterministic": same_machine and tolerance == 0 and moved > 0,
+               "reference_machine": manifest["machine"]}
     return table, summary
+
+
+def _machine_label(machine: dict) -> str:
+    cpu = machine.get("cpu") or {}
+    if isinstance(cpu, str):   # a manifest written before fingerprints
+        return cpu
+    return cpu.get("model_name") or cpu.get("platform") or "unknown CPU"
 
 
 def report(table: pd.DataFrame, summary: dict) -> str:
@@ -148,10 +203,16 @@ def report(table: pd.DataFrame, summary: dict) -> str:
             lines.append(f"MOVED   {r.cell}: reference {r.reference}, ours {r.ours}")
         else:
             lines.append(f"MOVED   {r.cell}: reference {r.reference:.2f}, ours {r.ours:.2f} ({r.delta:+.2f})")
-    kind = ("same machine type: exact" if summary["same_machine_type"] else
-            f"another machine type ({summary['reference_machine']['cpu']}): tolerance")
+    if summary["same_machine_type"]:
+        kind = "same numerics fingerprint: exact"
+    else:
+        kind = (f"fingerprints differ: {', '.join(summary['differences'])} (reference made on "
+                f"{_machine_label(summary['reference_machine'])}): cross-machine tolerance")
     lines.append(f"{summary['cells'] - summary['moved'] - summary['missing']} of {summary['cells']} cells agree "
                  f"({kind} {summary['tolerance']:g} points); {summary['moved']} moved, {summary['missing']} missing")
+    if summary.get("nondeterministic"):
+        lines.append("NONDETERMINISM: the fingerprints that decide the bits match the reference's, yet cells "
+                     "moved: the same code, data and kernels computed other numbers (docs/reproducibility.md)")
     return "\n".join(lines)
 
 
@@ -176,12 +237,22 @@ def results_block(reference: str | Path, paper_results: str | Path) -> str:
     manifest = json.loads((reference / "manifest.json").read_text())
     metrics = sorted(reference.glob("metrics/*/*/*/rep*.json"))
     body = _table_body(lambda out: render(metrics, paper_results, out)["md"]).replace("## ", "#### ")
-    m = manifest["machine"]
     origin = (f"Generated by `python -m zslrepro docs-tables` from the reference snapshot `{reference}` "
-              f"(made {manifest['created']} on {m['cpu']}, {m['platform']}"
-              f"{', ' + m['gpu'] if m.get('gpu') else ', no GPU'}, torch {m['torch']}; code {', '.join(manifest['code'])}). "
+              f"(made {manifest['created']} on {machine_description(manifest)}; code {', '.join(manifest['code'])}). "
               "Regenerate the run with the main job and check it with `python -m zslrepro compare`.")
     return f"{origin}\n\n{body.strip()}\n"
+
+
+def machine_description(manifest: dict) -> str:
+    """'AMD EPYC (x86_64, family 26 model 2), no GPU, torch 2.14.1, portable numerics'."""
+    m = manifest["machine"]
+    if isinstance(m.get("cpu"), str):   # a manifest written before fingerprints
+        return f"{m['cpu']}, {m['platform']}{', ' + m['gpu'] if m.get('gpu') else ', no GPU'}, torch {m['torch']}"
+    cpu = m["cpu"]
+    gpu = (m.get("gpu") or {}).get("name")
+    return (f"{cpu.get('model_name')} ({cpu.get('platform')}, {cpu.get('vendor')} family {cpu.get('family')} "
+            f"model {cpu.get('model')}), {gpu or 'no GPU'}, torch {m['libraries']['torch']}, "
+            f"{'/'.join(manifest.get('numerics', []))} numerics")
 
 
 def localisation_block(reference: str | Path) -> str:
@@ -195,7 +266,7 @@ def localisation_block(reference: str | Path) -> str:
         return "(the reference snapshot holds no attention scores)\n"
     body = _table_body(lambda out: render_localisation(scores, out)["md"])
     return (f"Generated by `python -m zslrepro docs-tables` from the attention scores in `{reference}` "
-            f"(made {manifest['created']}, {manifest['machine']['cpu']}).\n\n{body.strip()}\n")
+            f"(made {manifest['created']}, {machine_description(manifest)}).\n\n{body.strip()}\n")
 
 
 def update_blocks(paths: list[str | Path], blocks: dict[str, str], check: bool = False) -> list[Path]:

@@ -19,19 +19,23 @@ from zslrepro.config import (  # noqa: E402
 from zslrepro.data.download import load_sources  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 from zslrepro.features.store import store_problem  # noqa: E402
+from zslrepro.numerics import shell_exports  # noqa: E402
 from zslrepro.provenance import code_digest  # noqa: E402
 
 
 validate(config, "../schemas/config.schema.yaml")
 
-# Every job runs the package from this checkout, also inside a conda env (which drops PYTHONPATH).
+# Every job runs the package from this checkout, also inside a conda env (which drops PYTHONPATH),
+# with the run's CPU kernel choices set before Python starts (config `numerics`, zslrepro.numerics).
 # (Snakemake formats the prefix too, hence the doubled braces.)
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={REPO / 'src'}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    + shell_exports(config["numerics"])
 )
 
 CONFIG_DIR = Path(config["config_dir"])
 TABLES_DIR = "results/tables"
+REPORT = "results/report.html"
 REPLICATES = list(range(config["replicates"]))
 
 
@@ -39,10 +43,27 @@ def code_of(command, per_method=False):
     """A rule's code input: the digest of the package source its command imports (for one method).
 
     Given as ``params.code``, so that Snakemake's params trigger re-runs exactly the jobs whose code
-    changed (zslrepro.provenance explains the closure)."""
+    changed (zslrepro.provenance explains the closure), and all of them when `numerics` changes."""
+    mode = config["numerics"]  # the kernel choices change the numbers as code does
     if per_method:
-        return lambda wildcards: code_digest(command, wildcards.method)
-    return code_digest(command)
+        return lambda wildcards: f"{code_digest(command, wildcards.method)} {mode}"
+    return f"{code_digest(command)} {mode}"
+
+
+def write_report(path):
+    """Write the HTML report with this very invocation's arguments (snakefile, directory, config,
+    profile) plus ``--report``: the same DAG, rendered. Its log goes to logs/report.log; a failure
+    is reported and does not fail the finished run."""
+    import subprocess
+
+    Path("logs").mkdir(exist_ok=True)
+    with open("logs/report.log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", "snakemake", *sys.argv[1:], "--report", path],
+                              stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode == 0:
+        print(f"Report: {path}")
+    else:
+        print(f"The report could not be written (see logs/report.log); `snakemake --report {path}` retries")
 
 
 def dataset_config_path(name):

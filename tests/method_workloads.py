@@ -1,0 +1,168 @@
+"""Small, fixed workloads of every method on the tiny dataset: a batch, the stages of its schedule,
+optimiser steps, test scores and attention maps. Shared by the portable-numerics test (run in a
+subprocess, ``python tests/method_workloads.py``) and the strict-determinism audit.
+
+Importing this module imports no torch at module level: the subprocess entry point sets the CPU
+kernel choices (``zslrepro.numerics.apply``) first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+TINY_CONFIG = TESTS.parent / ".test" / "config"
+METHODS = ("msdn", "dedn", "sgma", "drmn")
+
+
+@dataclass
+class TinyPaths:
+    """Where the session's tiny dataset lies (conftest's ``tiny`` fixture)."""
+
+    index: Path
+    images_root: Path
+    store: Path
+    dataset_config: dict
+    sgma_groups: Path | None = None
+
+
+def method_config(method: str) -> dict:
+    from zslrepro.config import load_method_config, run_config
+
+    cfg = load_method_config(TINY_CONFIG / "methods" / method / "SYNTH.yaml")
+    return run_config(cfg, next(iter(cfg["runs"])))
+
+
+def prepare(method: str, paths: TinyPaths, batch: int = 8):
+    """The method built on the tiny dataset with a fixed seed, and one training batch."""
+    import torch
+
+    from zslrepro.methods import build_method
+    from zslrepro.training.runfiles import data_spec
+    from zslrepro.training.sources import open_source
+
+    cfg = method_config(method)
+    data = paths.store if cfg.get("feature_store") else paths.index
+    source = open_source(cfg, data, paths.images_root)
+    artefacts = {"channel_groups": paths.sgma_groups} if method == "sgma" else {}
+    torch.manual_seed(0)
+    model = build_method(cfg, data_spec(source, cfg, artefacts=artefacts))
+    x, y = next(source.train_batches([source.trainval_loc[:batch]], [0]))
+    source.close()
+    return cfg, model, x, y
+
+
+def stages(cfg: dict) -> list[str | None]:
+    """The schedule's stages (None: a method trained in one stage)."""
+    return [s["name"] for s in cfg["schedule"].get("stages") or []] or [None]
+
+
+def train_steps(model, cfg: dict, x, y, steps: int, stage: str | None):
+    """``steps`` optimiser steps of one stage (forward, loss, backward, optimiser step)."""
+    from zslrepro.training.trainer import build_optimizer
+
+    if stage is not None:
+        model.set_stage(stage)
+    model.train()
+    groups = model.param_groups() if hasattr(model, "param_groups") else model.parameters()
+    optimizer = build_optimizer(cfg["optimizer"], groups)
+    for _ in range(steps):
+        loss, _ = model.loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def evaluate(model, x):
+    """Test-time scores and attention maps (None for a method without maps)."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return model.scores(x), model.attention_maps(x)
+
+
+def op_recorder(hash_values: bool = False):
+    """A ``TorchDispatchMode`` that records every aten op dispatched under it: ``calls`` holds
+    (op name, input digest, output digest), the digests only with ``hash_values``."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    def tensors_digest(values) -> str:
+        ts = [t for t in tree_leaves(values) if isinstance(t, torch.Tensor) and t.layout == torch.strided]
+        h = hashlib.sha256()
+        for t in ts:
+            t = t.detach()
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            if t.device.type == "cpu" and t.dtype != torch.bool and t.numel():
+                h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    class OpRecorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls: list[tuple[str, str, str]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
+            if hash_values:
+                self.calls.append((name, tensors_digest((args, kwargs)), tensors_digest(out)))
+            else:
+                self.calls.append((name, "", ""))
+            return out
+
+    return OpRecorder()
+
+
+def digest(*tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprints(paths: TinyPaths, steps: int = 3) -> dict[str, str]:
+    """Digests of a small extraction and, per method, of its parameters after ``steps`` steps of each
+    stage and of its test scores: what the portable-numerics test compares across kernel choices."""
+    import tempfile
+
+    import torch
+
+    import h5py
+
+    from zslrepro.data.xlsa17 import IngestedDataset
+    from zslrepro.features.extract import extract
+
+    torch.set_num_threads(2)
+    out = {}
+    index = IngestedDataset.load(paths.index)
+    with tempfile.TemporaryDirectory() as tmp:
+        store_cfg = dict(paths.dataset_config["feature_stores"]["rn18rand_64"])
+        extract(index, paths.images_root, store_cfg, Path(tmp) / "f.h5", device="cpu")
+        with h5py.File(Path(tmp) / "f.h5") as h5:
+            out["extraction"] = digest(torch.from_numpy(h5["features"][:]))
+    for method in METHODS:
+        cfg, model, x, y = prepare(method, paths)
+        for stage in stages(cfg):
+            train_steps(model, cfg, x, y, steps, stage)
+        scores, _ = evaluate(model, x)
+        out[method] = digest(*model.state_dict().values(), scores)
+    return out
+
+
+if __name__ == "__main__":
+    # python tests/method_workloads.py PATHS.json: the fingerprints under this process's numerics
+    from zslrepro.numerics import apply, fingerprint
+
+    apply()
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    paths = TinyPaths(**{k: (Path(v) if k != "dataset_config" and v else v) for k, v in spec.items()})
+    result = fingerprints(paths)
+    result["aten_capability"] = fingerprint()["kernels"]["aten_capability"]
+    print(json.dumps(result))
