@@ -54,6 +54,9 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     for rep in (0, 1):
         m = json.loads((tiny_workdir / f"results/metrics/msdn/SYNTH/main/rep{rep}.json").read_text())
         assert set(m["protocols"]) == {"paper", "clean"}
+        for record in m["provenance"].values():   # the rules ran the jobs in the config's numerics mode
+            assert record["machine"]["numerics"] == "portable"
+            assert record["machine"]["kernels"]["mkl_cbwr"] == "AVX2"
         assert 0 <= m["protocols"]["clean"]["AUSUC"] <= 100
         assert (tiny_workdir / f"logs/train_method/msdn/SYNTH/main/rep{rep}.log").stat().st_size > 0
     table = pd.read_csv(tiny_workdir / "results/tables/results.csv")
@@ -123,7 +126,7 @@ def test_report_holds_tables_curves_and_captions(tiny_workdir):
     report = tiny_workdir / "results/report.html"
     if not (tiny_workdir / "results/tables/results.csv").exists():
         pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
-    assert report.exists()  # written by the default profile's report-after-run
+    assert report.exists()  # written by the workflow's onsuccess handler after the whole DAG ran
     files = report_files(report)
     table = files["results/tables/results.html"]
     assert b"MSDN (CVPR'22)" in table["content"] and b"Clean protocol" in table["content"]
@@ -183,6 +186,12 @@ def test_code_is_an_input_of_exactly_the_jobs_that_import_it(tiny_workdir):
     assert not rules & {"synthesize_dataset", "ingest_dataset", "extract_features", "method_artefact",
                         "train_validation_point", "select_hyperparameters", "tuning_table"}
 
+    # a helper that methods import from a shared module: exactly those methods' jobs are re-planned
+    planned = _plan_after_editing(tiny_workdir, "methods/regions.py")
+    methods = {re.search(r"method=(\w+)", w).group(1) for r, w in planned
+               if r in ("train_method", "evaluate_run", "attention_maps")}
+    assert methods == {"msdn", "dedn"}
+
     planned = _plan_after_editing(tiny_workdir, "plots.py")
     assert {r for r, _ in planned} - {"all"} == {"plot_run"} and len(planned) == 1 + 5  # five runs' plots
 
@@ -211,6 +220,28 @@ def test_a_deleted_model_is_replanned_and_the_metrics_follow(tiny_workdir):
 def test_lint_is_clean():
     run = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_first_dry_run_plans_and_exits_0(tmp_path):
+    """A newcomer's first `snakemake -n`: nothing exists yet, the plan is printed, nothing written."""
+    shutil.copytree(REPO / ".test/config", tmp_path / "config")
+    shutil.copy(REPO / "config/paper_results.yaml", tmp_path / "config/paper_results.yaml")
+    dry = snakemake(tmp_path, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    planned = {r for r, _ in planned_jobs(dry.stdout + dry.stderr)}
+    assert {"synthesize_dataset", "extract_features", "train_method", "results_tables", "all"} <= planned
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_real_datasets_dry_run_plans_every_job_and_exits_0(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "config/config.yaml").write_text(
+        "datasets: [CUB, SUN, AWA2]\nmethods: [msdn, dedn, sgma, drmn]\nreplicates: 3\n")
+    dry = snakemake(tmp_path, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    planned = planned_jobs(dry.stdout + dry.stderr)
+    trained = {w for r, w in planned if r == "train_method"}
+    assert len(trained) == 3 * 3 * 6 and len(planned) > 200     # DEDN and DRMN have two runs each
 
 
 def test_bad_run_config_is_one_clear_error(tmp_path):
