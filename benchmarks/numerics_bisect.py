@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 SIMULATED_AVX2_CPU = "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2"
 UNINITIALISED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}  # no values to compare
 LIBRARY = {"convolution": "oneDNN", "conv2d": "oneDNN", "convolution_backward": "oneDNN", "mm": "MKL", "addmm": "MKL", "bmm": "MKL",
-           "baddbmm": "MKL", "addbmm": "MKL", "matmul": "MKL", "linear": "MKL"}
+           "baddbmm": "MKL", "addbmm": "MKL", "matmul": "MKL", "linear": "MKL", "_linalg_solve_ex": "MKL LAPACK"}
 
 
 def make_tiny(root: Path) -> Path:
