@@ -162,6 +162,29 @@ def cmd_evaluate(args) -> None:
           f"(chance T1 {result['chance']['T1']:.1f})")
 
 
+def cmd_import_official(args) -> None:
+    from pathlib import Path
+
+    from .config import load_method_config, run_config
+    from .released import import_msdn, summary
+
+    if args.method != "msdn":
+        raise ZslError(f"import-official knows the released models of msdn only, not {args.method!r} "
+                       "(DEDN, SGMA and DRMN released none)")
+    config = args.method_config
+    if config is None:   # results/features/<DS>/<store>.h5 or results/data/<DS>/index.npz
+        config = Path(args.config_dir) / "methods" / args.method / f"{Path(args.data).parent.name}.yaml"
+        if not config.exists():
+            raise ZslError(f"no method config {config} for the dataset of {args.data}: give --method-config")
+    cfg = run_config(load_method_config(config), "main", source=str(config))
+    if args.sources:
+        from .released import verify_release
+
+        verify_release(Path(args.checkpoint), args.sources, args.lock)
+    print(summary(import_msdn(args.checkpoint, args.data, cfg, args.setting, args.out, args.imagenet_weights)))
+    print(f"model file: {args.out}")
+
+
 def cmd_attention(args) -> None:
     from .config import load_dataset_config
     from .evaluation.attention import attention_run
@@ -340,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a trained run under the paper and clean protocols")
     p.add_argument("--model", required=True)
-    p.add_argument("--history", required=True)
+    p.add_argument("--history", default=None,
+                   help="the run's periodic test evaluations (none for imported weights: one evaluation)")
     p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
     p.add_argument("--images-root", default=None)
     p.add_argument("--metrics", required=True)
@@ -348,6 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     threads_arg(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("import-official", help="a released official model as our model file, with diagnostics")
+    p.add_argument("--method", required=True, help="msdn (the only method with released models)")
+    p.add_argument("--checkpoint", required=True, help="the release file, e.g. CUB_MSDN_GZSL.pth")
+    p.add_argument("--data", required=True, help="our feature store (.h5) or dataset index (.npz) of its dataset")
+    p.add_argument("--setting", required=True, choices=["czsl", "gzsl"], help="which of the two files this is")
+    p.add_argument("--out", required=True, help="model file to write; diagnostics go beside it")
+    p.add_argument("--method-config", default=None,
+                   help="our method config of the dataset (default: <config-dir>/methods/<method>/<DS>.yaml, DS the data's folder)")
+    p.add_argument("--config-dir", default="config")
+    p.add_argument("--sources", default=None, help="config/downloads.yaml: check the file's checksum like a download")
+    p.add_argument("--lock", default="config/downloads.lock.yaml", help="where first-use checksums are recorded")
+    p.add_argument("--imagenet-weights", default=None,
+                   help="torchvision's ResNet-101 IMAGENET1K_V1 file to compare the backbone with (default: torch's cache)")
+    p.set_defaults(func=cmd_import_official)
 
     p = sub.add_parser("attention", help="score and draw a trained run's attention maps on test images")
     p.add_argument("--model", required=True)

@@ -164,13 +164,13 @@ def git_state() -> dict | None:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
-def file_digest(path: str | Path, chunk: int = 1 << 24) -> str:
-    """SHA-256 of a file, read in chunks (feature stores are gigabytes)."""
+def file_digest(path: str | Path, chunk: int = 1 << 24, full: bool = False) -> str:
+    """SHA-256 of a file, read in chunks (feature stores are gigabytes); 16 hex digits unless ``full``."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()[:16]
+    return h.hexdigest() if full else h.hexdigest()[:16]
 
 
 def versions() -> dict:

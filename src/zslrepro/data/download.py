@@ -128,6 +128,9 @@ def fetch(name: str, source: dict, dest: Path, lock_path: Path, attempts: int = 
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         log(f"{dest} is present: verifying it instead of downloading")
+    elif source.get("bring_your_own"):
+        raise DatasetError(f"{name} is not downloaded here: its page ({source['urls'][0]}) needs a browser. "
+                           f"Download it there and put it at {dest}, then run again.")
     else:
         part = dest.with_name(dest.name + ".part")
         errors = []
