@@ -111,6 +111,47 @@ def test_tiny_run_equals_the_committed_reference(tiny_workdir):
     assert summary["moved"] == 0 and summary["missing"] == 0, report(table, summary)
 
 
+@pytest.mark.slow
+def test_released_models_rule_appears_only_with_the_files(tiny_workdir, tmp_path):
+    """The opt-in rule: absent files leave the DAG alone; present ones are imported (checksum recorded
+    on first use), evaluated, and become a table row beside the README numbers' source entry."""
+    import torch
+    import yaml
+
+    from test_released import release_state
+
+    if not (tiny_workdir / "results/tables/results.csv").exists():
+        pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
+    work = tmp_path / "w"
+    shutil.copytree(tiny_workdir, work, symlinks=True)
+    dry = snakemake(work, "-n", "--cores", "2")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    released = work / "resources/released/msdn"
+    released.mkdir(parents=True)
+    store = work / "results/features/SYNTH/rn18rand_64.h5"
+    for setting, seed in (("CZSL", 0), ("GZSL", 1)):
+        torch.save(release_state(store, seed=seed), released / f"SYNTH_MSDN_{setting}.pth")
+    sources = yaml.safe_load((REPO / "config/downloads.yaml").read_text())
+    sources["files"] = {f"SYNTH_MSDN_{s}.pth": {**sources["files"][f"CUB_MSDN_{s}.pth"],
+                                                "provides": [f"resources/released/msdn/SYNTH_MSDN_{s}.pth"]}
+                        for s in ("CZSL", "GZSL")}
+    (work / "config/downloads.yaml").write_text(yaml.safe_dump(sources))
+    dry = snakemake(work, "-n", "--cores", "2")
+    planned = planned_jobs(dry.stdout + dry.stderr)
+    assert {r for r, _ in planned} == {"import_released", "evaluate_released", "results_tables", "all"}
+    run = snakemake(work, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    lock = yaml.safe_load((work / "config/downloads.lock.yaml").read_text())
+    assert set(lock) == {"SYNTH_MSDN_CZSL.pth", "SYNTH_MSDN_GZSL.pth"} and all(len(v) == 64 for v in lock.values())
+    diagnostics = json.loads((work / "results/released/msdn/SYNTH/gzsl/model.diagnostics.json").read_text())
+    assert diagnostics["split"]["unseen_agree"] and not diagnostics["backbone"]["compared"]
+    table = pd.read_csv(work / "results/tables/results.csv")
+    row = table[table.variant.str.startswith("authors' released weights", na=False)]
+    assert set(row.metric) == {"T1", "U", "S", "H", "AUSUC"} and set(row.run) == {"released_czsl", "released_gzsl"}
+    assert set(row[row.metric == "T1"].run) == {"released_czsl"}
+    assert "MSDN (CVPR'22) — authors' released weights" in (work / "results/tables/results.md").read_text()
+
+
 def report_files(report: Path) -> dict[str, dict]:
     """The files embedded in a Snakemake HTML report, with their decoded content."""
     text = report.read_text()
@@ -242,6 +283,9 @@ def test_the_real_datasets_dry_run_plans_every_job_and_exits_0(tmp_path):
     planned = planned_jobs(dry.stdout + dry.stderr)
     trained = {w for r, w in planned if r == "train_method"}
     assert len(trained) == 3 * 3 * 6 and len(planned) > 200     # DEDN and DRMN have two runs each
+    # the released-models rule is off without the files, and says why
+    assert not {r for r, _ in planned} & {"import_released", "evaluate_released"}
+    assert "evaluate_released is off for CUB, SUN, AWA2" in dry.stderr
 
 
 def test_bad_run_config_is_one_clear_error(tmp_path):

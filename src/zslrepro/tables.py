@@ -69,7 +69,10 @@ def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     table["chosen_on_test"] = grouped["chosen_on_test"].agg(lambda v: next((x for x in v if x), "")).values
 
     def paper_value(row):
-        entry = paper.get(row["method"], {}).get("results", {}).get(row["dataset"], {})
+        method = paper.get(row["method"], {})
+        # a variant row may have numbers of its own (e.g. the released models' README numbers)
+        results = method.get("variants", {}).get(row["variant"], {}).get("results") or method.get("results", {})
+        entry = results.get(row["dataset"], {})
         value = entry.get(row["metric"])
         return np.nan if value is None else float(value)
 

@@ -39,7 +39,7 @@ REPORT = "results/report.html"
 REPLICATES = list(range(config["replicates"]))
 
 
-def code_of(command, per_method=False):
+def code_of(command, per_method=False, method=None):
     """A rule's code input: the digest of the package source its command imports (for one method).
 
     Given as ``params.code``, so that Snakemake's params trigger re-runs exactly the jobs whose code
@@ -47,7 +47,7 @@ def code_of(command, per_method=False):
     mode = config["numerics"]  # the kernel choices change the numbers as code does
     if per_method:
         return lambda wildcards: f"{code_digest(command, wildcards.method)} {mode}"
-    return f"{code_digest(command)} {mode}"
+    return f"{code_digest(command, method)} {mode}"
 
 
 def write_report(path):
@@ -122,7 +122,7 @@ wildcard_constraints:
     dataset="[A-Z0-9]+",
     download=r"[A-Za-z0-9_.+-]+",
     method="[a-z0-9_]+",
-    run="[a-z0-9_]+",
+    run="(?!released_)[a-z0-9_]+",   # released_<setting>: the authors' released models (released.smk)
     store="[A-Za-z0-9_]+",
     rep=r"\d+",
     point=r"\d+",
@@ -349,8 +349,9 @@ def all_attention(kind):
 
 
 def all_metrics():
-    """Metrics of every run of every method on every dataset, for every replicate."""
-    return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json")
+    """Metrics of every run of every method on every dataset, for every replicate (and of the
+    authors' released models where their files are present: released.smk)."""
+    return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json") + all_released_metrics()
 
 
 def all_intermediates():
