@@ -79,6 +79,7 @@ def test_imported_release_scores_equal_the_official_computation(tiny, tmp_path, 
         ours = model.scores(x.double())
     w1, w2 = cfg["model"]["fusion"]
     theirs = official_scores(state, x, w1, w2)
+    print(f"hand-built release: max |ours - official equations| = {(ours - theirs).abs().max().item():.3g}")
     assert torch.allclose(ours, theirs, rtol=0, atol=1e-10), (ours - theirs).abs().max()
     assert torch.equal(ours.argmax(1), theirs.argmax(1))
     # diagnostics: our att and split are theirs here; no ImageNet file offline
@@ -183,6 +184,7 @@ def test_the_official_models_own_state_dict_imports_to_the_same_scores(tiny, tmp
     with torch.no_grad():
         theirs = net(x)["embed"]
         ours = model.double().scores(x)
+    print(f"official state dict imported: max |ours - official| = {(ours - theirs).abs().max().item():.3g}")
     assert torch.allclose(ours, theirs, rtol=0, atol=1e-10) and torch.equal(ours.argmax(1), theirs.argmax(1))
 
 
