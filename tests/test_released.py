@@ -213,3 +213,16 @@ def test_release_files_are_checksummed_like_downloads(tiny, tmp_path):
     source = load_sources(repo / "config/downloads.yaml")["CUB_MSDN_CZSL.pth"]
     with pytest.raises(DatasetError, match="needs a browser. Download it there and put it at"):
         fetch("CUB_MSDN_CZSL.pth", source, tmp_path / "CUB_MSDN_CZSL.pth", lock)
+
+
+def test_an_imported_model_draws_and_scores_attention_like_a_trained_one(tiny, tmp_path, cfg):
+    from zslrepro.data.localisation import read_truth, save_truth
+    from zslrepro.evaluation.attention import attention_run
+
+    torch.save(release_state(tiny.store_path), tmp_path / "SYNTH_MSDN_GZSL.pth")
+    import_msdn(tmp_path / "SYNTH_MSDN_GZSL.pth", tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
+    save_truth(read_truth(tiny.cfg, tiny.index.image_paths), tmp_path / "truth.npz")
+    result = attention_run(tmp_path / "model.pt", tiny.store_path, tiny.index_path, tmp_path / "truth.npz", tiny.cfg,
+                           tmp_path / "attention")
+    assert result["run"] == "released_gzsl" and "A->V" in result["scores"]
+    assert (tmp_path / "attention/figure.png").read_bytes()[:4] == b"\x89PNG"
