@@ -69,6 +69,13 @@ def test_another_cpu_in_portable_mode_is_compared_exactly(tmp_path):
     assert "NONDETERMINISM" in rr.report(*rr.compare(ref, tmp_path / "c"))
 
 
+def test_the_manifest_names_the_machine_its_jobs_recorded(tmp_path):
+    manifest = rr.snapshot(_with_machine(write_run(tmp_path / "a"), {**PORTABLE, "threads": 1}), tmp_path / "ref")
+    assert manifest["machine"]["kernels"]["aten_capability"] == "AVX2" and "threads" not in manifest["machine"]
+    assert manifest["numerics"] == ["portable"]
+    assert "family 26 model 2" in rr.machine_description(manifest) and "portable numerics" in rr.machine_description(manifest)
+
+
 def test_a_differing_fingerprint_is_named_and_gets_the_documented_tolerance(tmp_path):
     ref = tmp_path / "ref"
     rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)

@@ -36,9 +36,10 @@ ATTENTION_SCORES = ("mass_on_object", "pointing", "pcp")
 CROSS_PLATFORM_TOLERANCE = 5.0
 
 
-def machine_summary() -> dict:
-    """This machine, for a snapshot's manifest: its fingerprint (zslrepro.numerics) without threads."""
-    fp = fingerprint()
+def machine_summary(records: list[dict]) -> dict:
+    """The machine of a snapshot's manifest: the fingerprint its jobs recorded (the first one; they
+    differ in threads only), else this machine's; without threads."""
+    fp = dict(next((r["machine"] for r in records if r.get("machine")), None) or fingerprint())
     fp.pop("threads", None)
     return fp
 
@@ -106,9 +107,9 @@ def snapshot(results: str | Path, out: str | Path, note: str = "") -> dict:
         shutil.copyfile(results / rel, out / rel)
     codes = sorted({code_identity((json.loads((results / rel).read_text()).get("provenance") or {}).get("train"))
                     for rel in files if rel.parts[0] == "metrics"})
-    modes = sorted({(r.get("machine") or {}).get("numerics", "unrecorded")
-                    for rel in files for r in _records(json.loads((results / rel).read_text()).get("provenance"))})
-    manifest = {"created": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_summary(),
+    records = [r for rel in files for r in _records(json.loads((results / rel).read_text()).get("provenance"))]
+    modes = sorted({(r.get("machine") or {}).get("numerics", "unrecorded") for r in records})
+    manifest = {"created": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_summary(records),
                 "numerics": modes,
                 "code": codes, "files": [str(f) for f in files], "note": note}
     write_json(out / "manifest.json", manifest)
