@@ -95,6 +95,15 @@ def test_checkpoint_of_other_code_is_not_resumed(tiny, tmp_path, monkeypatch):
     assert saved["provenance"]["code"]["closure_digest"] != halted_digest
 
 
+def test_two_equal_runs_write_byte_identical_model_files(tiny, tmp_path):
+    """The model file holds no clock (timings go to compute.json): equal runs, equal bytes, so the
+    digests downstream (attention scores' provenance, DVC) agree too."""
+    for name in ("a", "b"):
+        train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / name, device="cpu", log=lambda *_: None)
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
+    assert json.loads((tmp_path / "a/compute.json").read_text())["seconds"] > 0
+
+
 def test_replicates_differ_and_history_is_recorded(tiny, tmp_path):
     logs = []
     train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / "r1", replicate=1, device="cpu",

@@ -193,7 +193,7 @@ def import_msdn(checkpoint: str | Path, data: str | Path, cfg: dict, setting: st
     prov["weights"] = weights
     save_torch(out, {"method": "msdn", "dataset": cfg["dataset"], "config": cfg, "replicate": 0, "seed": None,
                      "model": model.state_dict(), "updates": 0, "split": "test", "provenance": prov,
-                     "weights": weights, "seconds": 0.0, "artefacts": {}})
+                     "weights": weights, "artefacts": {}})
     write_json(diagnostics_path(out), diagnostics)
     return diagnostics
 

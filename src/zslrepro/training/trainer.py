@@ -234,8 +234,8 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
     save_torch(final, {"method": cfg["method"], "dataset": cfg["dataset"], "config": cfg,
                        "replicate": replicate, "seed": seed, "model": model.state_dict(),
                        "updates": total, "split": split.name, "provenance": prov,
-                       "seconds": round(spent + time.time() - t0, 2),  # all sessions of a resumed run
                        "artefacts": {k: str(v) for k, v in artefacts.items()}})
+    # timings go to compute.json only: the model file holds no clock, so equal runs give equal bytes
     write_json(out_dir / "compute.json", {"seconds": round(spent + time.time() - t0, 2), "sessions": sessions,
                                           "updates": total, "device": str(device_)})
     ckpt_path.unlink(missing_ok=True)
