@@ -401,3 +401,39 @@ def set_aside_damaged_stores():
 
 
 set_aside_damaged_stores()
+
+
+# The MSDN authors' released models (rules in released.smk): present files switch the rules on.
+RELEASED_DIR = Path("resources/released/msdn")
+RELEASED_SETTINGS = ["czsl", "gzsl"]
+
+
+def released_file(dataset, setting):
+    return RELEASED_DIR / f"{dataset}_MSDN_{setting.upper()}.pth"
+
+
+def released_datasets():
+    """Datasets of this run whose CZSL and GZSL release files are both present (MSDN must run)."""
+    if "msdn" not in config["methods"]:
+        return []
+    present = [d for d in config["datasets"] if all(released_file(d, s).exists() for s in RELEASED_SETTINGS)]
+    absent = [d for d in config["datasets"] if d in ("CUB", "SUN", "AWA2") and d not in present]
+    if absent:
+        print(f"evaluate_released is off for {', '.join(absent)}: the MSDN authors' released models are not in "
+              f"{RELEASED_DIR}/ (e.g. {released_file(absent[0], 'gzsl').name}); see docs/methods/msdn.md",
+              file=sys.stderr)
+    return present
+
+
+RELEASED_DATASETS = released_datasets()
+
+
+def released_store(wildcards):
+    """The feature store our MSDN run of the dataset reads."""
+    cfg = RUN_CONFIGS[("msdn", wildcards.dataset, "main")]
+    return f"results/features/{wildcards.dataset}/{cfg['feature_store']}.h5"
+
+
+def all_released_metrics():
+    return expand("results/metrics/msdn/{dataset}/released_{setting}/rep0.json",
+                  dataset=RELEASED_DATASETS, setting=RELEASED_SETTINGS)
