@@ -37,25 +37,19 @@ LIBRARY = {"convolution": "oneDNN", "conv2d": "oneDNN", "convolution_backward": 
 def make_tiny(root: Path) -> Path:
     """The tiny dataset, its store and SGMA's channel groups; returns the paths file."""
     from conftest import tiny_dataset_config
-    from method_workloads import method_config
+    from method_workloads import save_paths, workload_paths
 
     from zslrepro.data.synthetic import SyntheticSpec, generate
     from zslrepro.data.xlsa17 import IngestedDataset, ingest
     from zslrepro.features.extract import extract
-    from zslrepro.methods import build_artefact
 
     cfg = tiny_dataset_config(root)
     generate(SyntheticSpec(**cfg["synthetic"]), root / "resources/datasets/SYNTH")
     ingest(cfg).save(root / "index.npz")
     extract(IngestedDataset.load(root / "index.npz"), cfg["images_root"], cfg["feature_stores"]["rn18rand_64"],
             root / "features.h5", device="cpu")
-    build_artefact("channel_groups", method_config("sgma"), root / "index.npz", cfg["images_root"],
-                   root / "groups.pt", device="cpu")
-    spec = {"index": root / "index.npz", "images_root": cfg["images_root"], "store": root / "features.h5",
-            "dataset_config": cfg, "sgma_groups": root / "groups.pt"}
-    path = root / "paths.json"
-    path.write_text(json.dumps(spec, default=str))
-    return path
+    paths = workload_paths(root / "index.npz", cfg["images_root"], root / "features.h5", cfg, root)
+    return save_paths(paths, root / "paths.json")
 
 
 def trace(paths: Path, out: Path) -> None:
@@ -63,13 +57,11 @@ def trace(paths: Path, out: Path) -> None:
     from zslrepro.numerics import apply
 
     apply()
-    from method_workloads import TinyPaths, fingerprints, op_recorder
+    from method_workloads import fingerprints, load_paths, op_recorder
 
-    spec = json.loads(paths.read_text())
-    tiny = TinyPaths(**{k: (Path(v) if k != "dataset_config" and v else v) for k, v in spec.items()})
     recorder = op_recorder(hash_values=True)
     with recorder:
-        fingerprints(tiny)
+        fingerprints(load_paths(paths))
     out.write_text(json.dumps(recorder.calls))
 
 

@@ -30,6 +30,27 @@ class TinyPaths:
     sgma_groups: Path | None = None
 
 
+def workload_paths(index: Path, images_root: Path, store: Path, dataset_config: dict, root: Path) -> TinyPaths:
+    """The tiny dataset's paths, with SGMA's channel groups built under ``root`` (the one artefact a
+    method needs before its first step)."""
+    from zslrepro.methods import build_artefact
+
+    groups = Path(root) / "channel_groups.pt"
+    build_artefact("channel_groups", method_config("sgma"), index, images_root, groups, device="cpu")
+    return TinyPaths(Path(index), Path(images_root), Path(store), dataset_config, groups)
+
+
+def save_paths(paths: TinyPaths, file: Path) -> Path:
+    """Write ``paths`` as JSON, for a subprocess (``load_paths``)."""
+    Path(file).write_text(json.dumps(paths.__dict__, default=str))
+    return Path(file)
+
+
+def load_paths(file: Path) -> TinyPaths:
+    spec = json.loads(Path(file).read_text())
+    return TinyPaths(**{k: (Path(v) if k != "dataset_config" and v else v) for k, v in spec.items()})
+
+
 def method_config(method: str) -> dict:
     from zslrepro.config import load_method_config, run_config
 
@@ -161,8 +182,6 @@ if __name__ == "__main__":
     from zslrepro.numerics import apply, fingerprint
 
     apply()
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    paths = TinyPaths(**{k: (Path(v) if k != "dataset_config" and v else v) for k, v in spec.items()})
-    result = fingerprints(paths)
+    result = fingerprints(load_paths(Path(sys.argv[1])))
     result["aten_capability"] = fingerprint()["kernels"]["aten_capability"]
     print(json.dumps(result))

@@ -63,18 +63,11 @@ def workload_digests(paths_file: Path, **env: str) -> dict:
 
 @pytest.fixture(scope="module")
 def paths_file(tiny, tmp_path_factory):
-    from zslrepro.methods import build_artefact
-
-    from method_workloads import method_config
+    from method_workloads import save_paths, workload_paths
 
     root = tmp_path_factory.mktemp("numerics")
-    build_artefact("channel_groups", method_config("sgma"), tiny.index_path, tiny.cfg["images_root"],
-                   root / "groups.pt", device="cpu")
-    spec = {"index": tiny.index_path, "images_root": tiny.cfg["images_root"], "store": tiny.store_path,
-            "dataset_config": tiny.cfg, "sgma_groups": root / "groups.pt"}
-    path = root / "paths.json"
-    path.write_text(json.dumps(spec, default=str))
-    return path
+    paths = workload_paths(tiny.index_path, tiny.cfg["images_root"], tiny.store_path, tiny.cfg, root)
+    return save_paths(paths, root / "paths.json")
 
 
 @pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64", reason="portable mode is x86-64's")

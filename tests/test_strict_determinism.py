@@ -27,7 +27,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from method_workloads import METHODS, TinyPaths, evaluate, op_recorder, prepare, stages, train_steps  # noqa: E402
+from method_workloads import METHODS, evaluate, op_recorder, prepare, stages, train_steps  # noqa: E402
 
 # documented entry (as torch's docstring names it) -> aten ops that raise for it on CUDA
 RAISING_ON_CUDA = {
@@ -83,16 +83,11 @@ def test_the_audit_catches_a_listed_op():
 
 @pytest.fixture(scope="module")
 def paths(tiny, tmp_path_factory):
-    from zslrepro.methods import build_artefact
+    from method_workloads import workload_paths
 
-    from method_workloads import method_config
-
-    groups = tmp_path_factory.mktemp("strict") / "channel_groups.pt"
-    with op_recorder() as recorder:
-        build_artefact("channel_groups", method_config("sgma"), tiny.index_path, tiny.cfg["images_root"], groups,
-                       device="cpu")
-    paths = TinyPaths(index=tiny.index_path, images_root=Path(tiny.cfg["images_root"]), store=tiny.store_path,
-                      dataset_config=tiny.cfg, sgma_groups=groups)
+    with op_recorder() as recorder:   # SGMA's channel groups are built here: record that stage too
+        paths = workload_paths(tiny.index_path, tiny.cfg["images_root"], tiny.store_path, tiny.cfg,
+                               tmp_path_factory.mktemp("strict"))
     paths.artefact_calls = recorder.calls
     return paths
 
