@@ -59,13 +59,13 @@ def test_no_test_image_reaches_tuning(tiny, tmp_path, monkeypatch):
     from zslrepro.training.trainer import train
 
     read_rows: list[np.ndarray] = []
-    original = FeatureStore.read
+    original = FeatureStore.read_into
 
-    def recording_read(self, indices):
+    def recording_read(self, indices, out):
         read_rows.append(np.asarray(indices).copy())
-        return original(self, indices)
+        return original(self, indices, out)
 
-    monkeypatch.setattr(FeatureStore, "read", recording_read)
+    monkeypatch.setattr(FeatureStore, "read_into", recording_read)
     cfg = apply_overrides(tiny.method_cfg, {"tuning.eval_grid": {"evaluation.gamma": [0.0, 1.0]},
                                             "schedule.epochs": 1})
     model = train(validation_config(cfg, 0), FeatureSource(tiny.store_path), tmp_path / "val",

@@ -47,9 +47,13 @@ def _train_cli(config, store, out_dir, *extra):
                           capture_output=True, text=True)
 
 
-def test_killed_run_resumes_with_identical_results(tiny, tmp_path):
+def test_killed_run_resumes_with_identical_results(tiny, tmp_path, monkeypatch):
+    """Killed mid-run while the feed's thread reads ahead, resumed: the numbers of an uninterrupted
+    run (that one held its rows in RAM; the killed and resumed sessions stream them)."""
     full = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "full")
     assert full.returncode == 0, full.stderr
+    assert "held in RAM" in full.stdout
+    monkeypatch.setenv("ZSLREPRO_FEATURE_CACHE", "stream")
 
     halted = zslrepro_killed_after_evals(2, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "resumed"))
     assert halted.returncode == -9, halted.stderr
@@ -58,7 +62,7 @@ def test_killed_run_resumes_with_identical_results(tiny, tmp_path):
 
     resumed = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "resumed")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stdout
+    assert "resuming from" in resumed.stdout and "streamed from the store, prefetched" in resumed.stdout
     compute = json.loads((tmp_path / "resumed/compute.json").read_text())
     assert compute["sessions"] == 2 and compute["seconds"] > 0  # the killed session's time is counted
     assert not (tmp_path / "resumed/checkpoint.pt").exists()

@@ -186,7 +186,7 @@ def collect_attention(model, source, images: np.ndarray, batch_size: int, device
     from ..methods import AttentionMaps
 
     parts = []
-    for x in source.iter_batches(images, batch_size):
+    for x in source.iter_batches(images, batch_size, device=device):
         attn = model.attention_maps(x.to(device, non_blocking=True))
         if attn is None:
             return None

@@ -14,7 +14,7 @@ def collect_scores(model, source, indices: np.ndarray, batch_size: int, device: 
     was_training = model.training
     model.eval()
     out = []
-    for x in source.iter_batches(indices, batch_size):
+    for x in source.iter_batches(indices, batch_size, device=device):
         out.append(model.scores(x.to(device, non_blocking=True)).double().cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, len(source.class_names)))

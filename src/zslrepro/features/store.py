@@ -11,8 +11,9 @@ Layout (everything a feature-level method needs, so training reads nothing else)
     attrs: spec (JSON of the backbone settings), complete (bool)
 
 Reading never loads the whole ``features`` array: :meth:`FeatureStore.read` fetches the requested
-rows only, with one ``os.pread`` per run of consecutive rows straight from the dataset's bytes
-(much faster than h5py's fancy indexing for random batches: benchmarks/feature_store_read.py), or
+rows only, with one ``os.preadv`` per run of consecutive rows, straight from the dataset's bytes into
+the rows of the caller's buffer (much faster than h5py's fancy indexing for random batches:
+benchmarks/feature_store_read.py; how training uses it: zslrepro.features.feed), or
 through h5py for a store whose layout does not allow it (chunked or compressed). Unlike a memory
 map, this leaves what was read in the page cache, not in the process: resident memory stays
 bounded by a batch, even over a 30 GB AWA2 store (benchmarks/store_memory.py).
@@ -34,30 +35,40 @@ META_KEYS = ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "trai
 NAME_KEYS = ("class_names", "attribute_names")
 
 
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
 class ContiguousRows:
-    """Rows of a contiguous, uncompressed HDF5 dataset, read by offset with ``os.pread``."""
+    """Rows of a contiguous, uncompressed HDF5 dataset, read by offset with ``os.preadv``."""
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype):
         self.fd = os.open(path, os.O_RDONLY)
         self.offset, self.row_shape, self.dtype = offset, tuple(shape[1:]), np.dtype(dtype)
         self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
 
-    def read(self, indices: np.ndarray) -> np.ndarray:
+    def read_into(self, indices: np.ndarray, out: np.ndarray) -> None:
+        """Rows ``indices`` into ``out[:len(indices)]``, in the given order, with no copy in between.
+
+        One ``preadv`` per run of consecutive rows in the file: the kernel scatters the run straight
+        into the output rows it belongs to, wherever they sit in the batch (evaluation reads whole
+        runs; training, scattered rows)."""
+        n = len(indices)
+        rows = out.reshape(len(out), -1)[:n].view(np.uint8)
         order = np.argsort(indices, kind="stable")
         sorted_idx = indices[order]
-        out = np.empty((len(indices), *self.row_shape), dtype=self.dtype)
-        flat = out.reshape(len(indices), -1).view(np.uint8)
-        # one read per run of consecutive rows (evaluation reads whole runs; training, scattered rows)
         breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
-        for run in np.split(np.arange(len(sorted_idx)), breaks):
-            first, n = int(sorted_idx[run[0]]), len(run)
-            buf = os.pread(self.fd, self.row_bytes * n, self.offset + first * self.row_bytes)
-            if len(buf) != self.row_bytes * n:
-                raise OSError(f"short read from the feature store at row {first}: is the file truncated?")
-            flat[run[0]:run[0] + n] = np.frombuffer(buf, dtype=np.uint8).reshape(n, -1)
-        result = np.empty_like(out)
-        result[order] = out
-        return result
+        for run in np.split(np.arange(n), breaks):
+            for part in range(0, len(run), IOV_MAX):
+                chunk = run[part:part + IOV_MAX]
+                first = int(sorted_idx[chunk[0]])
+                got = os.preadv(self.fd, [rows[i] for i in order[chunk]], self.offset + first * self.row_bytes)
+                if got != self.row_bytes * len(chunk):
+                    raise OSError(f"short read from the feature store at row {first}: is the file truncated?")
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices), *self.row_shape), dtype=self.dtype)
+        self.read_into(indices, out)
+        return out
 
     def close(self) -> None:
         os.close(self.fd)
@@ -90,14 +101,26 @@ class FeatureStore:
         """(C, H, W) of one feature map."""
         return tuple(self.features.shape[1:])
 
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        """float32 features of the given images, in the given order."""
+    @property
+    def dtype(self) -> np.dtype:
+        """How the maps are stored (float16)."""
+        return self.features.dtype
+
+    def read_into(self, indices: np.ndarray, out: np.ndarray) -> None:
+        """Stored (float16) features of the given images into ``out[:len(indices)]``, in order."""
         indices = np.asarray(indices, dtype=np.int64)
         if self._rows is not None:
-            return self._rows.read(indices).astype(np.float32)
+            self._rows.read_into(indices, out)
+            return
         uniq, inverse = np.unique(indices, return_inverse=True)  # h5py needs increasing indices
         block = self.features[uniq] if len(uniq) > 1 else self.features[uniq[0]][None]
-        return block[inverse].astype(np.float32)
+        np.take(block, inverse, axis=0, out=out[:len(indices)])
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """float32 features of the given images, in the given order (a new array)."""
+        half = np.empty((len(indices), *self.shape), dtype=self.dtype)
+        self.read_into(indices, half)
+        return half.astype(np.float32)
 
     def iter_batches(self, indices: np.ndarray, batch_size: int):
         """Yield (indices, features) in order, ``batch_size`` images at a time."""

@@ -25,6 +25,7 @@ from torchvision import transforms
 from ..data.images import check_images_present, image_transform, load_rgb, to_normalised_tensor
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ConfigError, DatasetError
+from ..features import feed
 from ..features.store import FeatureStore
 from ..runtime import loader_workers
 
@@ -102,27 +103,75 @@ def validation_locs(data) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 class FeatureSource:
-    """Cached feature maps of a :class:`FeatureStore`."""
+    """Cached feature maps of a :class:`FeatureStore`, fed by :func:`zslrepro.features.feed.prefetched`.
+
+    ``cache`` (the workflow's ``features.cache``): ``stream`` reads every batch from the store;
+    ``ram`` holds the rows a run will read (:meth:`expect`) in memory, float16 as stored; ``auto``
+    holds them when they fit under ``ram_fraction`` of the memory available, else streams. Either
+    way the numbers are the same; :attr:`feed` says which ran (log, provenance)."""
 
     kind = "features"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, cache: str | None = None, ram_fraction: float | None = None):
         self.path = Path(path)
         self.store = FeatureStore(path)
         for key in INDEX_KEYS:
             setattr(self, key, getattr(self.store, key))
         self.input_shape = self.store.shape
         self.spec = self.store.spec
+        self.cache, self.ram_fraction = feed.cache_settings(cache, ram_fraction)
+        self._held: feed.HeldRows | None = None
+        self.feed = {"cache": "stream", "requested": self.cache}
 
-    def train_batches(self, plan: list[np.ndarray], seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for idx in plan:
-            yield torch.from_numpy(self.store.read(idx)), torch.from_numpy(self.labels[idx])
+    def expect(self, rows: np.ndarray) -> dict:
+        """The rows this run will read: held in RAM if the cache setting says so; returns :attr:`feed`."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        need = len(rows) * int(np.prod(self.input_shape)) * self.store.dtype.itemsize
+        cap = int(self.ram_fraction * feed.available_memory())
+        if self.cache == "ram" or (self.cache == "auto" and need <= cap):
+            try:
+                self._held = feed.HeldRows(self.store.read_into, rows, self.input_shape, self.store.dtype,
+                                           len(self.labels))
+            except MemoryError:
+                raise DatasetError(f"features.cache: ram needs {need / 1e9:.1f} GB for {len(rows)} rows of "
+                                   f"{self.path} and that much memory is not free; use cache auto or stream") from None
+            self.feed = {"cache": "ram", "requested": self.cache, "rows": int(len(rows)), "bytes": int(need)}
+        else:
+            self.feed = {"cache": "stream", "requested": self.cache, "rows": int(len(rows)), "bytes": int(need)}
+        self.ram_cap = cap  # for the log only: it varies from run to run, and model files hold no such value
+        return self.feed
 
-    def iter_batches(self, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-        for _, feats in self.store.iter_batches(indices, batch_size):
-            yield torch.from_numpy(feats)
+    def _read_into(self, indices: np.ndarray, out: np.ndarray) -> None:
+        if self._held is not None:
+            self._held.read_into(indices, out)
+        else:
+            self.store.read_into(indices, out)
+
+    def _batches(self, batches: list[np.ndarray], device) -> Iterator[torch.Tensor]:
+        return feed.prefetched(self._read_into, batches, self.input_shape, self.store.dtype,
+                               device=device or "cpu")
+
+    def train_batches(self, plan: list[np.ndarray], seeds: list[int],
+                      device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, labels) of each index batch of ``plan``, in order; a batch is valid until the next."""
+        xs = self._batches(plan, device)
+        try:
+            for idx, x in zip(plan, xs):
+                yield x, torch.from_numpy(self.labels[idx])
+        finally:
+            xs.close()
+
+    def iter_batches(self, indices: np.ndarray, batch_size: int, device=None) -> Iterator[torch.Tensor]:
+        """Features of ``indices``, ``batch_size`` at a time, in order; a batch is valid until the next."""
+        indices = np.asarray(indices)
+        xs = self._batches([indices[s:s + batch_size] for s in range(0, len(indices), batch_size)], device)
+        try:
+            yield from xs
+        finally:
+            xs.close()
 
     def close(self) -> None:
+        self._held = None
         self.store.close()
 
 
@@ -191,13 +240,18 @@ class ImageSource:
         return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), prefetch_factor=2 if workers else None)
 
-    def train_batches(self, plan: list[np.ndarray], seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def expect(self, rows: np.ndarray) -> dict:
+        """Images are decoded per batch by the loader workers; nothing is held."""
+        return {"cache": "none", "workers": loader_workers(self.cfg["num_workers"])}
+
+    def train_batches(self, plan: list[np.ndarray], seeds: list[int],
+                      device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         dataset = ImageItems(self.root, self.rel_paths, self.labels, train_transform(self.cfg))
         batches = [[(int(i), int(s) * 1000 + k) for k, i in enumerate(idx)] for idx, s in zip(plan, seeds)]
         for x, y in self._loader(dataset, batches):
             yield x, y
 
-    def iter_batches(self, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+    def iter_batches(self, indices: np.ndarray, batch_size: int, device=None) -> Iterator[torch.Tensor]:
         dataset = ImageItems(self.root, self.rel_paths, self.labels, test_transform(self.cfg))
         batches = [list(map(int, indices[s:s + batch_size])) for s in range(0, len(indices), batch_size)]
         for x, _ in self._loader(dataset, batches):

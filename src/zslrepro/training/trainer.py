@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,17 @@ def plan_stages(schedule: dict, n_train: int) -> list[Stage]:
     return stages
 
 
+def describe_feed(feed: dict, ram_cap: int | None = None) -> str:
+    """One log line of the input path: ``feed`` as a source's ``expect`` returned it."""
+    if feed["cache"] == "ram":
+        return f"{feed['rows']} feature rows held in RAM ({feed['bytes'] / 1e9:.2f} GB), prefetched"
+    if feed["cache"] == "stream":
+        why = (f" (they need {feed['bytes'] / 1e9:.2f} GB, over the cap of {ram_cap / 1e9:.2f} GB)"
+               if feed["requested"] == "auto" and ram_cap is not None else "")
+        return f"feature rows streamed from the store, prefetched{why}"
+    return f"images decoded by {feed['workers']} loader worker(s)"
+
+
 def _file_digest(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -152,6 +164,8 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
     plan = [sampler.next() for _ in range(total)]
     iters_per_epoch = max(1, len(split.trainval_loc) // schedule["batch_size"])
     amp = schedule["amp"] and device_.type == "cuda"
+    evaluated = any(stage.evaluate for stage in stages)
+    feed = source.expect(np.concatenate([*plan, *((split.test_seen_loc, split.test_unseen_loc) if evaluated else ())]))
     start, history, resumed, spent, sessions = 0, [], None, 0.0, 1
 
     if ckpt_path.exists():
@@ -171,6 +185,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
     log(f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {total} updates in "
         f"{len(stages)} stage(s), seed {seed}, device {device_}, amp {amp}, "
         f"deterministic {cfg['deterministic']}, {torch.get_num_threads()} threads, code {code}")
+    log(f"input feed: {describe_feed(feed, getattr(source, 'ram_cap', None))}")
     if split.dropped_test_images:
         log(f"validation split: {split.dropped_test_images} train_loc/val_loc images are test images "
             f"(not in trainval_loc) and were left out")
@@ -192,45 +207,46 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
         first = max(start, stage.first)
         log(f"stage {stage.name}: updates {stage.first + 1}-{stage.end}")
         seeds = [seed * 100_003 + it for it in range(first, stage.end)]
-        batches = source.train_batches(plan[first:stage.end], seeds)
-        for it, (x, y) in zip(range(first, stage.end), batches):
-            optimizer.zero_grad(set_to_none=True)
-            parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
-            optimizer.step()
-            epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
-            local = it - stage.first
-            if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
-                if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    lr_schedule.step(epoch_loss[0] / epoch_loss[1])
-                else:
-                    lr_schedule.step()
-                epoch_loss = [0.0, 0]
-            evaluate = stage.evaluate and local % stage.eval_every == 0
-            if not (evaluate or it + 1 == stage.end):
-                continue
-            row = {"update": it + 1, "stage": stage.name,
-                   "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
-                   "lr": optimizer.param_groups[0]["lr"], **parts}
-            if evaluate:
-                scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
-                row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
-                history.append(row)
-                write_jsonl(history_path, history)
-            save_torch(ckpt_path, {
-                "digest": digest, "code": code, "model": model.state_dict(), "stage": k,
-                "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
-                "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
-                "rng": rng_state(), "next_iter": it + 1, "history": history,
-                "seconds": spent + time.time() - t0, "sessions": sessions})
-            metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
-            log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
-                f"({time.time() - t0:.0f}s)")
+        with closing(source.train_batches(plan[first:stage.end], seeds, device=device_)) as batches:
+            for it, (x, y) in zip(range(first, stage.end), batches):
+                optimizer.zero_grad(set_to_none=True)
+                parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
+                optimizer.step()
+                epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
+                local = it - stage.first
+                if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
+                    if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        lr_schedule.step(epoch_loss[0] / epoch_loss[1])
+                    else:
+                        lr_schedule.step()
+                    epoch_loss = [0.0, 0]
+                evaluate = stage.evaluate and local % stage.eval_every == 0
+                if not (evaluate or it + 1 == stage.end):
+                    continue
+                row = {"update": it + 1, "stage": stage.name,
+                       "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
+                       "lr": optimizer.param_groups[0]["lr"], **parts}
+                if evaluate:
+                    scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
+                    row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
+                    history.append(row)
+                    write_jsonl(history_path, history)
+                save_torch(ckpt_path, {
+                    "digest": digest, "code": code, "model": model.state_dict(), "stage": k,
+                    "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
+                    "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
+                    "rng": rng_state(), "next_iter": it + 1, "history": history,
+                    "seconds": spent + time.time() - t0, "sessions": sessions})
+                metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
+                log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
+                    f"({time.time() - t0:.0f}s)")
         resumed = None
 
     final = out_dir / "model.pt"
     write_jsonl(history_path, history)
     prov = provenance.record("train", method=cfg["method"], config=cfg, data={"data": source.path, **artefacts},
                              seed=seed, device=device_, determinism=determinism)
+    prov["feed"] = feed  # which input path ran (RAM cache, stream, image workers); no number depends on it
     save_torch(final, {"method": cfg["method"], "dataset": cfg["dataset"], "config": cfg,
                        "replicate": replicate, "seed": seed, "model": model.state_dict(),
                        "updates": total, "split": split.name, "provenance": prov,
