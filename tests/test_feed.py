@@ -159,3 +159,19 @@ def test_training_through_the_feed_equals_plain_reads_bit_for_bit(tiny, tmp_path
         assert all(torch.equal(runs[name]["model"][k], plain["model"][k]) for k in plain["model"])
         assert runs[name]["provenance"]["feed"]["cache"] == name
     assert not feed_threads()
+
+
+def test_loader_workers_follow_the_budget_on_cpu_and_the_machine_on_a_gpu(monkeypatch):
+    """Compute threads stay as given; on a GPU the loader workers take every CPU the job may use
+    (affinity, capped by the workflow's --cores) but one, up to the config's num_workers."""
+    from zslrepro import runtime
+
+    monkeypatch.setattr(runtime, "_thread_budget", 2)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv(runtime.CORES_VARIABLE, raising=False)
+    assert runtime.loader_workers(8) == 1 and runtime.loader_workers("auto") == 1 and runtime.loader_workers(0) == 0
+    assert runtime.loader_workers("auto", "cuda") == 15 and runtime.loader_workers(8, "cuda:0") == 8
+    monkeypatch.setenv(runtime.CORES_VARIABLE, "6")   # snakemake --cores 6
+    assert runtime.loader_workers("auto", "cuda") == 5 and runtime.loader_workers("auto", "cpu") == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2})  # SLURM --cpus-per-task 3
+    assert runtime.loader_workers("auto", "cuda") == 2

@@ -1,8 +1,16 @@
 """How a job uses the machine: the thread budget the workflow gave it, and the determinism mode.
 
-A Snakemake job gets ``threads``; the command receives them as ``--threads`` and keeps to them:
-torch's intra-op threads and, for image runs, the DataLoader workers (at most ``threads - 1``
-workers beside the main process). Without ``--threads`` torch's default (all cores) applies.
+Two kinds of thread, kept apart:
+
+- torch's compute threads: a Snakemake job gets ``threads``, the command receives them as
+  ``--threads`` and keeps torch to them. Their count can change CPU numerics, so it is fixed (2 in
+  the rules) and recorded in every result's provenance. Without ``--threads`` torch's default applies.
+- DataLoader workers (image decoding and augmentation): they change no number (augmentation is
+  seeded per sample). On CPU they share the job's budget (at most ``threads - 1`` beside the main
+  process); when a GPU computes, the CPU's job is to feed it, so they get every CPU the job may use
+  minus one: its CPU affinity (SLURM binds a job to its ``cpus-per-task``), capped by the workflow's
+  ``--cores`` (``ZSLREPRO_CORES``, set by the rules) and by the config's ``num_workers`` when that
+  is a number rather than ``auto``.
 
 Determinism: with ``deterministic: true`` (the reproduction configs' default) torch must use
 deterministic algorithms (strictly: an op without a deterministic CUDA kernel fails the run, and
@@ -35,11 +43,28 @@ def apply_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def loader_workers(configured: int) -> int:
-    """DataLoader workers within the job's thread budget: the main process counts as one thread."""
-    if _thread_budget is None:
-        return configured
-    return min(configured, _thread_budget - 1)
+CORES_VARIABLE = "ZSLREPRO_CORES"
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by the workflow's ``--cores`` when given."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = os.environ.get(CORES_VARIABLE, "")
+    return max(1, min(cpus, int(cores))) if cores.isdigit() and int(cores) > 0 else cpus
+
+
+def loader_workers(configured: int | str, device=None) -> int:
+    """DataLoader worker processes: within the job's thread budget on CPU, every available CPU but
+    one when ``device`` is a GPU; never more than ``configured`` (an int, or ``auto`` for no cap)."""
+    cap = None if configured == "auto" else int(configured)
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    if on_gpu:
+        budget = available_cpus() - 1
+    elif _thread_budget is not None:
+        budget = _thread_budget - 1
+    else:
+        budget = cap if cap is not None else available_cpus() - 1
+    return max(0, budget if cap is None else min(cap, budget))
 
 
 def set_determinism(deterministic: bool) -> dict:

@@ -25,12 +25,34 @@ from zslrepro.provenance import code_digest  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 
+
+def given_cores():
+    """The run's --cores (None where none was given, e.g. a dry run or a cluster submission)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
+
+
+def feed_exports(features, cores):
+    """How jobs feed their step, set outside their arguments: none of it changes a number, so none of
+    it re-runs a job (config `features`; loader workers on a GPU capped by --cores, zslrepro.runtime)."""
+    exports = {
+        "ZSLREPRO_FEATURE_CACHE": features.get("cache", "auto"),
+        "ZSLREPRO_FEATURE_CACHE_FRACTION": features.get("ram_fraction", 0.5),
+    }
+    if cores:
+        exports["ZSLREPRO_CORES"] = cores
+    return "export " + " ".join(f"{k}={v}" for k, v in exports.items()) + "; "
+
+
 # Every job runs the package from this checkout, also inside a conda env (which drops PYTHONPATH),
 # with the run's CPU kernel choices set before Python starts (config `numerics`, zslrepro.numerics).
 # (Snakemake formats the prefix too, hence the doubled braces.)
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={REPO / 'src'}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
     + shell_exports(config["numerics"])
+    + feed_exports(config.get("features", {}), given_cores())
 )
 
 CONFIG_DIR = Path(config["config_dir"])

@@ -67,7 +67,7 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
         print(f"resuming extraction at image {done} of {n}")
     dataset = ImageFiles(Path(images_root), index.image_paths[done:], transform)
     loader = DataLoader(dataset, batch_size=store_cfg["batch_size"], shuffle=False,
-                        num_workers=loader_workers(store_cfg["num_workers"]), pin_memory=device.type == "cuda")
+                        num_workers=loader_workers(store_cfg["num_workers"], device), pin_memory=device.type == "cuda")
     use_amp = store_cfg["amp"] and device.type == "cuda"
     bar = tqdm(total=n, initial=done, unit="img", desc=f"extract {index.name}", dynamic_ncols=True,
                mininterval=2.0)

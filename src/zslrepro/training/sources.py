@@ -121,9 +121,10 @@ class FeatureSource:
         self.spec = self.store.spec
         self.cache, self.ram_fraction = feed.cache_settings(cache, ram_fraction)
         self._held: feed.HeldRows | None = None
+        self._slots = feed.SlotPool()
         self.feed = {"cache": "stream", "requested": self.cache}
 
-    def expect(self, rows: np.ndarray) -> dict:
+    def expect(self, rows: np.ndarray, device=None) -> dict:
         """The rows this run will read: held in RAM if the cache setting says so; returns :attr:`feed`."""
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         need = len(rows) * int(np.prod(self.input_shape)) * self.store.dtype.itemsize
@@ -149,7 +150,7 @@ class FeatureSource:
 
     def _batches(self, batches: list[np.ndarray], device) -> Iterator[torch.Tensor]:
         return feed.prefetched(self._read_into, batches, self.input_shape, self.store.dtype,
-                               device=device or "cpu")
+                               device=device or "cpu", pool=self._slots)
 
     def train_batches(self, plan: list[np.ndarray], seeds: list[int],
                       device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -172,6 +173,7 @@ class FeatureSource:
 
     def close(self) -> None:
         self._held = None
+        self._slots.clear()
         self.store.close()
 
 
@@ -235,26 +237,27 @@ class ImageSource:
         self.spec = {"index": index.name, "images": len(self.labels), **images_cfg}
         self.spec.pop("num_workers", None)
 
-    def _loader(self, dataset: Dataset, batches) -> DataLoader:
-        workers = loader_workers(self.cfg["num_workers"])
-        return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), prefetch_factor=2 if workers else None)
+    def _loader(self, dataset: Dataset, batches, device) -> DataLoader:
+        workers = loader_workers(self.cfg["num_workers"], device)
+        on_gpu = device is not None and torch.device(device).type == "cuda"
+        return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=on_gpu,
+                          prefetch_factor=2 if workers else None, persistent_workers=False)
 
-    def expect(self, rows: np.ndarray) -> dict:
+    def expect(self, rows: np.ndarray, device=None) -> dict:
         """Images are decoded per batch by the loader workers; nothing is held."""
-        return {"cache": "none", "workers": loader_workers(self.cfg["num_workers"])}
+        return {"cache": "none", "workers": loader_workers(self.cfg["num_workers"], device)}
 
     def train_batches(self, plan: list[np.ndarray], seeds: list[int],
                       device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         dataset = ImageItems(self.root, self.rel_paths, self.labels, train_transform(self.cfg))
         batches = [[(int(i), int(s) * 1000 + k) for k, i in enumerate(idx)] for idx, s in zip(plan, seeds)]
-        for x, y in self._loader(dataset, batches):
+        for x, y in self._loader(dataset, batches, device):
             yield x, y
 
     def iter_batches(self, indices: np.ndarray, batch_size: int, device=None) -> Iterator[torch.Tensor]:
         dataset = ImageItems(self.root, self.rel_paths, self.labels, test_transform(self.cfg))
         batches = [list(map(int, indices[s:s + batch_size])) for s in range(0, len(indices), batch_size)]
-        for x, _ in self._loader(dataset, batches):
+        for x, _ in self._loader(dataset, batches, device):
             yield x
 
     def close(self) -> None:

@@ -165,7 +165,8 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
     iters_per_epoch = max(1, len(split.trainval_loc) // schedule["batch_size"])
     amp = schedule["amp"] and device_.type == "cuda"
     evaluated = any(stage.evaluate for stage in stages)
-    feed = source.expect(np.concatenate([*plan, *((split.test_seen_loc, split.test_unseen_loc) if evaluated else ())]))
+    feed = source.expect(np.concatenate([*plan, *((split.test_seen_loc, split.test_unseen_loc) if evaluated else ())]),
+                         device=device_)
     start, history, resumed, spent, sessions = 0, [], None, 0.0, 1
 
     if ckpt_path.exists():
