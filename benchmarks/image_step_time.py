@@ -13,7 +13,6 @@ peak GPU memory is printed too.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
@@ -22,18 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from zslrepro.config import load_method_config, run_config
-from zslrepro.methods import DataSpec, build_method
+from zslrepro.methods import build_method
 from zslrepro.methods.backbones import conv_trunk
 
+from workloads import cub_spec, random_weights  # benchmarks/workloads.py
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cub_spec(size: int) -> DataSpec:
-    g = torch.Generator().manual_seed(0)
-    classes = torch.randperm(200, generator=g)
-    return DataSpec(att=torch.rand(200, 312, generator=g), w2v=torch.randn(312, 300, generator=g),
-                    seen=classes[:150].sort().values, unseen=classes[150:].sort().values,
-                    input_shape=(3, size, size))
 
 
 class Plain(nn.Module):
@@ -72,14 +65,6 @@ def timed(model, params, x, y, steps: int, device: torch.device, amp: bool) -> t
         torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return (time.perf_counter() - start) / steps * 1e3, peak
-
-
-def random_weights(cfg: dict) -> dict:
-    cfg = copy.deepcopy(cfg)
-    for key in ("attention_backbone", "feature_backbone", "backbone"):
-        if key in cfg["model"]:
-            cfg["model"][key]["weights"] = None
-    return cfg
 
 
 def main() -> None:
