@@ -3,7 +3,9 @@
 Builds a store of AWA2's shape on disk (37,322 x 2048 x 14 x 14 float16, about 30 GB; random
 values, AWA2's split sizes), then trains MSDN with its AWA2 config for one epoch (470 updates of the
 class-balanced sampler) including its first periodic evaluation over all 13,795 test images, and
-prints the peak RSS next to the store's size. The official loaders read the whole array into RAM
+prints the peak RSS next to the store's size. The rows are streamed (``features.cache: stream``;
+``auto`` streams them too where 30 GB is over its cap): the peak is the feed's buffers plus the
+model's working set. The official loaders read the whole array into RAM
 (about 2x the store at peak, so about 60 GB here in float16, 120 GB in their float32).
 
     python benchmarks/store_memory.py --dir /big/tmp [--images 37322 --keep]
@@ -76,7 +78,7 @@ def main() -> None:
         cfg = copy.deepcopy(cfg)
         cfg["schedule"]["epochs"] = 1  # niters = n_trainval // 50 updates, first one followed by a full evaluation
         t0 = time.time()
-        train(cfg, FeatureSource(store), work / "run", device="cpu")
+        train(cfg, FeatureSource(store, cache="stream"), work / "run", device="cpu")
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(f"trained 1 epoch + 1 full test evaluation in {time.time() - t0:.0f} s")
         print(f"peak RSS {peak_gb:.2f} GB for a {size_gb:.1f} GB store: x{size_gb / peak_gb:.1f} smaller "

@@ -175,3 +175,20 @@ def test_loader_workers_follow_the_budget_on_cpu_and_the_machine_on_a_gpu(monkey
     assert runtime.loader_workers("auto", "cuda") == 5 and runtime.loader_workers("auto", "cpu") == 1
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2})  # SLURM --cpus-per-task 3
     assert runtime.loader_workers("auto", "cuda") == 2
+
+
+def test_compute_threads_stay_fixed_when_a_job_gets_more_cpus(monkeypatch):
+    """A cluster job given 8 CPUs computes with the workflow's 2 threads (the reference's numerics);
+    its loader budget is the 8."""
+    from zslrepro import runtime
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "_thread_budget", None)
+    try:
+        monkeypatch.setenv(runtime.COMPUTE_THREADS_VARIABLE, "2")
+        assert runtime.apply_threads(8) == 2 and runtime.loader_workers("auto") == 7
+        assert runtime.apply_threads(1) == 1  # a one-CPU job: one thread
+        monkeypatch.delenv(runtime.COMPUTE_THREADS_VARIABLE)
+        assert runtime.apply_threads(3) == 3  # by hand, no workflow: as asked
+    finally:
+        torch.set_num_threads(before)

@@ -2,12 +2,15 @@
 
 Two kinds of thread, kept apart:
 
-- torch's compute threads: a Snakemake job gets ``threads``, the command receives them as
-  ``--threads`` and keeps torch to them. Their count can change CPU numerics, so it is fixed (2 in
-  the rules) and recorded in every result's provenance. Without ``--threads`` torch's default applies.
+- torch's compute threads: their count can change CPU numerics, so the workflow fixes it
+  (``COMPUTE_THREADS`` in workflow/rules/common.smk, exported as ``ZSLREPRO_COMPUTE_THREADS``) and
+  every result's provenance records it. A Snakemake job gets ``threads`` CPUs (2 in the rules; a
+  cluster profile may give more), the command receives them as ``--threads``, and torch computes
+  with the smaller of the two. Without ``--threads`` torch's default applies.
 - DataLoader workers (image decoding and augmentation): they change no number (augmentation is
   seeded per sample). On CPU they share the job's budget (at most ``threads - 1`` beside the main
-  process); when a GPU computes, the CPU's job is to feed it, so they get every CPU the job may use
+  process, whatever the compute threads); when a GPU computes, the CPU's job is to feed it, so they
+  get every CPU the job may use
   minus one: its CPU affinity (SLURM binds a job to its ``cpus-per-task``), capped by the workflow's
   ``--cores`` (``ZSLREPRO_CORES``, set by the rules) and by the config's ``num_workers`` when that
   is a number rather than ``auto``.
@@ -32,14 +35,21 @@ CUBLAS_WORKSPACE = ":4096:8"
 _thread_budget: int | None = None
 
 
+COMPUTE_THREADS_VARIABLE = "ZSLREPRO_COMPUTE_THREADS"
+
+
 def apply_threads(threads: int | None) -> int:
-    """Keep torch to ``threads`` intra-op threads (None: leave torch's default); returns the count."""
+    """The job may use ``threads`` CPUs (None: leave torch's default); torch computes with as many,
+    or with the workflow's fixed compute threads (``ZSLREPRO_COMPUTE_THREADS``) where those are
+    fewer: a cluster job given 8 CPUs for its loader workers computes as the reference did.
+    Returns torch's thread count."""
     global _thread_budget
     if threads is not None:
         if threads < 1:
             raise ZslError(f"--threads must be at least 1, got {threads}")
         _thread_budget = threads
-        torch.set_num_threads(threads)
+        fixed = os.environ.get(COMPUTE_THREADS_VARIABLE, "")
+        torch.set_num_threads(min(threads, int(fixed)) if fixed.isdigit() and int(fixed) > 0 else threads)
     return torch.get_num_threads()
 
 

@@ -34,10 +34,16 @@ def given_cores():
         return None
 
 
+# torch's compute threads in every job: fixed, as their count can move CPU numerics. A job's
+# `threads` (what a cluster profile allocates) may be more: the rest feed it (zslrepro.runtime).
+COMPUTE_THREADS = 2
+
+
 def feed_exports(features, cores):
     """How jobs feed their step, set outside their arguments: none of it changes a number, so none of
     it re-runs a job (config `features`; loader workers on a GPU capped by --cores, zslrepro.runtime)."""
     exports = {
+        "ZSLREPRO_COMPUTE_THREADS": COMPUTE_THREADS,
         "ZSLREPRO_FEATURE_CACHE": features.get("cache", "auto"),
         "ZSLREPRO_FEATURE_CACHE_FRACTION": features.get("ram_fraction", 0.5),
     }
@@ -66,7 +72,7 @@ def code_of(command, per_method=False, method=None):
 
     Given as ``params.code``, so that Snakemake's params trigger re-runs exactly the jobs whose code
     changed (zslrepro.provenance explains the closure), and all of them when `numerics` changes."""
-    mode = config["numerics"]  # the kernel choices change the numbers as code does
+    mode = f"{config['numerics']} t{COMPUTE_THREADS}"  # kernel choices and threads move numbers as code does
     if per_method:
         return lambda wildcards: f"{code_digest(command, wildcards.method)} {mode}"
     return f"{code_digest(command, method)} {mode}"

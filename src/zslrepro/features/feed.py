@@ -1,14 +1,14 @@
 """Feeding feature batches to a step: read ahead by a thread, into buffers allocated once.
 
 On a GPU a feature-level step takes milliseconds, so what bounds a run is how fast the next batch
-arrives. :func:`prefetched` reads batch k+1, k+2 (a bounded queue, ``depth``) while the caller
-computes on batch k:
+arrives. :func:`prefetched` reads batch k+1 (a bounded queue, ``depth``) while the caller computes
+on batch k:
 
-- the rows are read straight into a preallocated float16 slot, in the batch's final order
+- the rows are read straight into a preallocated float16 buffer, in the batch's final order
   (:meth:`FeatureStore.read_into`: one ``preadv`` per run of rows; or a gather from rows held in RAM,
   :class:`HeldRows`), with no intermediate bytes objects and no reorder copy;
-- on CPU the same thread casts the slot into the slot's reused float32 buffer (float16 -> float32 is
-  exact, so the numbers are those of any other read path);
+- on CPU the same thread casts it into a reused float32 slot (float16 -> float32 is exact, so the
+  numbers are those of any other read path);
 - on CUDA the slots are pinned, the float16 batch goes to the device with ``non_blocking=True`` and
   is cast there; a slot is refilled only after its copy has completed (a CUDA event).
 
@@ -35,14 +35,17 @@ from ..errors import ConfigError
 ReadInto = Callable[[np.ndarray, np.ndarray], None]
 _DONE = object()
 _POLL_S = 0.1
+STAGING_ROWS = 16   # float16 rows read per cast on CPU: 13 MB at 2048 x 14 x 14, not a whole batch
 
 
 @dataclass
-class _Slot:
-    half: np.ndarray                   # (max batch, *row) float16; pinned memory on CUDA
-    single: torch.Tensor | None        # (max batch, *row) float32 on CPU; None on CUDA
-    copied: torch.cuda.Event | None = None
+class _Buffer:
+    """A preallocated batch buffer: ``rows`` x row, float16 staging (pinned on CUDA) or float32."""
+
+    array: np.ndarray | None        # float16 staging (numpy view; pinned memory on CUDA)
+    tensor: torch.Tensor             # the same memory as a tensor, or the float32 batch on CPU
     key: tuple = ()
+    copied: torch.cuda.Event | None = None
 
 
 class _Failure:
@@ -50,38 +53,43 @@ class _Failure:
         self.exc = exc
 
 
-def _slot(rows: int, row_shape: tuple[int, ...], dtype: np.dtype, device: torch.device) -> _Slot:
-    if device.type == "cuda":
-        half = torch.empty((rows, *row_shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
-                           pin_memory=True).numpy()
-        return _Slot(half, None)
-    return _Slot(np.empty((rows, *row_shape), dtype=dtype), torch.empty((rows, *row_shape), dtype=torch.float32))
+def _allocate(kind: str, rows: int, row_shape: tuple[int, ...], dtype: np.dtype, device: torch.device) -> _Buffer:
+    if kind == "float32":
+        return _Buffer(None, torch.empty((rows, *row_shape), dtype=torch.float32))
+    half = torch.empty((rows, *row_shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
+                       pin_memory=device.type == "cuda")
+    return _Buffer(half.numpy(), half)
 
 
 class SlotPool:
     """Buffers kept between feeds (a run's training stages and its many evaluations): allocated and
-    page-faulted once, not per feed. A feed takes its slots and gives them back when it closes."""
+    page-faulted once, not per feed. A feed takes its buffers and gives them back when it closes."""
 
     def __init__(self):
-        self._free: dict[tuple, list[_Slot]] = {}
+        self._free: dict[tuple, list[_Buffer]] = {}
         self._lock = threading.Lock()
 
-    def take(self, rows: int, row_shape: tuple[int, ...], dtype: np.dtype, device: torch.device) -> _Slot:
-        key = (rows, tuple(row_shape), np.dtype(dtype).str, str(device))
+    def take(self, kind: str, rows: int, row_shape: tuple[int, ...], dtype: np.dtype,
+             device: torch.device) -> _Buffer:
+        """A free buffer of this shape, else a new one; free buffers of other shapes of the same kind
+        are let go first (training and evaluation batches alternate: memory holds one set, not both)."""
+        key = (kind, rows, tuple(row_shape), np.dtype(dtype).str, device.type)
         with self._lock:
+            for other in [k for k in self._free if k != key and k[0] == kind]:
+                del self._free[other]
             kept = self._free.get(key)
             if kept:
                 return kept.pop()
-        slot = _slot(rows, row_shape, dtype, device)
-        slot.key = key
-        return slot
+        buffer = _allocate(kind, rows, row_shape, dtype, device)
+        buffer.key = key
+        return buffer
 
-    def give(self, slot: _Slot) -> None:
-        if slot.copied is not None:
-            slot.copied.synchronize()
-            slot.copied = None
+    def give(self, buffer: _Buffer) -> None:
+        if buffer.copied is not None:
+            buffer.copied.synchronize()
+            buffer.copied = None
         with self._lock:
-            self._free.setdefault(slot.key, []).append(slot)
+            self._free.setdefault(buffer.key, []).append(buffer)
 
     def clear(self) -> None:
         with self._lock:
@@ -89,18 +97,26 @@ class SlotPool:
 
 
 def prefetched(read_into: ReadInto, batches: Iterable[np.ndarray], row_shape: tuple[int, ...],
-               dtype: np.dtype, device: torch.device | str = "cpu", depth: int = 2,
+               dtype: np.dtype, device: torch.device | str = "cpu", depth: int = 1,
                pool: SlotPool | None = None) -> Iterator[torch.Tensor]:
-    """float32 batches (on ``device``) of the rows in ``batches``, in order, read ahead by a thread."""
+    """float32 batches (on ``device``) of the rows in ``batches``, in order, read ahead by a thread.
+
+    The thread works up to ``depth`` batches ahead (one is enough while the step is slower than the
+    read); the slots are ``depth`` + the one the consumer holds. On CPU each slot is a float32 batch
+    and the thread reads a few rows at a time into a small float16 staging buffer and casts them
+    into it; on CUDA each slot is pinned float16, cast on the device."""
     device = torch.device(device)
     batches = [np.asarray(b, dtype=np.int64) for b in batches]
     if not batches:
         return
     rows = max(len(b) for b in batches)
     pool = pool or SlotPool()
-    slots = [pool.take(rows, row_shape, dtype, device) for _ in range(depth + 2)]
+    on_gpu = device.type == "cuda"
+    slots = [pool.take("float16" if on_gpu else "float32", rows, row_shape, dtype, device)
+             for _ in range(depth + 1)]
+    staging = None if on_gpu else pool.take("float16", min(rows, STAGING_ROWS), row_shape, dtype, device)
     free: queue.Queue = queue.Queue()
-    for slot in slots:   # depth waiting, one being filled, one held by the consumer
+    for slot in slots:
         free.put(slot)
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -129,9 +145,13 @@ def prefetched(read_into: ReadInto, batches: Iterable[np.ndarray], row_shape: tu
                 if slot is None:
                     return
                 n = len(idx)
-                read_into(idx, slot.half)
-                if slot.single is not None:  # torch's cast: F16C-vectorised, 8x numpy's here
-                    slot.single[:n].copy_(torch.from_numpy(slot.half[:n]))
+                if on_gpu:
+                    read_into(idx, slot.array)
+                else:  # a few rows at a time through the staging buffer; torch's cast (F16C: 8x numpy's)
+                    for start in range(0, n, STAGING_ROWS):
+                        part = idx[start:start + STAGING_ROWS]
+                        read_into(part, staging.array)
+                        slot.tensor[start:start + len(part)].copy_(staging.tensor[:len(part)])
                 if not put((slot, n)):
                     return
             put(_DONE)
@@ -140,12 +160,13 @@ def prefetched(read_into: ReadInto, batches: Iterable[np.ndarray], row_shape: tu
 
     thread = threading.Thread(target=produce, name="zslrepro-feed", daemon=True)
     thread.start()
-    held: _Slot | None = None
+    held: _Buffer | None = None
     try:
         while True:
             if held is not None:
                 if held.copied is not None:
                     held.copied.synchronize()
+                    held.copied = None
                 free.put(held)
                 held = None
             item = ready.get()
@@ -154,19 +175,19 @@ def prefetched(read_into: ReadInto, batches: Iterable[np.ndarray], row_shape: tu
             if isinstance(item, _Failure):
                 raise item.exc
             slot, n = item
-            if slot.single is not None:
-                x = slot.single[:n]
-            else:
-                x = torch.from_numpy(slot.half[:n]).to(device, non_blocking=True).float()
+            if on_gpu:
+                x = slot.tensor[:n].to(device, non_blocking=True).float()
                 slot.copied = torch.cuda.Event()
                 slot.copied.record()
+            else:
+                x = slot.tensor[:n]
             held = slot
             yield x
     finally:
         stop.set()
         thread.join()
-        for slot in slots:
-            pool.give(slot)
+        for buffer in slots + ([staging] if staging is not None else []):
+            pool.give(buffer)
 
 
 class HeldRows:

@@ -99,6 +99,15 @@ def plan_stages(schedule: dict, n_train: int) -> list[Stage]:
     return stages
 
 
+def segments(stage: Stage, first: int) -> list[tuple[int, int]]:
+    """The updates ``first`` .. ``stage.end`` cut after each one that is evaluated (every
+    ``eval_every`` of an evaluated stage) and at the stage's end, where the run is checkpointed."""
+    cuts = [it + 1 for it in range(first, stage.end)
+            if stage.evaluate and (it - stage.first) % stage.eval_every == 0]
+    bounds = [first, *(c for c in cuts if c < stage.end), stage.end]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def describe_feed(feed: dict, ram_cap: int | None = None) -> str:
     """One log line of the input path: ``feed`` as a source's ``expect`` returned it."""
     if feed["cache"] == "ram":
@@ -207,40 +216,43 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
             epoch_loss = resumed["epoch_loss"]
         first = max(start, stage.first)
         log(f"stage {stage.name}: updates {stage.first + 1}-{stage.end}")
-        seeds = [seed * 100_003 + it for it in range(first, stage.end)]
-        with closing(source.train_batches(plan[first:stage.end], seeds, device=device_)) as batches:
-            for it, (x, y) in zip(range(first, stage.end), batches):
-                optimizer.zero_grad(set_to_none=True)
-                parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
-                optimizer.step()
-                epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
-                local = it - stage.first
-                if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
-                    if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                        lr_schedule.step(epoch_loss[0] / epoch_loss[1])
-                    else:
-                        lr_schedule.step()
-                    epoch_loss = [0.0, 0]
-                evaluate = stage.evaluate and local % stage.eval_every == 0
-                if not (evaluate or it + 1 == stage.end):
-                    continue
-                row = {"update": it + 1, "stage": stage.name,
-                       "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
-                       "lr": optimizer.param_groups[0]["lr"], **parts}
-                if evaluate:
-                    scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
-                    row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
-                    history.append(row)
-                    write_jsonl(history_path, history)
-                save_torch(ckpt_path, {
-                    "digest": digest, "code": code, "model": model.state_dict(), "stage": k,
-                    "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
-                    "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
-                    "rng": rng_state(), "next_iter": it + 1, "history": history,
-                    "seconds": spent + time.time() - t0, "sessions": sessions})
-                metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
-                log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
-                    f"({time.time() - t0:.0f}s)")
+        for seg_first, seg_end in segments(stage, first):
+            # the feed reads no further than the segment, which ends where the model is evaluated or
+            # saved: its buffers are let go before the test sets are read (peak memory)
+            seeds = [seed * 100_003 + it for it in range(seg_first, seg_end)]
+            with closing(source.train_batches(plan[seg_first:seg_end], seeds, device=device_)) as batches:
+                for it, (x, y) in zip(range(seg_first, seg_end), batches):
+                    optimizer.zero_grad(set_to_none=True)
+                    parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
+                    optimizer.step()
+                    epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
+                    local = it - stage.first
+                    if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
+                        if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                            lr_schedule.step(epoch_loss[0] / epoch_loss[1])
+                        else:
+                            lr_schedule.step()
+                        epoch_loss = [0.0, 0]
+                x = y = None  # the feed's buffer, not held through the evaluation
+            it = seg_end - 1
+            evaluate = stage.evaluate and (it - stage.first) % stage.eval_every == 0
+            row = {"update": it + 1, "stage": stage.name,
+                   "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
+                   "lr": optimizer.param_groups[0]["lr"], **parts}
+            if evaluate:
+                scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
+                row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
+                history.append(row)
+                write_jsonl(history_path, history)
+            save_torch(ckpt_path, {
+                "digest": digest, "code": code, "model": model.state_dict(), "stage": k,
+                "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
+                "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
+                "rng": rng_state(), "next_iter": it + 1, "history": history,
+                "seconds": spent + time.time() - t0, "sessions": sessions})
+            metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
+            log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
+                f"({time.time() - t0:.0f}s)")
         resumed = None
 
     final = out_dir / "model.pt"
