@@ -2,6 +2,7 @@
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -446,7 +447,7 @@ def released_datasets():
         return []
     present = [d for d in config["datasets"] if all(released_file(d, s).exists() for s in RELEASED_SETTINGS)]
     absent = [d for d in config["datasets"] if d in ("CUB", "SUN", "AWA2") and d not in present]
-    if absent:
+    if absent and workflow.is_main_process:  # once per run, not in every cluster job's log
         print(f"evaluate_released is off for {', '.join(absent)}: the MSDN authors' released models are not in "
               f"{RELEASED_DIR}/ (e.g. {released_file(absent[0], 'gzsl').name}); see docs/methods/msdn.md",
               file=sys.stderr)
@@ -457,9 +458,8 @@ RELEASED_DATASETS = released_datasets()
 
 
 def released_store(wildcards):
-    """The feature store our MSDN run of the dataset reads."""
-    cfg = RUN_CONFIGS[("msdn", wildcards.dataset, "main")]
-    return f"results/features/{wildcards.dataset}/{cfg['feature_store']}.h5"
+    """The feature store our MSDN run of the dataset reads (run_data of its main run)."""
+    return run_data(SimpleNamespace(method="msdn", dataset=wildcards.dataset, run="main"))
 
 
 def all_released_metrics():
