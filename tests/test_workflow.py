@@ -325,3 +325,16 @@ def test_damaged_store_is_set_aside_and_extracted_anew(tiny_workdir):
     from zslrepro.features.store import store_problem
 
     assert store_problem(store) is None
+
+
+def test_the_workflow_parses_without_importing_torch(repo):
+    """What the Snakefile imports while it parses (every run, every cluster job) stays light: no
+    torch, no torchvision (they cost seconds per parse)."""
+    sources = [repo / "workflow/Snakefile", *sorted((repo / "workflow/rules").glob("*.smk"))]
+    modules = sorted({m for p in sources for m in re.findall(r"^\s*from (zslrepro[\w.]*) import", p.read_text(), re.M)})
+    assert "zslrepro.config" in modules and "zslrepro.provenance" in modules
+    probe = ("import sys; sys.path.insert(0, 'src'); " + "; ".join(f"import {m}" for m in modules)
+             + "; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

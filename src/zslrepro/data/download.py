@@ -35,7 +35,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
-from torchvision.datasets.utils import extract_archive
 
 from ..errors import ConfigError, DatasetError
 from ..io import write_text
@@ -186,6 +185,8 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
             staging.mkdir()
             shutil.copyfile(archive, staging / Path(source["provides"][0]).name)
         else:
+            from torchvision.datasets.utils import extract_archive  # here: the workflow parses without torch
+
             extract_archive(str(archive), str(staging))
     except DAMAGED_ARCHIVE as exc:
         shutil.rmtree(staging, ignore_errors=True)
