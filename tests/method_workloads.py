@@ -33,7 +33,7 @@ class TinyPaths:
 def workload_paths(index: Path, images_root: Path, store: Path, dataset_config: dict, root: Path) -> TinyPaths:
     """The tiny dataset's paths, with SGMA's channel groups built under ``root`` (the one artefact a
     method needs before its first step)."""
-    from zslrepro.methods import build_artefact
+    from zslrepro.training.artefacts import build_artefact
 
     groups = Path(root) / "channel_groups.pt"
     build_artefact("channel_groups", method_config("sgma"), index, images_root, groups, device="cpu")

@@ -12,3 +12,44 @@ def test_required_top_level_entries_are_tracked():
         tracked = [str(p.relative_to(REPO)) for p in REPO.rglob("*") if p.is_file()]
     for entry in ("workflow/", "src/", "config/", "dvc.yaml", "results/", "tests/", "environment.yml", "README.md"):
         assert any(t == entry or t.startswith(entry) for t in tracked), entry
+
+
+def test_the_package_has_no_import_circle():
+    """No chain of imports leads a module back to itself (a lower layer never imports a higher one),
+    function-level imports included; a registry package importing its members is the one allowed
+    edge into a package's ``__init__``."""
+    import ast
+
+    from zslrepro.provenance import PKG, module_file
+
+    graph: dict[str, set[str]] = {}
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        package = name if rel.name == "__init__" else name.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("zslrepro")):
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+                members = [f"{target}.{a.name}" for a in node.names if module_file(f"{target}.{a.name}")]
+                deps |= set(members) if members else {target}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("zslrepro.")}
+        graph[name] = deps - {name}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    return path + [start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+        return None
+
+    circles = [c for c in map(cycle_from, sorted(graph)) if c]
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles[:3])

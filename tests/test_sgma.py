@@ -37,7 +37,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def groups(tiny, cfg, tmp_path_factory):
-    from zslrepro.methods import build_artefact
+    from zslrepro.training.artefacts import build_artefact
 
     out = tmp_path_factory.mktemp("sgma") / "channel_groups.pt"
     build_artefact("channel_groups", cfg, tiny.index_path, tiny.cfg["images_root"], out, device="cpu")

@@ -134,7 +134,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_artefact(args) -> None:
-    from .methods import build_artefact
+    from .training.artefacts import build_artefact
 
     cfg = _run_config(args)
     build_artefact(args.name, cfg, args.data, args.images_root, args.out, device=args.device)

@@ -25,7 +25,7 @@ class DataSpec:
     seen: torch.Tensor            # (S,) long, seen class ids
     unseen: torch.Tensor          # (U,) long, unseen class ids
     input_shape: tuple[int, ...]  # (channels, H, W) of a feature map, or of an image
-    artefacts: dict = field(default_factory=dict)  # name -> file a pipeline step made (e.g. SGMA's channel groups)
+    artefacts: dict = field(default_factory=dict)  # name -> file a pipeline step made (training/artefacts.py)
 
     @property
     def num_classes(self) -> int:
@@ -121,22 +121,3 @@ def build_method(cfg: dict, spec: DataSpec) -> ZslMethod:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown method {name!r}; known: {', '.join(list_methods())}")
     return _REGISTRY[name](cfg, spec)
-
-
-_ARTEFACTS: dict[str, Callable] = {}
-
-
-def register_artefact(name: str):
-    """Register a builder of a pipeline artefact a method needs before training (its own rule)."""
-    def wrap(fn):
-        if name in _ARTEFACTS:
-            raise ValueError(f"artefact {name!r} registered twice")
-        _ARTEFACTS[name] = fn
-        return fn
-    return wrap
-
-
-def build_artefact(name: str, cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
-    if name not in _ARTEFACTS:
-        raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(sorted(_ARTEFACTS))}")
-    _ARTEFACTS[name](cfg, data_path, images_root, out, device)

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .backbones import conv_trunk
-from .registry import AttentionMaps, DataSpec, ZslMethod, register, register_artefact
+from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 def peak_cells(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,63 +353,3 @@ def kmeans_indicators(peaks: np.ndarray, k: int, seed: int) -> np.ndarray:
 
     _, assign = kmeans2(peaks.astype(np.float64), k, minit="++", seed=seed)
     return np.eye(k, dtype=np.float32)[assign].T
-
-
-@register_artefact("channel_groups")
-def build_channel_groups(cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
-    """Stage A (optional seen-class fine-tuning of the attention trunk), then k-means indicators.
-
-    Uses only the run's training images (trainval, or the validation split's train part)."""
-    from ..io import save_torch
-    from ..runtime import set_determinism
-    from ..training.runfiles import pick_device
-    from ..training.seeding import seed_everything
-    from ..training.sources import ImageSource, make_split
-
-    device_ = pick_device(device)
-    m, grouping = cfg["model"], cfg["model"]["channel_grouping"]
-    set_determinism(cfg["deterministic"])
-    seed_everything(cfg["seed"])
-    source = ImageSource(data_path, images_root, cfg["images"])
-    split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
-    trunk, channels = conv_trunk(m["attention_backbone"])
-    trunk = trunk.to(device_)
-    if grouping["pretrain_epochs"]:
-        _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device_)
-    trunk.eval()
-    idx = split.trainval_loc
-    if grouping["max_images"] and len(idx) > grouping["max_images"]:
-        idx = np.sort(np.random.default_rng(cfg["seed"]).choice(idx, grouping["max_images"], replace=False))
-    peaks = channel_peaks(trunk, source.iter_batches(idx, cfg["evaluation"]["batch_size"]), device_)
-    ind = kmeans_indicators(peaks, m["parts"], cfg["seed"])
-    save_torch(out, {"indicators": torch.from_numpy(ind), "cluster_sizes": ind.sum(1).tolist(),
-                     "images": int(len(idx)), "split": split.name,
-                     "backbone": ({k: v.cpu() for k, v in trunk.state_dict().items()}
-                                  if grouping["pretrain_epochs"] else None)})
-    print(f"channel groups over {len(idx)} images: cluster sizes {ind.sum(1).astype(int).tolist()}")
-
-
-def _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device) -> None:
-    """Stage A: conventional classification of the seen training classes (CE), SGD as configured."""
-    from ..training.samplers import IIDSampler
-
-    seen = np.unique(split.labels[split.trainval_loc])
-    row = {int(c): i for i, c in enumerate(seen)}
-    head = nn.Linear(channels, len(seen)).to(device)
-    params = list(trunk.parameters()) + list(head.parameters())
-    opt = torch.optim.SGD(params, lr=grouping["lr"], momentum=cfg["optimizer"]["momentum"],
-                          weight_decay=cfg["optimizer"]["weight_decay"])
-    batch = cfg["schedule"]["batch_size"]
-    updates = max(1, len(split.trainval_loc) * grouping["pretrain_epochs"] // batch)
-    sampler = IIDSampler(split.trainval_loc, batch, cfg["seed"])
-    plan = [sampler.next() for _ in range(updates)]
-    trunk.train()
-    for i, (x, y) in enumerate(source.train_batches(plan, [cfg["seed"] * 7919 + i for i in range(updates)])):
-        target = torch.tensor([row[int(c)] for c in y], device=device)
-        loss = F.cross_entropy(head(trunk(x.to(device)).mean((2, 3))), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i % max(1, updates // 5) == 0 or i + 1 == updates:
-            print(f"stage A (seen-class CE) update {i + 1}/{updates}: loss {loss.item():.3f}")
-

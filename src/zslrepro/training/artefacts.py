@@ -1,0 +1,96 @@
+"""Pipeline steps that make what a method needs before it trains (its artefacts), each a rule of its own.
+
+A method declares the artefacts it reads (``DataSpec.artefacts``: name -> file); the builders live
+here, with the training code they use, not in the model files (which do no I/O). SGMA's
+``channel_groups``: optional seen-class fine-tuning of the attention trunk (stage A), then k-means
+over the channels' peak positions (reference section 2.2).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..io import save_torch
+from ..methods.backbones import conv_trunk
+from ..methods.sgma import channel_peaks, kmeans_indicators
+from ..runtime import set_determinism
+from .runfiles import pick_device
+from .samplers import IIDSampler
+from .seeding import seed_everything
+from .sources import ImageSource, make_split
+
+_ARTEFACTS: dict[str, Callable] = {}
+
+
+def register_artefact(name: str):
+    """Register a builder of a pipeline artefact a method needs before training (its own rule)."""
+    def wrap(fn):
+        if name in _ARTEFACTS:
+            raise ValueError(f"artefact {name!r} registered twice")
+        _ARTEFACTS[name] = fn
+        return fn
+    return wrap
+
+
+def build_artefact(name: str, cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
+    if name not in _ARTEFACTS:
+        raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(sorted(_ARTEFACTS))}")
+    _ARTEFACTS[name](cfg, data_path, images_root, out, device)
+
+
+@register_artefact("channel_groups")
+def build_channel_groups(cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
+    """Stage A (optional seen-class fine-tuning of the attention trunk), then k-means indicators.
+
+    Uses only the run's training images (trainval, or the validation split's train part)."""
+    device_ = pick_device(device)
+    m, grouping = cfg["model"], cfg["model"]["channel_grouping"]
+    set_determinism(cfg["deterministic"])
+    seed_everything(cfg["seed"])
+    source = ImageSource(data_path, images_root, cfg["images"])
+    split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
+    trunk, channels = conv_trunk(m["attention_backbone"])
+    trunk = trunk.to(device_)
+    if grouping["pretrain_epochs"]:
+        _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device_)
+    trunk.eval()
+    idx = split.trainval_loc
+    if grouping["max_images"] and len(idx) > grouping["max_images"]:
+        idx = np.sort(np.random.default_rng(cfg["seed"]).choice(idx, grouping["max_images"], replace=False))
+    peaks = channel_peaks(trunk, source.iter_batches(idx, cfg["evaluation"]["batch_size"]), device_)
+    ind = kmeans_indicators(peaks, m["parts"], cfg["seed"])
+    save_torch(out, {"indicators": torch.from_numpy(ind), "cluster_sizes": ind.sum(1).tolist(),
+                     "images": int(len(idx)), "split": split.name,
+                     "backbone": ({k: v.cpu() for k, v in trunk.state_dict().items()}
+                                  if grouping["pretrain_epochs"] else None)})
+    print(f"channel groups over {len(idx)} images: cluster sizes {ind.sum(1).astype(int).tolist()}")
+
+
+def _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device) -> None:
+    """Stage A: conventional classification of the seen training classes (CE), SGD as configured."""
+    seen = np.unique(split.labels[split.trainval_loc])
+    row = {int(c): i for i, c in enumerate(seen)}
+    head = nn.Linear(channels, len(seen)).to(device)
+    params = list(trunk.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=grouping["lr"], momentum=cfg["optimizer"]["momentum"],
+                          weight_decay=cfg["optimizer"]["weight_decay"])
+    batch = cfg["schedule"]["batch_size"]
+    updates = max(1, len(split.trainval_loc) * grouping["pretrain_epochs"] // batch)
+    sampler = IIDSampler(split.trainval_loc, batch, cfg["seed"])
+    plan = [sampler.next() for _ in range(updates)]
+    trunk.train()
+    for i, (x, y) in enumerate(source.train_batches(plan, [cfg["seed"] * 7919 + i for i in range(updates)])):
+        target = torch.tensor([row[int(c)] for c in y], device=device)
+        loss = F.cross_entropy(head(trunk(x.to(device)).mean((2, 3))), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i % max(1, updates // 5) == 0 or i + 1 == updates:
+            print(f"stage A (seen-class CE) update {i + 1}/{updates}: loss {loss.item():.3f}")
+
