@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 import torch
 
-from zslrepro import parity
+import parity_harness as parity  # benchmarks/parity_harness.py
 from zslrepro.config import load_method_config, run_config
 from zslrepro.features import feed
 from zslrepro.features.store import ContiguousRows

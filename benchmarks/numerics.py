@@ -23,7 +23,7 @@ import torch
 from zslrepro.config import load_method_config, run_config
 from zslrepro.features.backbone import build_backbone
 from zslrepro.methods import build_method
-from zslrepro.parity import dataset_spec
+from parity_harness import dataset_spec  # benchmarks/parity_harness.py
 
 REPO = Path(__file__).resolve().parents[1]
 

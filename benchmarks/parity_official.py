@@ -1,4 +1,4 @@
-"""Parity with the official MSDN and DEDN code on identical weights (see zslrepro.parity).
+"""Parity with the official MSDN and DEDN code on identical weights (see parity_harness.py beside it).
 
 Give the path of a checkout of the official repository (fetched by you; nothing of it enters this
 repository): shiming-chen/MSDN for --msdn, zjrao/DEDN for --dedn. For each dataset's settings (MSDN:
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from zslrepro.parity import run_all
+from parity_harness import run_all  # benchmarks/parity_harness.py
 
 REPO = Path(__file__).resolve().parents[1]
 

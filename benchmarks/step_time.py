@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from zslrepro import parity
+import parity_harness as parity  # benchmarks/parity_harness.py
 from zslrepro.config import load_method_config, run_config
 from zslrepro.methods import DataSpec, build_method
 

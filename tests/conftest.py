@@ -15,6 +15,7 @@ from zslrepro.features.extract import extract
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / ".test" / "config"
+sys.path.insert(0, str(REPO / "benchmarks"))  # harnesses that live beside the benchmarks (parity_harness)
 
 # Runs `python -m zslrepro ARGS...` and SIGKILLs the process right after it has written the
 # checkpoint of its Nth evaluation: a real kill at a known point, no hook in the trainer.

@@ -1,5 +1,5 @@
 """Literal (retyped) forms of the official computations, for tests and benchmarks only (not part of
-the package: the parity harness, zslrepro.parity, checks against the official code itself).
+the package: the parity harness, benchmarks/parity_harness.py, checks against the official code itself).
 
 They follow the official code's einsums and loops (contracting left to right, one DAN per attribute
 group in a Python loop, materialising the attribute-based visual features), so the tests can check

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zslrepro import parity
+import parity_harness as parity  # benchmarks/, on the path from conftest.py
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,9 @@
 """Side-by-side check of our MSDN and DEDN against the official code, on identical weights.
 
+Harness code for benchmarks/ and tests/, not part of the installed package (which never runs the
+official code): benchmarks/parity_official.py and benchmarks/step_time.py import it from here, the
+tests from tests/conftest.py's path.
+
 Given a checkout of the official repository (shiming-chen/MSDN or zjrao/DEDN; the user fetches it,
 nothing of it enters this repository), the official model is built as its training script builds
 it (MSDN: the constants of ``MSDN_<ds>.py`` and the fusion of ``core/helper_MSDN_<DS>.py``; DEDN:
@@ -29,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from .config import load_method_config, run_config
-from .errors import ZslError
-from .methods import DataSpec, build_method
-from .training.trainer import build_optimizer
+from zslrepro.config import load_method_config, run_config
+from zslrepro.errors import ZslError
+from zslrepro.methods import DataSpec, build_method
+from zslrepro.training.trainer import build_optimizer
 
 # largest relative difference (|ours - official| / max |official|) accepted per dtype
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3}
