@@ -61,24 +61,35 @@ def build_store(path: Path, images: int, shape: tuple[int, int, int], rng: np.ra
         h5.attrs["complete"] = True
 
 
+def rss_gb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:")) / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=None, help="where to build the store (needs about 30 GB)")
     parser.add_argument("--images", type=int, default=37322)
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
+    parser.add_argument("--store", type=Path, default=None, help="reuse a store an earlier --keep run built")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="zsl-store-", dir=args.dir))
-    store = work / "AWA2_like.h5"
+    store = args.store or work / "AWA2_like.h5"
     try:
         t0 = time.time()
-        build_store(store, args.images, (2048, 14, 14), np.random.default_rng(0))
+        if args.store is None:
+            build_store(store, args.images, (2048, 14, 14), np.random.default_rng(0))
         size_gb = store.stat().st_size / 1e9
-        print(f"built {store} ({size_gb:.1f} GB) in {time.time() - t0:.0f} s")
+        print(f"built {store} ({size_gb:.1f} GB) in {time.time() - t0:.0f} s", flush=True)
         cfg = run_config(load_method_config(REPO / "config/methods/msdn/AWA2.yaml"), "main")
         cfg = copy.deepcopy(cfg)
         cfg["schedule"]["epochs"] = 1  # niters = n_trainval // 50 updates, first one followed by a full evaluation
         t0 = time.time()
-        train(cfg, FeatureSource(store, cache="stream"), work / "run", device="cpu")
+        phases = []
+        train(cfg, FeatureSource(store, cache="stream"), work / "run", device="cpu",
+              log=lambda line: phases.append((time.time() - t0, rss_gb(), line)) or print(line, flush=True))
+        for at, rss, line in phases:
+            print(f"  {at:6.0f} s  RSS {rss:.2f} GB  {line[:60]}")
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(f"trained 1 epoch + 1 full test evaluation in {time.time() - t0:.0f} s")
         print(f"peak RSS {peak_gb:.2f} GB for a {size_gb:.1f} GB store: x{size_gb / peak_gb:.1f} smaller "

@@ -216,25 +216,9 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
             epoch_loss = resumed["epoch_loss"]
         first = max(start, stage.first)
         log(f"stage {stage.name}: updates {stage.first + 1}-{stage.end}")
-        for seg_first, seg_end in segments(stage, first):
-            # the feed reads no further than the segment, which ends where the model is evaluated or
-            # saved: its buffers are let go before the test sets are read (peak memory)
-            seeds = [seed * 100_003 + it for it in range(seg_first, seg_end)]
-            with closing(source.train_batches(plan[seg_first:seg_end], seeds, device=device_)) as batches:
-                for it, (x, y) in zip(range(seg_first, seg_end), batches):
-                    optimizer.zero_grad(set_to_none=True)
-                    parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
-                    optimizer.step()
-                    epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
-                    local = it - stage.first
-                    if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
-                        if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                            lr_schedule.step(epoch_loss[0] / epoch_loss[1])
-                        else:
-                            lr_schedule.step()
-                        epoch_loss = [0.0, 0]
-                x = y = None  # the feed's buffer, not held through the evaluation
-            it = seg_end - 1
+
+        def checkpoint(it: int, parts: dict) -> None:
+            """After update ``it``: evaluate when it is an evaluation point, then save the checkpoint."""
             evaluate = stage.evaluate and (it - stage.first) % stage.eval_every == 0
             row = {"update": it + 1, "stage": stage.name,
                    "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
@@ -253,6 +237,31 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
             metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
             log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
                 f"({time.time() - t0:.0f}s)")
+
+        # A feature source is fed segment by segment, each ending where the run is evaluated or saved,
+        # so the feed's buffers are let go before the test sets are read (peak memory). An image
+        # source keeps one loader per stage: each DataLoader draws its seed from torch's global
+        # generator, and more of them would move the run's random stream.
+        spans = segments(stage, first) if source.kind == "features" else [(first, stage.end)]
+        for seg_first, seg_end in spans:
+            seeds = [seed * 100_003 + it for it in range(seg_first, seg_end)]
+            with closing(source.train_batches(plan[seg_first:seg_end], seeds, device=device_)) as batches:
+                for it, (x, y) in zip(range(seg_first, seg_end), batches):
+                    optimizer.zero_grad(set_to_none=True)
+                    parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
+                    optimizer.step()
+                    epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
+                    local = it - stage.first
+                    if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
+                        if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                            lr_schedule.step(epoch_loss[0] / epoch_loss[1])
+                        else:
+                            lr_schedule.step()
+                        epoch_loss = [0.0, 0]
+                    if it + 1 < seg_end and stage.evaluate and local % stage.eval_every == 0:
+                        checkpoint(it, parts)  # within a span: image sources only
+                x = y = None  # the feed's buffer, not held through the evaluation
+            checkpoint(seg_end - 1, parts)
         resumed = None
 
     final = out_dir / "model.pt"
