@@ -101,18 +101,28 @@ def parity(name: str, shapes: Shapes, device) -> dict:
     return out
 
 
-def deterministic_params(name: str, shapes: Shapes, device) -> list[torch.Tensor]:
-    set_determinism(True)
+def training_step(name: str, shapes: Shapes, device):
+    """The method built as the trainer builds it, and one step of it: optimiser as configured,
+    bfloat16 autocast on CUDA where the config asks. Returns (model, step(x, y), amp)."""
     cfg, model = built(name, shapes, device)
     opt = build_optimizer(cfg["optimizer"], model.param_groups())
     amp = cfg["schedule"]["amp"] and device.type == "cuda"
-    for k in range(3):
-        x, y = method_batch(name, shapes, device, seed=k)
+
+    def step(x, y):
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, _ = model.loss(model(x), y)
         loss.float().backward()
         opt.step()
+
+    return model, step, amp
+
+
+def deterministic_params(name: str, shapes: Shapes, device) -> list[torch.Tensor]:
+    set_determinism(True)
+    model, step, _ = training_step(name, shapes, device)
+    for k in range(3):
+        step(*method_batch(name, shapes, device, seed=k))
     set_determinism(False)
     return [p.detach().cpu().clone() for p in model.parameters()]
 
@@ -130,17 +140,11 @@ def build_store(path: Path, rows: int, hw: int) -> ContiguousRows:
 
 def timed_steps(name: str, shapes: Shapes, device, store: ContiguousRows | None) -> dict:
     """ms per step on a preloaded batch; for feature methods also fed by the feed; peak memory."""
-    cfg, model = built(name, shapes, device)
-    opt = build_optimizer(cfg["optimizer"], model.param_groups())
-    amp = cfg["schedule"]["amp"] and device.type == "cuda"
+    _, step_on, amp = training_step(name, shapes, device)
     x, y = method_batch(name, shapes, device)
 
     def step(xb):
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss, _ = model.loss(model(xb), y)
-        loss.float().backward()
-        opt.step()
+        step_on(xb, y)
 
     step(x)
     sync(device)

@@ -7,8 +7,8 @@ on batch k:
 - the rows are read straight into a preallocated float16 buffer, in the batch's final order
   (:meth:`FeatureStore.read_into`: one ``preadv`` per run of rows; or a gather from rows held in RAM,
   :class:`HeldRows`), with no intermediate bytes objects and no reorder copy;
-- on CPU the same thread casts it into a reused float32 slot (float16 -> float32 is exact, so the
-  numbers are those of any other read path);
+- on CPU the same thread does so a few rows at a time (``STAGING_ROWS``) and casts them into a
+  reused float32 slot (float16 -> float32 is exact, so the numbers are those of any other read path);
 - on CUDA the slots are pinned, the float16 batch goes to the device with ``non_blocking=True`` and
   is cast there; a slot is refilled only after its copy has completed (a CUDA event).
 
