@@ -305,7 +305,7 @@ def test_a_method_without_spatial_attention_says_so():
             return None
 
     class Source:
-        def iter_batches(self, indices, batch_size):
+        def iter_batches(self, indices, batch_size, device=None):
             yield torch.zeros(len(indices), 3, 8, 8)
 
     assert collect_attention(NoMaps(), Source(), np.arange(4), 4, torch.device("cpu")) is None

@@ -87,6 +87,14 @@ def record_sha256(lock_path: Path, name: str, sha256: str) -> None:
         os.replace(tmp, lock_path)
 
 
+def extract_archive(archive: str, target: str) -> None:
+    """torchvision's extractor (tar, tgz, zip, ...), imported when called: the workflow imports this
+    module while it parses, and that stays free of torch."""
+    from torchvision.datasets.utils import extract_archive as extract
+
+    extract(archive, target)
+
+
 def expected_checksums(name: str, source: dict, lock_path: Path) -> dict[str, str]:
     expected = {k: source[k] for k in ("md5", "sha256") if source.get(k)}
     if "sha256" not in expected:
@@ -185,8 +193,6 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
             staging.mkdir()
             shutil.copyfile(archive, staging / Path(source["provides"][0]).name)
         else:
-            from torchvision.datasets.utils import extract_archive  # here: the workflow parses without torch
-
             extract_archive(str(archive), str(staging))
     except DAMAGED_ARCHIVE as exc:
         shutil.rmtree(staging, ignore_errors=True)
