@@ -56,9 +56,14 @@ def environment(mode: str) -> dict[str, str]:
     return env
 
 
+def export_line(variables: dict) -> str:
+    """``export A=x B=y; `` for a rule's shell prefix."""
+    return "export " + " ".join(f"{k}={v}" for k, v in variables.items()) + "; "
+
+
 def shell_exports(mode: str) -> str:
-    """``export A=x B=y;`` for a rule's shell prefix."""
-    return "export " + " ".join(f"{k}={v}" for k, v in environment(mode).items()) + "; "
+    """The kernel choices of ``mode`` as a shell prefix."""
+    return export_line(environment(mode))
 
 
 def current_mode() -> str:

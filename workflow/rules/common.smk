@@ -20,7 +20,7 @@ from zslrepro.config import (  # noqa: E402
 from zslrepro.data.download import load_sources  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 from zslrepro.features.store import store_problem  # noqa: E402
-from zslrepro.numerics import shell_exports  # noqa: E402
+from zslrepro.numerics import export_line, shell_exports  # noqa: E402
 from zslrepro.provenance import code_digest  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def feed_exports(features, cores):
     }
     if cores:
         exports["ZSLREPRO_CORES"] = cores
-    return "export " + " ".join(f"{k}={v}" for k, v in exports.items()) + "; "
+    return export_line(exports)
 
 
 # Every job runs the package from this checkout, also inside a conda env (which drops PYTHONPATH),

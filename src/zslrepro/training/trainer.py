@@ -84,6 +84,10 @@ class Stage:
     def end(self) -> int:
         return self.first + self.updates
 
+    def evaluates_after(self, it: int) -> bool:
+        """Whether the model is scored after global update ``it`` (every ``eval_every`` of the stage)."""
+        return self.evaluate and (it - self.first) % self.eval_every == 0
+
 
 def plan_stages(schedule: dict, n_train: int) -> list[Stage]:
     specs = schedule.get("stages") or [{"name": "main", "epochs": schedule.get("epochs")}]
@@ -103,7 +107,7 @@ def segments(stage: Stage, first: int) -> list[tuple[int, int]]:
     """The updates ``first`` .. ``stage.end`` cut after each one that is evaluated (every
     ``eval_every`` of an evaluated stage) and at the stage's end, where the run is checkpointed."""
     cuts = [it + 1 for it in range(first, stage.end)
-            if stage.evaluate and (it - stage.first) % stage.eval_every == 0]
+            if stage.evaluates_after(it)]
     bounds = [first, *(c for c in cuts if c < stage.end), stage.end]
     return list(zip(bounds[:-1], bounds[1:]))
 
@@ -219,7 +223,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
 
         def checkpoint(it: int, parts: dict) -> None:
             """After update ``it``: evaluate when it is an evaluation point, then save the checkpoint."""
-            evaluate = stage.evaluate and (it - stage.first) % stage.eval_every == 0
+            evaluate = stage.evaluates_after(it)
             row = {"update": it + 1, "stage": stage.name,
                    "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
                    "lr": optimizer.param_groups[0]["lr"], **parts}
@@ -258,7 +262,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
                         else:
                             lr_schedule.step()
                         epoch_loss = [0.0, 0]
-                    if it + 1 < seg_end and stage.evaluate and local % stage.eval_every == 0:
+                    if it + 1 < seg_end and stage.evaluates_after(it):
                         checkpoint(it, parts)  # within a span: image sources only
                 x = y = None  # the feed's buffer, not held through the evaluation
             checkpoint(seg_end - 1, parts)
