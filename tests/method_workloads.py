@@ -52,9 +52,10 @@ def load_paths(file: Path) -> TinyPaths:
 
 
 def method_config(method: str) -> dict:
+    from zslrepro.catalog import method_config_path
     from zslrepro.config import load_method_config, run_config
 
-    cfg = load_method_config(TINY_CONFIG / "methods" / method / "SYNTH.yaml")
+    cfg = load_method_config(method_config_path(method, "SYNTH", TINY_CONFIG))
     return run_config(cfg, next(iter(cfg["runs"])))
 
 

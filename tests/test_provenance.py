@@ -29,7 +29,7 @@ def package_copy(tmp_path, monkeypatch):
     copy = tmp_path / "zslrepro"
     shutil.copytree(provenance.PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PKG", copy)
-    caches = (provenance.code_digest, provenance.package_digest, provenance.method_modules)
+    caches = (provenance.code_digest, provenance.package_digest)
     for fn in caches:
         fn.cache_clear()
     yield copy

@@ -13,6 +13,20 @@ import sys
 from .errors import ZslError
 
 
+def cmd_methods(args) -> None:
+    """Every registered method with where it comes from (zslrepro.catalog), without importing any."""
+    from .catalog import catalog
+
+    rows = [("method", "origin", "module", "schema", "default configs")]
+    for e in catalog().values():
+        configs = "-" if e.default_configs is None else ", ".join(sorted(p.stem for p in e.default_configs.glob("*.yaml"))) or "-"
+        rows.append((e.name, f"{e.origin} {e.version}" + ("" if e.builtin else " (plugin)"), e.module,
+                     str(e.schema), configs))
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
 def cmd_synthesize(args) -> None:
     from .config import load_dataset_config
     from .data.synthetic import SyntheticSpec, generate
@@ -277,6 +291,9 @@ def cmd_docs_tables(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zslrepro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("methods", help="list the registered methods with their origin (package and version)")
+    p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("synthesize", help="generate the embedded synthetic dataset (xlsa17 layout)")
     p.add_argument("--dataset-config", required=True)

@@ -29,6 +29,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .catalog import method_entry
 from .errors import ConfigError
 
 
@@ -79,13 +80,23 @@ def _with_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
+@lru_cache(maxsize=None)
+def own_schema(method: str) -> dict:
+    """A method's own part of its config schema (``model``, ``loss``, ``x-artefacts``), wherever the
+    method comes from (zslrepro.catalog): built in or from a plugin."""
+    path = method_entry(method).schema
+    if not path.is_file():
+        raise ConfigError(f"no schema for method {method!r}: {path} is missing")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
 def method_schema(method: str) -> dict:
     """The full schema of a method config: the common part plus the method's model/loss part."""
     schema = copy.deepcopy(load_schema("method_common"))
-    try:
-        own = load_schema(f"method_{method}")
-    except FileNotFoundError:
-        raise ConfigError(f"no schema for method '{method}'") from None
+    own = own_schema(method)
     schema["properties"].update(own["properties"])
     schema["required"] = sorted(set(schema.get("required", [])) | set(own.get("required", [])))
     return schema
@@ -94,7 +105,7 @@ def method_schema(method: str) -> dict:
 def method_artefacts(method: str) -> list[str]:
     """Pipeline artefacts a method needs before training (its schema's ``x-artefacts``), each made
     by a rule of its own, e.g. SGMA's k-means channel groups."""
-    return list(load_schema(f"method_{method}").get("x-artefacts", []))
+    return list(own_schema(method).get("x-artefacts", []))
 
 
 def load_dataset_config(path: str | Path) -> dict:

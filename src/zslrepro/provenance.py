@@ -21,13 +21,13 @@ import ast
 import hashlib
 import json
 import platform
-import re
 import subprocess
 import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from .catalog import catalog, method_entry
 from .numerics import fingerprint
 
 PKG = Path(__file__).resolve().parent
@@ -51,14 +51,21 @@ def _module_name(path: Path) -> str:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """The zslrepro modules a source file imports, anywhere in it (functions included)."""
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rsplit(".", 1)[0]
+    """The zslrepro modules a source file imports, anywhere in it (functions included). A file
+    outside the package (a plugin's) contributes its absolute ``zslrepro`` imports; its relative
+    imports stay inside the plugin, whose files the digest covers whole."""
+    inside = PKG in path.parents
+    package = None
+    if inside:
+        package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "zslrepro"}
         elif isinstance(node, ast.ImportFrom):
             if node.level:
+                if package is None:
+                    continue
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 target = f"{base}.{node.module}" if node.module else base
             elif (node.module or "").split(".")[0] == "zslrepro":
@@ -74,15 +81,6 @@ def imported_modules(path: Path) -> set[str]:
     return {m for m in found if module_file(m)}
 
 
-@lru_cache(maxsize=None)
-def method_modules() -> frozenset[str]:
-    """Registry names of the methods, which are also their module names (``methods/<name>.py``)."""
-    names = set()
-    for path in (PKG / "methods").glob("*.py"):
-        names |= set(re.findall(r"^@register\(\"(\w+)\"\)", path.read_text(), flags=re.M))
-    return frozenset(names)
-
-
 REGISTRY_PACKAGE = "zslrepro.methods"
 
 
@@ -93,8 +91,10 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
     With ``method``, the closure follows the real import graph from that method's own module: the
     registry package's ``__init__`` imports every method only to register it, so those edges are
     not followed, and another method's module is in the closure only when something really imports
-    it. Without ``method``, every registered method is in the closure."""
-    registrations = {f"{REGISTRY_PACKAGE}.{m}" for m in method_modules()} if method else set()
+    it. Without ``method``, every built-in method is in the closure. A plugin method's closure is
+    every file of its package (zslrepro.catalog) plus the zslrepro modules those import."""
+    entry = method_entry(method) if method else None
+    registrations = {e.module for e in catalog().values() if e.builtin} if method else set()
     functions = {n.name: n for n in ast.parse((PKG / "cli.py").read_text()).body
                  if isinstance(n, ast.FunctionDef)}
     name = f"cmd_{command.replace('-', '_')}"
@@ -110,7 +110,12 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
         used.add(fn)
         todo_fns += [n.func.id for n in ast.walk(functions[fn])
                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions]
-    todo = ["zslrepro.errors"] + ([f"{REGISTRY_PACKAGE}.{method}"] if method else [])
+    todo, plugin_files = ["zslrepro.errors"], set()
+    if entry is not None and entry.builtin:
+        todo.append(entry.module)
+    elif entry is not None:
+        plugin_files = set(entry.files)
+        todo += sorted({m for f in plugin_files if f.suffix == ".py" for m in imported_modules(f)})
     todo += [f"zslrepro.{n.module}" for fn in used for n in ast.walk(functions[fn])
              if isinstance(n, ast.ImportFrom) and n.level == 1]
     seen: set[str] = set()
@@ -121,17 +126,30 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
         seen.add(mod)
         imports = imported_modules(module_file(mod))
         todo += sorted(imports - registrations) if mod == REGISTRY_PACKAGE else sorted(imports)
-    files = {module_file(m) for m in seen} | {PKG / "cli.py"}
+    files = {module_file(m) for m in seen} | {PKG / "cli.py"} | plugin_files
     if "zslrepro.config" in seen:  # config validation fills defaults from the shipped schemas
-        schemas = ["dataset", "downloads"] + (["method_common", f"method_{method}"] if method else [])
+        schemas = ["dataset", "downloads"] + (["method_common"] if method else [])
         files |= {PKG / "schemas" / f"{s}.yaml" for s in schemas}
+        if entry is not None:
+            files.add(PKG / "schemas" / entry.schema.name if entry.builtin else entry.schema)
     return sorted(files)
+
+
+def _label(path: Path) -> str:
+    """A file's name in a digest: relative to the package, or for a plugin's file, to its package's
+    parent (``<plugin package>/...``), so a digest does not depend on where things are installed."""
+    if PKG in path.parents:
+        return str(path.relative_to(PKG))
+    for entry in catalog().values():
+        if entry.package_dir is not None and entry.package_dir in path.parents:
+            return str(path.relative_to(entry.package_dir.parent))
+    return path.name
 
 
 def _digest_files(files) -> str:
     h = hashlib.sha256()
     for path in sorted(files):
-        h.update(str(path.relative_to(PKG)).encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(_label(path).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -232,7 +250,7 @@ def main(argv=None) -> None:
     """``python -m zslrepro.provenance COMMAND [METHOD]``: print a command's code digest."""
     args = sys.argv[1:] if argv is None else argv
     print(json.dumps({"digest": code_digest(*args[:2]),
-                      "files": [str(p.relative_to(PKG)) for p in command_files(*args[:2])]}, indent=1))
+                      "files": [_label(p) for p in command_files(*args[:2])]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -153,17 +153,28 @@ def check_declared_keys(method: str, reads: set, schema_of: str | None = None) -
 # ---- code digest ----------------------------------------------------------------------------------
 
 def check_code_digest(method: str, module_name: str) -> None:
-    from zslrepro.provenance import PKG, command_files, imported_modules, module_file
+    """The train digest holds the method's own file (a plugin: every file of its package) and every
+    zslrepro module reachable from it through imports (the registry package's imports of the
+    built-in methods register them; they are not followed)."""
+    from zslrepro.catalog import catalog, method_entry
+    from zslrepro.provenance import _label, command_files, imported_modules, module_file
 
+    entry = method_entry(method)
     covered = set(command_files("train", method))
-    own = module_file(module_name)
-    require(own in covered, method, "code digest", f"its module {own.relative_to(PKG)} is not in the train digest")
-    todo, seen = [module_name], set()
+    own = [entry.module_file] if entry.builtin else list(entry.files)
+    missing = [_label(f) for f in own if f not in covered]
+    require(not missing, method, "code digest", f"its own files {', '.join(missing)} are not in the train digest")
+    todo = sorted({m for f in own if f.suffix == ".py" for m in imported_modules(f)})
+    registrations = {e.module for e in catalog().values() if e.builtin}
+    seen: set[str] = set()
     while todo:
         mod = todo.pop()
         if mod in seen:
             continue
         seen.add(mod)
-        todo += sorted(m for m in imported_modules(module_file(mod)) if m != "zslrepro.methods")
-    outside = sorted(str(module_file(m).relative_to(PKG)) for m in seen if module_file(m) not in covered)
+        imports = imported_modules(module_file(mod))
+        if mod == "zslrepro.methods":
+            imports -= registrations
+        todo += sorted(imports)
+    outside = sorted(_label(module_file(m)) for m in seen if module_file(m) not in covered)
     require(not outside, method, "code digest", f"imports {', '.join(outside)}, not covered by its train digest")

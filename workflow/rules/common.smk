@@ -9,6 +9,8 @@ from snakemake.utils import validate
 
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO / "src"))
+from zslrepro.catalog import method_config_path as registered_config_path  # noqa: E402
+from zslrepro.catalog import method_names, unknown_method  # noqa: E402
 from zslrepro.config import (  # noqa: E402
     grid_points,
     load_dataset_config,
@@ -25,6 +27,19 @@ from zslrepro.provenance import code_digest  # noqa: E402
 
 
 validate(config, "../schemas/config.schema.yaml")
+
+
+def check_method_names(names):
+    """Method names come from the registry (built in and installed plugins), not from a list here."""
+    try:
+        unknown = [m for m in names if m not in method_names()]
+        if unknown:
+            raise unknown_method(unknown[0])
+    except ZslError as exc:
+        raise WorkflowError(f"config 'methods': {exc}") from None
+
+
+check_method_names(config["methods"])
 
 
 def given_cores():
@@ -100,7 +115,8 @@ def dataset_config_path(name):
 
 
 def method_config_path(method, name):
-    return CONFIG_DIR / "methods" / method / f"{name}.yaml"
+    """config/methods/<method>/<DATASET>.yaml, or a plugin's default config for the dataset."""
+    return registered_config_path(method, name, CONFIG_DIR)
 
 
 def _load_configs():
@@ -122,7 +138,7 @@ def _load_configs():
     for (method, name, run), cfg in runs.items():
         if cfg.get("feature_store") and cfg["feature_store"] not in datasets[name]["feature_stores"]:
             raise WorkflowError(
-                f"{CONFIG_DIR}/methods/{method}/{name}.yaml (run {run}) names the feature store "
+                f"{method_config_path(method, name)} (run {run}) names the feature store "
                 f"{cfg['feature_store']!r}, which config/datasets/{name}.yaml does not define"
             )
     for name, cfg in datasets.items():

@@ -7,12 +7,14 @@ A method is an ``nn.Module`` subclass of :class:`ZslMethod`: it declares what it
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
 from torch import nn
 
+from ..catalog import catalog, unknown_method
 from ..errors import ConfigError
 
 
@@ -112,12 +114,27 @@ def register(name: str):
     return wrap
 
 
+def load_plugins() -> None:
+    """Import the method module of every installed plugin (zslrepro.catalog), which registers it."""
+    for entry in catalog().values():
+        if entry.builtin or entry.name in _REGISTRY:
+            continue
+        importlib.import_module(entry.module)
+        if entry.name not in _REGISTRY:
+            raise ConfigError(f"{entry.module} (entry point {entry.name!r} of {entry.origin}) registered no "
+                              f"method named {entry.name!r}: decorate its class with @register({entry.name!r})")
+
+
 def list_methods() -> list[str]:
+    """Every registered method: the built-in ones and the installed plugins'."""
+    load_plugins()
     return sorted(_REGISTRY)
 
 
 def build_method(cfg: dict, spec: DataSpec) -> ZslMethod:
     name = cfg["method"]
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown method {name!r}; known: {', '.join(list_methods())}")
+        load_plugins()
+    if name not in _REGISTRY:
+        raise unknown_method(name)
     return _REGISTRY[name](cfg, spec)
