@@ -86,6 +86,11 @@ def test_protocols():
     p = paper_protocol(history)
     assert (p["T1"], p["U"], p["S"], p["H"]) == (75, 40, 60, 48)
     assert (p["update_best_T1"], p["update_best_H"]) == (3, 2)
+    # DAZLE's notebooks: T1 from the evaluation with the best H, not the best T1 of any evaluation
+    d = paper_protocol(history, "best_H")
+    assert (d["T1"], d["U"], d["S"], d["H"]) == (70, 40, 60, 48) and d["update_best_T1"] == 2
+    with pytest.raises(ValueError):
+        paper_protocol(history, "best_T1")
     scores = {"seen": np.array([[1.0, 0.0]]), "unseen": np.array([[0.0, 1.0]])}
     clean, curve = clean_protocol(scores, np.array([0]), np.array([1]), np.array([0]), np.array([1]), 0.0)
     assert clean["T1"] == clean["U"] == clean["S"] == clean["H"] == pytest.approx(100.0)

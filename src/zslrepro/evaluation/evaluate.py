@@ -34,7 +34,7 @@ def evaluate_run(model_path: str | Path, history_path: str | Path | None, data_p
             paper = {**test_metrics(scores, *test_labels(split), split.seen_classes, split.unseen_classes, 0.0),
                      "evaluations": 1}   # scripts evaluate the file once, without calibration
         else:
-            paper = paper_protocol(read_jsonl(history_path))
+            paper = paper_protocol(read_jsonl(history_path), cfg["evaluation"]["paper_selection"])
         n_unseen, n_classes = len(split.unseen_classes), len(split.active_classes)
     finally:
         source.close()
