@@ -16,6 +16,23 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+def config_runs(config_dir: Path, datasets: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(method, dataset, run) of every run a config folder's config.yaml asks for, read as the
+    workflow reads them: the counts below follow the configs instead of being written out."""
+    import yaml
+
+    from zslrepro.catalog import method_config_path
+    from zslrepro.config import load_method_config
+
+    cfg = yaml.safe_load((config_dir / "config.yaml").read_text())
+    return [(m, ds, run) for m in cfg["methods"] for ds in (datasets or cfg["datasets"])
+            for run in load_method_config(method_config_path(m, ds, config_dir))["runs"]]
+
+
+TINY_RUNS = config_runs(REPO / ".test/config")   # (method, SYNTH, run)
+TINY_METHODS = {m for m, _, _ in TINY_RUNS}
+
+
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Snakemake on ``workdir``, with the workflow and package copied there when the fixture did
     (so that a test can edit the code), else the repository's."""
@@ -68,12 +85,13 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     bench = pd.read_csv(tiny_workdir / "results/tables/benchmarks.csv")
     assert set(bench.rule) == {"extract_features", "method_artefact", "train_validation_point",
                                "select_hyperparameters", "train_method", "evaluate_run", "attention_maps"}
-    # 1 store; SGMA's 2 artefacts; 1 validation point and a selection each for SGMA and DRMN; 5 runs x 2
-    # replicates trained and evaluated; 5 runs' attention
-    assert len(bench) == 1 + 2 + 2 + 2 + 10 + 10 + 5
+    # 1 store; SGMA's 2 artefacts; 1 validation point and a selection each for SGMA and DRMN; every run
+    # x 2 replicates trained and evaluated; every run's attention
+    n = len(TINY_RUNS)
+    assert len(bench) == 1 + 2 + 2 + 2 + 2 * n + 2 * n + n
     assert (bench["peak RSS (MB)"] > 0).all()
     trained = bench[bench.rule.isin(["train_method", "train_validation_point"])]
-    assert len(trained) == 12 and (trained["training, all sessions (s)"] > 0).all() and (trained.sessions == 1).all()
+    assert len(trained) == 2 * n + 2 and (trained["training, all sessions (s)"] > 0).all() and (trained.sessions == 1).all()
     for method in ("sgma", "drmn"):  # image runs: chosen on the validation classes, then trained
         chosen = json.loads((tiny_workdir / f"results/runs/{method}/SYNTH/main/tuning/selected.json").read_text())
         assert chosen["split"] == "validation" and len(chosen["candidates"]) == 2
@@ -83,7 +101,7 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert sorted(tuning.Method) == ["drmn", "sgma"] and (tuning.candidates == 2).all()
     for split in ("test", "validation"):
         assert (tiny_workdir / f"results/runs/sgma/SYNTH/main/artefacts/{split}/channel_groups.pt").exists()
-    for run in ("msdn/SYNTH/main", "dedn/SYNTH/gzsl", "dedn/SYNTH/zsl", "sgma/SYNTH/main", "drmn/SYNTH/main"):
+    for run in ("/".join(r) for r in TINY_RUNS):
         for kind in ("seen_unseen", "training"):
             assert (tiny_workdir / f"results/plots/{run}/{kind}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tiny_workdir / f"results/attention/{run}/figure.png").read_bytes()[:4] == b"\x89PNG"
@@ -92,7 +110,8 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
         assert all(0 <= s["mass_on_object"] <= 100 and s["pairs"] > 0 for s in scores["scores"].values())
     assert "boxes" in json.loads((tiny_workdir / "results/attention/sgma/SYNTH/main/scores.json").read_text())
     localisation = pd.read_csv(tiny_workdir / "results/tables/localisation.csv")
-    assert len(localisation) == 7 and set(localisation.Method) == {"msdn", "dedn", "sgma", "drmn"}  # DEDN: 2 runs x 2 experts
+    dedn_runs = sum(m == "dedn" for m, _, _ in TINY_RUNS)
+    assert len(localisation) == n + dedn_runs and set(localisation.Method) == TINY_METHODS  # DEDN: 2 experts a run
 
     again = snakemake(tiny_workdir, "--cores", "2")
     assert again.returncode == 0
@@ -174,12 +193,12 @@ def test_report_holds_tables_curves_and_captions(tiny_workdir):
     assert b"MSDN (CVPR'22)" in table["content"] and b"Clean protocol" in table["content"]
     assert "mean per-class" in table["caption"]
     curves = [k for k in files if k.endswith("seen_unseen.png")]
-    assert len(curves) == 5 and all(files[k]["content"][:4] == b"\x89PNG" for k in curves)
+    assert len(curves) == len(TINY_RUNS) and all(files[k]["content"][:4] == b"\x89PNG" for k in curves)
     assert "AUSUC" in files[curves[0]]["caption"]
-    assert len([k for k in files if k.endswith("training.png")]) == 5
+    assert len([k for k in files if k.endswith("training.png")]) == len(TINY_RUNS)
     assert "results/tables/benchmarks.html" in files
     figures = [k for k in files if k.startswith("results/attention/") and k.endswith("figure.png")]
-    assert len(figures) == 5 and all(files[k]["content"][:4] == b"\x89PNG" for k in figures)
+    assert len(figures) == len(TINY_RUNS) and all(files[k]["content"][:4] == b"\x89PNG" for k in figures)
     assert "seeded sample" in files[figures[0]]["caption"]
     assert b"mass_on_object" in files["results/tables/localisation.html"]["content"]
     assert re.search(r"regenerates the numbers", report.read_text())
@@ -232,10 +251,13 @@ def test_code_is_an_input_of_exactly_the_jobs_that_import_it(tiny_workdir):
     planned = _plan_after_editing(tiny_workdir, "methods/regions.py")
     methods = {re.search(r"method=(\w+)", w).group(1) for r, w in planned
                if r in ("train_method", "evaluate_run", "attention_maps")}
-    assert methods == {"msdn", "dedn"}
+    from zslrepro.catalog import catalog
+
+    importers = {m for m, e in catalog().items() if "from .regions import" in e.module_file.read_text()}
+    assert {"msdn", "dedn"} <= importers and methods == importers & TINY_METHODS
 
     planned = _plan_after_editing(tiny_workdir, "plots.py")
-    assert {r for r, _ in planned} - {"all"} == {"plot_run"} and len(planned) == 1 + 5  # five runs' plots
+    assert {r for r, _ in planned} - {"all"} == {"plot_run"} and len(planned) == 1 + len(TINY_RUNS)  # every run's plots
 
     again = snakemake(tiny_workdir, "-n", "--cores", "2")  # the edits were undone: nothing to do
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -283,7 +305,8 @@ def test_the_real_datasets_dry_run_plans_every_job_and_exits_0(tmp_path):
     assert dry.returncode == 0, dry.stderr[-2000:]
     planned = planned_jobs(dry.stdout + dry.stderr)
     trained = {w for r, w in planned if r == "train_method"}
-    assert len(trained) == 3 * 3 * 6 and len(planned) > 200     # DEDN and DRMN have two runs each
+    runs = config_runs(tmp_path / "config")
+    assert len(trained) == 3 * len(runs) and len(runs) == 3 * 6 and len(planned) > 200  # DEDN, DRMN: 2 runs each
     # the released-models rule is off without the files, and says why
     assert not {r for r, _ in planned} & {"import_released", "evaluate_released"}
     assert "evaluate_released is off for CUB, SUN, AWA2" in dry.stderr
@@ -295,6 +318,17 @@ def test_bad_run_config_is_one_clear_error(tmp_path):
     run = snakemake(tmp_path, "-n")
     out = run.stdout + run.stderr
     assert run.returncode != 0 and "('seeds' was unexpected)" in out and "Traceback" not in out
+
+
+def test_unknown_method_is_one_error_listing_the_registered_ones(tmp_path):
+    shutil.copytree(REPO / ".test/config", tmp_path / "config")
+    (tmp_path / "config/config.yaml").write_text("datasets: [SYNTH]\nmethods: [msdn, alee]\nreplicates: 1\n")
+    run = snakemake(tmp_path, "-n")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "Traceback" not in out
+    from zslrepro.catalog import method_names
+
+    assert f"unknown method 'alee'; registered methods: {', '.join(method_names())}" in out
 
 
 def test_missing_file_no_download_provides_says_how_to_obtain_it(tmp_path):
