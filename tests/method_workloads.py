@@ -16,7 +16,14 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 TINY_CONFIG = TESTS.parent / ".test" / "config"
-METHODS = ("msdn", "dedn", "sgma", "drmn")
+
+def _builtin_methods() -> tuple[str, ...]:
+    from zslrepro.catalog import builtin_entries  # reads files only: no torch imported here
+
+    return tuple(builtin_entries())
+
+
+METHODS = _builtin_methods()   # every built-in method (plugins have tests/test_plugins.py)
 
 
 @dataclass
