@@ -1,13 +1,15 @@
-"""Side-by-side check of our MSDN and DEDN against the official code, on identical weights.
+"""Side-by-side check of our MSDN, DEDN and DAZLE against the official code, on identical weights.
 
 Harness code for benchmarks/ and tests/, not part of the installed package (which never runs the
 official code): benchmarks/parity_official.py and benchmarks/step_time.py import it from here, the
 tests from tests/conftest.py's path.
 
-Given a checkout of the official repository (shiming-chen/MSDN or zjrao/DEDN; the user fetches it,
-nothing of it enters this repository), the official model is built as its training script builds
-it (MSDN: the constants of ``MSDN_<ds>.py`` and the fusion of ``core/helper_MSDN_<DS>.py``; DEDN:
-the command lines of ``script.sh`` through the official ``config.get_args``), its parameters are
+Given a checkout of the official repository (shiming-chen/MSDN, zjrao/DEDN or hbdat/cvpr20_DAZLE;
+the user fetches it, nothing of it enters this repository), the official model is built as its
+training script builds it (MSDN: the constants of ``MSDN_<ds>.py`` and the fusion of
+``core/helper_MSDN_<DS>.py``; DEDN: the command lines of ``script.sh`` through the official
+``config.get_args``; DAZLE: the cells of ``notebook/DAZLE_<DS>.ipynb``, whose settings are also
+compared with our config's, one row each), its parameters are
 copied into ours, and both are compared on one random batch at each dataset's shapes: class
 logits, every loss term, the total, every gradient, the test scores and their argmax, and the
 parameters after a few optimiser steps (the official script's RMSprop against ours from our
@@ -23,6 +25,7 @@ import contextlib
 import importlib.util
 import inspect
 import io
+import json
 import re
 import shlex
 import sys
@@ -406,8 +409,114 @@ class _Permuted:
 DEDN_RUNS = [(ds, run) for ds in ("CUB", "SUN", "AWA2") for run in ("gzsl", "zsl")]
 
 
+# ---- DAZLE ----------------------------------------------------------------------------------------
+
+def notebook_code(path: Path) -> str:
+    """The code cells of a Jupyter notebook, joined."""
+    if not path.is_file():
+        raise ZslError(f"{path} not found: is this a checkout of hbdat/cvpr20_DAZLE?")
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def dazle_notebook_settings(checkout: Path, dataset: str) -> dict:
+    """What ``notebook/DAZLE_<DS>.ipynb`` sets (and its data loader's balance default), from the text."""
+    where = checkout / "notebook" / f"DAZLE_{dataset}.ipynb"
+    code = notebook_code(where)
+    call = _constant(code, r"^model = DAZLE\(((?:.|\n)*?)\)\s*$", where)
+    loader_call = re.search(r"^dataloader = (\w+)DataLoader\(([^)]*)\)", code, flags=re.M)
+    if not loader_call:
+        raise ZslError(f"could not find the data loader in {where}: the notebook has changed")
+    balance = re.search(r"is_balance\s*=\s*(True|False)", loader_call.group(2))
+    if balance is None:  # the loader's default
+        loader = checkout / "core" / f"{loader_call.group(1)}DataLoader.py"
+        balance = re.search(r"def __init__\(self,[^)]*is_balance\s*=\s*(True|False)", loader.read_text())
+    signature = inspect.signature(load_module(checkout / "core" / "DAZLE.py", "_official_dazle").DAZLE)
+    passed_bias = re.search(r"[(,\s]bias\s*=\s*([^,)\s]+)", call)
+    number = lambda name: float(_constant(code, rf"^{name}\s*=\s*([0-9.eE+-]+)", where))  # noqa: E731
+    return {
+        "seed": int(number("seed")), "batch_size": int(number("batch_size")), "epochs": int(number("nepoches")),
+        "lambda_": number("lambda_"), "lr": number("lr"), "weight_decay": number("weight_decay"),
+        "momentum": number("momentum"),
+        "normalize_V": _constant(call, r"normalize_V\s*=\s*(True|False)", where) == "True",
+        "uniform_att_2": _constant(code, r"^uniform_att_2\s*=\s*(True|False)", where) == "True",
+        "is_bias": _constant(call, r"is_bias\s*=\s*(True|False)", where) == "True",
+        "bias": float(passed_bias.group(1)) if passed_bias else float(signature.parameters["bias"].default),
+        "clamp_negative_att": re.search(r"^att\[att\s*<\s*0\]\s*=\s*0", code, flags=re.M) is not None,
+        "balanced": balance is not None and balance.group(1) == "True",
+        "best_H": re.search(r"if H > best_performance\[2\]:\s*\n\s*best_performance = \[acc_seen, acc_novel, H, "
+                            r"acc_zs\]", code) is not None,
+    }
+
+
+def settings_rows(case: str, pairs: list[tuple[str, object, object]]) -> list[Row]:
+    """One row per setting: ours (config) against the official script's; equal or a mismatch."""
+    return [Row(case, f"setting {name}: ours {mine!r}, official {theirs!r}", 0.0 if mine == theirs else float("inf"),
+                0.0 if mine == theirs else float("inf"), 0.0) for name, mine, theirs in pairs]
+
+
+def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batch: int, steps: int) -> list[Row]:
+    cfg = run_config(load_method_config(repo / f"config/methods/dazle/{dataset}.yaml"), "main")
+    nb = dazle_notebook_settings(checkout, dataset)
+    spec = dataset_spec(dataset, 14)
+    torch.manual_seed(0)
+    module = load_module(checkout / "core" / "DAZLE.py", "_official_dazle")
+    official = module.DAZLE(2048, 300, spec.w2v, spec.att, None, spec.seen, spec.unseen, nb["lambda_"], True,
+                            normalize_V=nb["normalize_V"], normalize_F=True, is_conservative=True,
+                            uniform_att_1=False, uniform_att_2=nb["uniform_att_2"], prob_prune=0, desired_mass=1,
+                            is_conv=False, is_bias=nb["is_bias"]).to(dtype)
+    torch.manual_seed(0)
+    ours = build_method(cfg, spec).to(dtype)
+    case = f"DAZLE {dataset} {str(dtype).split('.')[-1]}"
+    opt, sched, model = cfg["optimizer"], cfg["schedule"], cfg["model"]
+    rows = settings_rows(case, [
+        ("seed", cfg["seed"], nb["seed"]), ("batch size", sched["batch_size"], nb["batch_size"]),
+        ("epochs", sched["epochs"], nb["epochs"]),
+        ("class-balanced batches", sched["sampler"] == "class_balanced", nb["balanced"]),
+        ("optimizer", opt["name"], "rmsprop"), ("lr", opt["lr"], nb["lr"]),
+        ("weight decay", opt["weight_decay"], nb["weight_decay"]), ("momentum", opt["momentum"], nb["momentum"]),
+        ("lambda (self-calibration)", cfg["loss"]["lambda_cal"], nb["lambda_"]),
+        ("normalize_V", model["normalize_V"], nb["normalize_V"]),
+        ("attention over attributes", model["attribute_attention"], not nb["uniform_att_2"]),
+        ("logit bias", model["logit_bias"], nb["bias"] if nb["is_bias"] else 0.0),
+        ("negative attributes set to 0", cfg["clamp_negative_att"], nb["clamp_negative_att"]),
+        ("paper protocol: T1 of the best-H evaluation", cfg["evaluation"]["paper_selection"] == "best_H", nb["best_H"]),
+    ]) if dtype == torch.float64 else []
+    rows += [compare(case, "initial W_1 under the same seed", ours.W_1, official.W_1, 0.0),
+             compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
+             compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
+             compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0)]
+    pairs = [("V", ours.V, official.V), ("W_1", ours.W_1, official.W_1), ("W_2", ours.W_2, official.W_2),
+             ("W_3", ours.W_3, official.W_3)]
+    for _, mine, theirs in pairs:
+        _copy(mine, theirs)
+    _copy(ours.Z, official.att)
+
+    def ours_loss(x, y):
+        out = ours(x)
+        total, parts = ours.loss(out, y)
+        return {"logits": out, **_named(parts, {"ce": "cross-entropy", "calibration": "self-calibration"}),
+                "total loss": total}
+
+    def official_loss(x, y):
+        package = official(x)
+        package["batch_label"] = y
+        out = official.compute_loss(package)
+        return {"logits": package["S_pp"], "cross-entropy": out["loss_CE"], "self-calibration": out["loss_cal"],
+                "total loss": out["loss"]}
+
+    def official_scores(x):
+        return official(x)["S_pp"]
+
+    official_opt = official_optimizer(official, nb)
+    ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
+    rows += _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours.scores, official_scores,
+                          ours_opt, official_opt, spec, batch, steps, dtype, seed=1)
+    return rows
+
+
 def run_all(msdn: Path | None, dedn: Path | None, repo: Path, batch: int, steps: int,
-            dtypes=(torch.float64, torch.float32), log=print) -> list[Row]:
+            dtypes=(torch.float64, torch.float32), log=print, dazle: Path | None = None) -> list[Row]:
     """Every case whose official checkout is given; logs a table per case."""
     rows: list[Row] = []
     jobs = []
@@ -415,6 +524,8 @@ def run_all(msdn: Path | None, dedn: Path | None, repo: Path, batch: int, steps:
         jobs += [(msdn_case, (msdn, repo, ds)) for ds in ("CUB", "SUN", "AWA2")]
     if dedn:
         jobs += [(dedn_case, (dedn, repo, ds, run)) for ds, run in DEDN_RUNS]
+    if dazle:
+        jobs += [(dazle_case, (dazle, repo, ds)) for ds in ("CUB", "SUN", "AWA2")]
     for fn, fixed in jobs:
         checkout = fixed[0]
         with official_imports(checkout):

@@ -1,5 +1,5 @@
 """The official-code parity harness: its comparison logic (no official code needed), and the
-harness itself on a checkout named by ZSL_OFFICIAL_MSDN / ZSL_OFFICIAL_DEDN (skipped without)."""
+harness itself on a checkout named by ZSL_OFFICIAL_MSDN / _DEDN / _DAZLE (skipped without)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,32 @@ def test_msdn_script_settings_are_read_from_the_script_text(tmp_path):
                         "fusion": (0.9, 0.1)}
 
 
+def test_dazle_notebook_settings_are_read_from_the_cells(tmp_path):
+    """A checkout in the official layout: a notebook whose cells set the values, a loader whose
+    signature gives the balance default, the model whose signature gives the bias default."""
+    import json
+
+    (tmp_path / "core").mkdir()
+    (tmp_path / "notebook").mkdir()
+    (tmp_path / "core/DAZLE.py").write_text("class DAZLE:\n    def __init__(self, a, is_bias=False, bias=1):\n        pass\n")
+    (tmp_path / "core/AWA2DataLoader.py").write_text(
+        "class AWA2DataLoader():\n    def __init__(self, data_path, device, is_scale = False,is_balance =True):\n        pass\n")
+    cells = ["dataloader = AWA2DataLoader(NFS_path,device)",
+             "seed = 214#214\nbatch_size = 50\nnepoches = 20\natt[att<0] = 0\nlambda_ = 0.1#0.1\nbias = 0\n"
+             "uniform_att_2 = False\nmodel = DAZLE(dim_f,dim_v,\n            trainable_w2v,normalize_V=True,normalize_F=True,\n"
+             "            is_bias=True)\nmodel.to(device)\nlr = 0.0001\nweight_decay = 0.0001#0.000\nmomentum = 0.#0.#",
+             "    if i%report_interval==0:\n        if H > best_performance[2]:\n"
+             "            best_performance = [acc_seen, acc_novel, H, acc_zs]"]
+    notebook = {"cells": [{"cell_type": "code", "source": c.splitlines(keepends=True)} for c in cells]}
+    (tmp_path / "notebook/DAZLE_AWA2.ipynb").write_text(json.dumps(notebook))
+    settings = parity.dazle_notebook_settings(tmp_path, "AWA2")
+    assert settings == {"seed": 214, "batch_size": 50, "epochs": 20, "lambda_": 0.1, "lr": 1e-4,
+                        "weight_decay": 1e-4, "momentum": 0.0, "normalize_V": True, "uniform_att_2": False,
+                        "is_bias": True, "bias": 1.0, "clamp_negative_att": True, "balanced": True, "best_H": True}
+    rows = parity.settings_rows("c", [("lr", 1e-4, settings["lr"]), ("momentum", 0.9, settings["momentum"])])
+    assert [r.ok for r in rows] == [True, False]
+
+
 def test_official_imports_stub_tensorflow_and_clean_up(tmp_path):
     (tmp_path / "core").mkdir()
     (tmp_path / "core/m.py").write_text("import tensorflow as tf\nVALUE = 3\n")
@@ -70,12 +96,12 @@ def test_official_imports_stub_tensorflow_and_clean_up(tmp_path):
     assert str(tmp_path) not in sys.path and ("tensorflow" in sys.modules) == had_tf
 
 
-@pytest.mark.parametrize("which", ["MSDN", "DEDN"])
+@pytest.mark.parametrize("which", ["MSDN", "DEDN", "DAZLE"])
 def test_parity_with_the_official_code(which):
     checkout = os.environ.get(f"ZSL_OFFICIAL_{which}")
     if not checkout:
         pytest.skip(f"set ZSL_OFFICIAL_{which} to a checkout of the official {which} code to run the "
                     "side-by-side check (benchmarks/parity_official.py; docs/methods/)")
-    kwargs = {"msdn": Path(checkout), "dedn": None} if which == "MSDN" else {"msdn": None, "dedn": Path(checkout)}
+    kwargs = {"msdn": None, "dedn": None, which.lower(): Path(checkout)}
     rows = parity.run_all(**kwargs, repo=REPO, batch=2, steps=1, dtypes=(torch.float64,), log=lambda *_: None)
     assert rows and all(r.ok for r in rows), [r for r in rows if not r.ok]

@@ -3,6 +3,6 @@
 from .registry import AttentionMaps, DataSpec, ZslMethod, build_method, list_methods, register
 
 # importing the modules registers their methods
-from . import dedn, drmn, msdn, sgma  # noqa: F401,E402
+from . import dazle, dedn, drmn, msdn, sgma  # noqa: F401,E402
 
 __all__ = ["AttentionMaps", "DataSpec", "ZslMethod", "build_method", "list_methods", "register"]
