@@ -45,8 +45,9 @@ def main() -> None:
         with h5py.File(contiguous, "w") as h5:
             h5.create_dataset("features", data=data)
         with h5py.File(chunked) as a, h5py.File(contiguous) as b:
-            mm = np.memmap(contiguous, dtype=np.float16, mode="r", offset=b["features"].id.get_offset(),
-                           shape=data.shape)
+            mm = np.memmap(
+                contiguous, dtype=np.float16, mode="r", offset=b["features"].id.get_offset(), shape=data.shape
+            )
             rows = ContiguousRows(contiguous, b["features"].id.get_offset(), data.shape, np.float16)
             results = {
                 "h5py, chunked (baseline)": timed(lambda i: a["features"][i], batches),

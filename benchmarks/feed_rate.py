@@ -44,9 +44,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import parity_harness as parity  # benchmarks/parity_harness.py
 import torch
 
-import parity_harness as parity  # benchmarks/parity_harness.py
 from zslrepro.config import load_method_config, run_config
 from zslrepro.features import feed
 from zslrepro.features.store import ContiguousRows
@@ -62,7 +62,7 @@ def build_store(path: Path, rows: int, rng: np.random.Generator) -> None:
     with h5py.File(path, "w") as h5:
         f = h5.create_dataset("features", shape=(rows, *SHAPE), dtype=np.float16)
         for start in range(0, rows, 50):
-            f[start:start + 50] = block[:min(50, rows - start)]
+            f[start : start + 50] = block[: min(50, rows - start)]
 
 
 def per_batch_ms(run, batches: int) -> float:
@@ -102,9 +102,9 @@ def main() -> None:
 
         def read_and_cast(idx):  # what the feed's thread does: a few rows at a time, cast from cache
             for start in range(0, len(idx), feed.STAGING_ROWS):
-                part = idx[start:start + feed.STAGING_ROWS]
+                part = idx[start : start + feed.STAGING_ROWS]
                 rows.read_into(part, half)
-                single[start:start + len(part)].copy_(half_t[:len(part)])
+                single[start : start + len(part)].copy_(half_t[: len(part)])
 
         pool = feed.SlotPool()  # as a FeatureSource keeps: buffers allocated once, not per feed
 
@@ -138,10 +138,17 @@ def main() -> None:
             for idx in official_idx:
                 official_features[idx]
 
-        ms = {name: best_of(args.repeats, lambda f=f: per_batch_ms(f, args.batches)) for name, f in (
-            ("ours, streamed (prefetched)", streamed), ("ours, held in RAM (prefetched)", from_ram),
-            ("ours, without the thread", synchronous), ("new arrays per batch", new_arrays),
-            ("official: float32 tensor in RAM, features[idx]", official), ("read+cast bound", bound))}
+        ms = {
+            name: best_of(args.repeats, lambda f=f: per_batch_ms(f, args.batches))
+            for name, f in (
+                ("ours, streamed (prefetched)", streamed),
+                ("ours, held in RAM (prefetched)", from_ram),
+                ("ours, without the thread", synchronous),
+                ("new arrays per batch", new_arrays),
+                ("official: float32 tensor in RAM, features[idx]", official),
+                ("read+cast bound", bound),
+            )
+        }
         official_features = held = None  # freed before the step is timed
 
         cfg = run_config(load_method_config(REPO / "config/methods/msdn/CUB.yaml"), "main")
@@ -156,7 +163,7 @@ def main() -> None:
             model.loss(model(x), labels)[0].backward()
             opt.step()
 
-        step_batches = index_batches[:args.steps]
+        step_batches = index_batches[: args.steps]
         preloaded = [torch.from_numpy(rows.read(idx).astype(np.float32)) for idx in step_batches]
         step(preloaded[0])  # warm-up
 
@@ -170,34 +177,55 @@ def main() -> None:
 
         t_pre, t_fed = [], []
         for r in range(args.repeats):  # interleaved: A B B A ...
-            for name in (("pre", "fed") if r % 2 == 0 else ("fed", "pre")):
+            for name in ("pre", "fed") if r % 2 == 0 else ("fed", "pre"):
                 (t_pre if name == "pre" else t_fed).append(
-                    per_batch_ms(steps_preloaded if name == "pre" else steps_fed, len(step_batches)))
+                    per_batch_ms(steps_preloaded if name == "pre" else steps_fed, len(step_batches))
+                )
         rows.close()
 
-    bound_ms, ours_ms, official_ms = ms["read+cast bound"], ms["ours, streamed (prefetched)"], \
-        ms["official: float32 tensor in RAM, features[idx]"]
+    bound_ms, ours_ms, official_ms = (
+        ms["read+cast bound"],
+        ms["ours, streamed (prefetched)"],
+        ms["official: float32 tensor in RAM, features[idx]"],
+    )
     gb = b * np.prod(SHAPE) * 2 / 1e9
-    print(f"feature batches of {b} x {SHAPE} float16 ({gb * 1e3:.0f} MB read, {2 * gb * 1e3:.0f} MB float32 out), "
-          f"{n}-row store in the page cache, {args.batches} random batches, best of {args.repeats}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {NUMERICS} numerics")
+    print(
+        f"feature batches of {b} x {SHAPE} float16 ({gb * 1e3:.0f} MB read, {2 * gb * 1e3:.0f} MB float32 out), "
+        f"{n}-row store in the page cache, {args.batches} random batches, best of {args.repeats}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {NUMERICS} numerics"
+    )
     for name, value in ms.items():
         print(f"  {name:50s} {value:7.1f} ms/batch   x{value / bound_ms:5.2f} the bound")
     step_pre, step_fed = min(t_pre), min(t_fed)
-    print(f"MSDN CUB training step: preloaded batch {step_pre:.0f} ms, fed by the streamed feed {step_fed:.0f} ms "
-          f"(min of {args.repeats} x {len(step_batches)} steps; medians {statistics.median(t_pre):.0f} / "
-          f"{statistics.median(t_fed):.0f})")
-    goals = [("ours / bound", ours_ms / bound_ms, "<=", 1.3), ("official / ours", official_ms / ours_ms, ">=", 2.0),
-             ("step fed / step preloaded", step_fed / step_pre, "<=", 1.05)]
+    print(
+        f"MSDN CUB training step: preloaded batch {step_pre:.0f} ms, fed by the streamed feed {step_fed:.0f} ms "
+        f"(min of {args.repeats} x {len(step_batches)} steps; medians {statistics.median(t_pre):.0f} / "
+        f"{statistics.median(t_fed):.0f})"
+    )
+    goals = [
+        ("ours / bound", ours_ms / bound_ms, "<=", 1.3),
+        ("official / ours", official_ms / ours_ms, ">=", 2.0),
+        ("step fed / step preloaded", step_fed / step_pre, "<=", 1.05),
+    ]
     for name, value, op, goal in goals:
         met = value <= goal if op == "<=" else value >= goal
         print(f"  {name:28s} {value:5.2f}  (goal {op} {goal}: {'met' if met else 'NOT met'})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "batch": b, "shape": list(SHAPE), "numerics": NUMERICS, "threads": torch.get_num_threads(),
-        "ms_per_batch": {k: round(v, 2) for k, v in ms.items()},
-        "step_ms": {"preloaded": round(step_pre, 1), "fed": round(step_fed, 1)},
-        "ratios": {name: round(value, 3) for name, value, _, _ in goals}}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "batch": b,
+                "shape": list(SHAPE),
+                "numerics": NUMERICS,
+                "threads": torch.get_num_threads(),
+                "ms_per_batch": {k: round(v, 2) for k, v in ms.items()},
+                "step_ms": {"preloaded": round(step_pre, 1), "fed": round(step_fed, 1)},
+                "ratios": {name: round(value, 3) for name, value, _, _ in goals},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

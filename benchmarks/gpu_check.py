@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from workloads import FEATURE_METHODS, IMAGE_METHODS, batch, build  # benchmarks/workloads.py
 
 from zslrepro import numerics
 from zslrepro.features import feed
@@ -38,8 +39,6 @@ from zslrepro.methods.backbones import conv_trunk
 from zslrepro.runtime import set_determinism
 from zslrepro.training.seeding import seed_everything
 from zslrepro.training.trainer import build_optimizer
-
-from workloads import FEATURE_METHODS, IMAGE_METHODS, build, batch  # benchmarks/workloads.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,8 +62,7 @@ def sync(device: torch.device) -> None:
 
 def method_batch(name: str, shapes: Shapes, device, seed: int = 0):
     size = shapes.feature_batch if name in FEATURE_METHODS else shapes.image_batch
-    x, y = batch(name, size, torch.device("cpu"), image_size=shapes.image_size, seed=seed,
-                 feature_hw=shapes.feature_hw)
+    x, y = batch(name, size, torch.device("cpu"), image_size=shapes.image_size, seed=seed, feature_hw=shapes.feature_hw)
     return x.to(device), y.to(device)
 
 
@@ -86,10 +84,18 @@ def parity(name: str, shapes: Shapes, device) -> dict:
         logits = model(xs)
         loss, _ = model.loss(logits, ys)
         loss.backward()
-        main = logits if torch.is_tensor(logits) else next(v for v in (logits.values() if isinstance(logits, dict)
-                                                                      else logits) if torch.is_tensor(v))
-        results.append((main.detach().cpu(), loss.detach().cpu(),
-                        {k: p.grad.detach().cpu() for k, p in model.named_parameters() if p.grad is not None}))
+        main = (
+            logits
+            if torch.is_tensor(logits)
+            else next(v for v in (logits.values() if isinstance(logits, dict) else logits) if torch.is_tensor(v))
+        )
+        results.append(
+            (
+                main.detach().cpu(),
+                loss.detach().cpu(),
+                {k: p.grad.detach().cpu() for k, p in model.named_parameters() if p.grad is not None},
+            )
+        )
     (l0, s0, g0), (l1, s1, g1) = results
 
     def rel(a, b):
@@ -196,10 +202,14 @@ def extraction_rate(shapes: Shapes, device) -> float:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
+        return (
+            f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
+        )
     cpu = numerics.cpu_info()
-    return (f"CPU: {cpu.get('model_name') or platform.processor()} (family {cpu.get('family')} model "
-            f"{cpu.get('model')}), {torch.get_num_threads()} threads")
+    return (
+        f"CPU: {cpu.get('model_name') or platform.processor()} (family {cpu.get('family')} model "
+        f"{cpu.get('model')}), {torch.get_num_threads()} threads"
+    )
 
 
 def main() -> int:
@@ -210,16 +220,31 @@ def main() -> int:
     args = parser.parse_args()
     device, shapes = torch.device(args.device), Shapes(args.small)
     t0 = time.time()
-    lines = [f"# The GPU path, checked — `benchmarks/gpu_check.py{' --small' if args.small else ''} --device {args.device}`",
-             "", f"Device: {device_name(device)}; torch {torch.__version__}; "
-             f"{'small shapes' if args.small else 'real shapes'}.", ""]
+    lines = [
+        f"# The GPU path, checked — `benchmarks/gpu_check.py{' --small' if args.small else ''} --device {args.device}`",
+        "",
+        (
+            f"Device: {device_name(device)}; torch {torch.__version__}; "
+            f"{'small shapes' if args.small else 'real shapes'}."
+        ),
+        "",
+    ]
     if device.type == "cpu":
-        lines += ["**No GPU in this run**: parity compares CPU with itself and the times are CPU times. "
-                  "It checks that the script works, nothing about a GPU.", ""]
+        lines += [
+            (
+                "**No GPU in this run**: parity compares CPU with itself and the times are CPU times. "
+                "It checks that the script works, nothing about a GPU."
+            ),
+            "",
+        ]
     failures = []
 
-    lines += ["## Parity with CPU (float32, TF32 off): largest difference / largest CPU value", "",
-              "| method | logits | loss | gradients |", "|---|---|---|---|"]
+    lines += [
+        "## Parity with CPU (float32, TF32 off): largest difference / largest CPU value",
+        "",
+        "| method | logits | loss | gradients |",
+        "|---|---|---|---|",
+    ]
     for name in FEATURE_METHODS:
         p = parity(name, shapes, device)
         lines.append(f"| {name} | {p['logits']:.1e} | {p['loss']:.1e} | {p['gradients']:.1e} |")
@@ -234,9 +259,16 @@ def main() -> int:
         if not same:
             failures.append(f"{name} not deterministic")
 
-    lines += ["", "## Step time and memory; the feed against the step", "",
-              "| method | batch | step, preloaded batch | step, fed by the feed | feed alone (to the device) | "
-              "peak memory | autocast |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Step time and memory; the feed against the step",
+        "",
+        (
+            "| method | batch | step, preloaded batch | step, fed by the feed | feed alone (to the device) | "
+            "peak memory | autocast |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         store = build_store(Path(tmp) / "store.h5", shapes.store_rows, shapes.feature_hw)
         for name in (*FEATURE_METHODS, *IMAGE_METHODS):
@@ -245,18 +277,33 @@ def main() -> int:
             fed = f"{r['fed_ms']:.1f} ms (x{r['fed_ms'] / r['preloaded_ms']:.2f})" if "fed_ms" in r else "—"
             feed_alone = f"{r['feed_ms']:.1f} ms" if "feed_ms" in r else "— (DataLoader workers)"
             memory = f"{r['peak_gib']:.2f} GiB" if "peak_gib" in r else "— (CPU)"
-            lines.append(f"| {name} | {size} | {r['preloaded_ms']:.1f} ms | {fed} | {feed_alone} | {memory} | "
-                         f"{'bfloat16' if r['amp'] else 'float32'} |")
+            lines.append(
+                f"| {name} | {size} | {r['preloaded_ms']:.1f} ms | {fed} | {feed_alone} | {memory} | "
+                f"{'bfloat16' if r['amp'] else 'float32'} |"
+            )
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         store.close()
 
     rate = extraction_rate(shapes, device)
-    lines += ["", "## Extraction", "", f"ResNet-101, {shapes.image_size} px, random weights"
-              f"{', float16 autocast, channels-last' if device.type == 'cuda' else ''}: **{rate:.1f} images/s** "
-              "(the network alone; decoding is the loader workers' part, benchmarks/image_feed_rate.py).", ""]
-    lines += [f"Checks: {'all passed' if not failures else 'FAILED: ' + '; '.join(failures)}. "
-              f"Ran in {time.time() - t0:.0f} s.", ""]
+    lines += [
+        "",
+        "## Extraction",
+        "",
+        (
+            f"ResNet-101, {shapes.image_size} px, random weights"
+            f"{', float16 autocast, channels-last' if device.type == 'cuda' else ''}: **{rate:.1f} images/s** "
+            "(the network alone; decoding is the loader workers' part, benchmarks/image_feed_rate.py)."
+        ),
+        "",
+    ]
+    lines += [
+        (
+            f"Checks: {'all passed' if not failures else 'FAILED: ' + '; '.join(failures)}. "
+            f"Ran in {time.time() - t0:.0f} s."
+        ),
+        "",
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from workloads import FEATURE_METHODS, IMAGE_METHODS, batch, build  # benchmarks/workloads.py
 
 from zslrepro.reference_results import update_blocks
-
-from workloads import FEATURE_METHODS, IMAGE_METHODS, build, batch  # benchmarks/workloads.py
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -40,7 +39,7 @@ BATCH = {"msdn": 50, "dedn": 50, "sgma": 32, "drmn": 32}
 
 def step_flops(name: str, size: int) -> float:
     """FLOPs of one training step of ``name`` on a batch of ``size``, counted on CPU."""
-    cfg, model = build(name, torch.device("cpu"))
+    _cfg, model = build(name, torch.device("cpu"))
     x, y = batch(name, size, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter:
         loss, _ = model.loss(model(x), y)
@@ -76,10 +75,19 @@ def main() -> None:
             feed_ms = size / (args.workers * images["per_worker"]) * 1e3
             feed_note = f"{args.workers} workers x {images['per_worker']:.0f} images/s"
             cores = math.ceil(size / (compute_ms / 1e3) / images["per_worker"]) + 1
-        rows.append({"method": name, "batch": size, "gflops_per_step": round(flops / 1e9, 1),
-                     "compute_ms": round(compute_ms, 2), "feed_ms": round(feed_ms, 2), "feed": feed_note,
-                     "bound": "compute" if compute_ms >= feed_ms else "feed",
-                     "step_ms": round(max(compute_ms, feed_ms), 2), "cores_to_keep_up": cores})
+        rows.append(
+            {
+                "method": name,
+                "batch": size,
+                "gflops_per_step": round(flops / 1e9, 1),
+                "compute_ms": round(compute_ms, 2),
+                "feed_ms": round(feed_ms, 2),
+                "feed": feed_note,
+                "bound": "compute" if compute_ms >= feed_ms else "feed",
+                "step_ms": round(max(compute_ms, feed_ms), 2),
+                "cores_to_keep_up": cores,
+            }
+        )
     stated = {k: getattr(args, k) for k in ("fp32_tflops", "bf16_tflops", "efficiency", "h2d_gbps", "workers")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "gpu_estimate.json").write_text(json.dumps({"stated": stated, "methods": rows}, indent=2) + "\n")
@@ -89,27 +97,44 @@ def main() -> None:
 
 
 def render(rows: list[dict], stated: dict, feed: dict, images: dict) -> str:
-    lines = ["", "| method, batch | FLOPs per step (counted) | GPU compute (estimate) | feed (host measured + stated transfer) "
-             "| step (estimate) | bound by | CPU cores to keep up |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        (
+            "| method, batch | FLOPs per step (counted) | GPU compute (estimate) | feed (host measured + stated transfer) "
+            "| step (estimate) | bound by | CPU cores to keep up |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         cores = f"{r['cores_to_keep_up']} (1 main + loader workers)" if r["cores_to_keep_up"] else "1–2 (feed thread)"
-        lines.append(f"| {r['method'].upper()}, {r['batch']} | {r['gflops_per_step']:,.0f} GFLOP | {r['compute_ms']:.1f} ms "
-                     f"| {r['feed_ms']:.1f} ms ({r['feed']}) | {r['step_ms']:.1f} ms | {r['bound']} | {cores} |")
-    lines += ["", f"Estimate, not a measurement: stated peak FP32 {stated['fp32_tflops']:g} / BF16 {stated['bf16_tflops']:g} "
-              f"TFLOP/s (an H200's datasheet) at {stated['efficiency']:.0%} of peak, {stated['h2d_gbps']:g} GB/s host to "
-              "device; FLOPs counted and host feed rates measured on our 2-core CPU machine "
-              "(`benchmarks/gpu_estimate.py`, from `benchmarks/feed_rate.py` and `benchmarks/image_feed_rate.py`); "
-              "the host feed is the CPU path, cast included (on CUDA the cast moves to the GPU).", "",
-              f"The feed itself, measured (`benchmarks/feed_rate.py`, CUB batches of {feed['batch']}, "
-              f"{feed['threads']} threads, {feed['numerics']} numerics): "
-              f"{feed['ms_per_batch']['ours, streamed (prefetched)']:.1f} ms per batch streamed, "
-              f"x{feed['ratios']['ours / bound']:.2f} the read+cast bound "
-              f"({feed['ms_per_batch']['read+cast bound']:.1f} ms), "
-              f"x{feed['ratios']['official / ours']:.1f} faster than the official loaders' in-RAM gather "
-              f"({feed['ms_per_batch']['official: float32 tensor in RAM, features[idx]']:.1f} ms); MSDN's CPU step fed "
-              f"by it takes x{feed['ratios']['step fed / step preloaded']:.2f} the step on a preloaded batch. "
-              f"One loader worker: {images['per_worker']:.0f} images/s (JPEG decode + augmentation at "
-              f"{images['crop']} px).", ""]
+        lines.append(
+            f"| {r['method'].upper()}, {r['batch']} | {r['gflops_per_step']:,.0f} GFLOP | {r['compute_ms']:.1f} ms "
+            f"| {r['feed_ms']:.1f} ms ({r['feed']}) | {r['step_ms']:.1f} ms | {r['bound']} | {cores} |"
+        )
+    lines += [
+        "",
+        (
+            f"Estimate, not a measurement: stated peak FP32 {stated['fp32_tflops']:g} / BF16 {stated['bf16_tflops']:g} "
+            f"TFLOP/s (an H200's datasheet) at {stated['efficiency']:.0%} of peak, {stated['h2d_gbps']:g} GB/s host to "
+            "device; FLOPs counted and host feed rates measured on our 2-core CPU machine "
+            "(`benchmarks/gpu_estimate.py`, from `benchmarks/feed_rate.py` and `benchmarks/image_feed_rate.py`); "
+            "the host feed is the CPU path, cast included (on CUDA the cast moves to the GPU)."
+        ),
+        "",
+        (
+            f"The feed itself, measured (`benchmarks/feed_rate.py`, CUB batches of {feed['batch']}, "
+            f"{feed['threads']} threads, {feed['numerics']} numerics): "
+            f"{feed['ms_per_batch']['ours, streamed (prefetched)']:.1f} ms per batch streamed, "
+            f"x{feed['ratios']['ours / bound']:.2f} the read+cast bound "
+            f"({feed['ms_per_batch']['read+cast bound']:.1f} ms), "
+            f"x{feed['ratios']['official / ours']:.1f} faster than the official loaders' in-RAM gather "
+            f"({feed['ms_per_batch']['official: float32 tensor in RAM, features[idx]']:.1f} ms); MSDN's CPU step fed "
+            f"by it takes x{feed['ratios']['step fed / step preloaded']:.2f} the step on a preloaded batch. "
+            f"One loader worker: {images['per_worker']:.0f} images/s (JPEG decode + augmentation at "
+            f"{images['crop']} px)."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -45,8 +45,7 @@ def make_images(folder: Path, count: int, rng: np.random.Generator) -> list[str]
 
 def images_per_second(items: ImageItems, batch: int, workers: int, count: int) -> float:
     batches = [[(i, 1000 + i) for i in range(s, min(s + batch, count))] for s in range(0, count, batch)]
-    loader = DataLoader(items, batch_sampler=batches, num_workers=workers,
-                        prefetch_factor=2 if workers else None)
+    loader = DataLoader(items, batch_sampler=batches, num_workers=workers, prefetch_factor=2 if workers else None)
     it = iter(loader)
     next(it)  # workers started, first batch made: not counted
     start = time.perf_counter()
@@ -69,17 +68,29 @@ def main() -> None:
         items = ImageItems(Path(tmp), np.array(names), np.zeros(len(names), dtype=np.int64), train_transform(cfg))
         rates = {w: images_per_second(items, args.batch, w, args.images) for w in args.workers}
     per_worker = max(rates[w] / w for w in rates if w > 0) if any(w > 0 for w in rates) else rates[0]
-    print(f"{args.images} JPEGs of 500 x 375 ({kb:.0f} kB each), CUB training transform "
-          f"(resize {cfg['resize']}, crop {cfg['crop']}, flip), batches of {args.batch}; "
-          f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})")
+    print(
+        f"{args.images} JPEGs of 500 x 375 ({kb:.0f} kB each), CUB training transform "
+        f"(resize {cfg['resize']}, crop {cfg['crop']}, flip), batches of {args.batch}; "
+        f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    )
     for w, r in rates.items():
         print(f"  {w} worker(s){' (in the main process)' if w == 0 else ''}: {r:6.1f} images/s")
     print(f"  per worker: {per_worker:.1f} images/s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"images_per_second": {str(w): round(r, 2) for w, r in rates.items()},
-                                    "per_worker": round(per_worker, 2), "jpeg_kb": round(kb, 1),
-                                    "cpu_cores": os.cpu_count(), "crop": cfg["crop"], "batch": args.batch},
-                                   indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "images_per_second": {str(w): round(r, 2) for w, r in rates.items()},
+                "per_worker": round(per_worker, 2),
+                "jpeg_kb": round(kb, 1),
+                "cpu_cores": os.cpu_count(),
+                "crop": cfg["crop"],
+                "batch": args.batch,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from workloads import cub_spec, random_weights  # benchmarks/workloads.py
 
 from zslrepro.config import load_method_config, run_config
 from zslrepro.methods import build_method
 from zslrepro.methods.backbones import conv_trunk
-
-from workloads import cub_spec, random_weights  # benchmarks/workloads.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,8 +78,10 @@ def main() -> None:
     x = torch.rand(args.batch, 3, 448, 448, device=device)
     spec = cub_spec(448)
     y = spec.seen[torch.randint(0, 150, (args.batch,))].to(device)
-    print(f"one training step at 448 px, batch {args.batch}, CUB shapes, device {device} "
-          f"({torch.get_num_threads()} CPU threads), amp {amp}, {args.steps} timed steps after a warm-up")
+    print(
+        f"one training step at 448 px, batch {args.batch}, CUB shapes, device {device} "
+        f"({torch.get_num_threads()} CPU threads), amp {amp}, {args.steps} timed steps after a warm-up"
+    )
     for name in ("sgma", "drmn"):
         cfg = random_weights(run_config(load_method_config(REPO / f"config/methods/{name}/CUB.yaml"), "main"))
         model = build_method(cfg, spec).to(device).train()
@@ -94,8 +95,10 @@ def main() -> None:
         opt_params = [p for p in model.parameters() if p.requires_grad]
         ms, mem = timed(model, opt_params, x, y, args.steps, device, amp)
         memory = f" | peak GPU memory {mem:.1f} GiB (backbone alone {base_mem:.1f} GiB)" if amp else ""
-        print(f"  {name}: backbone alone {base:9.1f} ms/step | {name} {ms:9.1f} ms/step | x{ms / base:.2f} "
-              f"the backbone's cost{memory}")
+        print(
+            f"  {name}: backbone alone {base:9.1f} ms/step | {name} {ms:9.1f} ms/step | x{ms / base:.2f} "
+            f"the backbone's cost{memory}"
+        )
         del model, base_model
 
 

@@ -19,11 +19,11 @@ import argparse
 from pathlib import Path
 
 import torch
+from parity_harness import dataset_spec  # benchmarks/parity_harness.py
 
 from zslrepro.config import load_method_config, run_config
 from zslrepro.features.backbone import build_backbone
 from zslrepro.methods import build_method
-from parity_harness import dataset_spec  # benchmarks/parity_harness.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,8 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 def differences(ref: torch.Tensor, other: torch.Tensor) -> str:
     ref, other = ref.double(), other.double()
     diff = (other - ref).abs()
-    return (f"max |diff| {diff.max().item():.3e}, relative to max |value| "
-            f"{(diff.max() / ref.abs().max()).item():.3e}")
+    return f"max |diff| {diff.max().item():.3e}, relative to max |value| {(diff.max() / ref.abs().max()).item():.3e}"
 
 
 def logits_under_bf16(batch: int) -> None:
@@ -50,8 +49,10 @@ def logits_under_bf16(batch: int) -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 low = model.scores(x).float()
         same = (ref.argmax(1) == low.argmax(1)).float().mean().item()
-        print(f"  {name} test scores, bf16 autocast vs float32: {differences(ref, low)}; "
-              f"argmax over all classes agrees on {same:.0%} of {batch} images")
+        print(
+            f"  {name} test scores, bf16 autocast vs float32: {differences(ref, low)}; "
+            f"argmax over all classes agrees on {same:.0%} of {batch} images"
+        )
 
 
 def stored_features(images: int) -> None:
@@ -60,8 +61,10 @@ def stored_features(images: int) -> None:
     torch.manual_seed(0)
     store = load_dataset_config(REPO / "config/datasets/SYNTH.yaml")["feature_stores"]["rn18rand_128"]
     backbones = {
-        "SYNTH store (ResNet-18 to layer3, random weights, 128 px)":
-            (build_backbone(store["arch"], None, store["layer"], store["init_seed"]), store["crop"]),
+        "SYNTH store (ResNet-18 to layer3, random weights, 128 px)": (
+            build_backbone(store["arch"], None, store["layer"], store["init_seed"]),
+            store["crop"],
+        ),
         "ResNet-101 layer4, random weights, 448 px": (build_backbone("resnet101", None, "layer4", 0), 448),
     }
     for label, (net, size) in backbones.items():
@@ -70,8 +73,7 @@ def stored_features(images: int) -> None:
             ref = net(x)
             print(f"  {label}: maps {tuple(ref.shape[1:])}, max value {ref.max().item():.3g} (float16 holds 65504)")
             if ref.abs().max() > 65504:
-                print("    beyond float16: extraction now stops with an error naming the image "
-                      "(it stored inf before)")
+                print("    beyond float16: extraction now stops with an error naming the image (it stored inf before)")
                 continue
             print(f"    stored float16 vs float32: {differences(ref, ref.half().float())}")
             for dtype in (torch.float16, torch.bfloat16):
@@ -81,8 +83,10 @@ def stored_features(images: int) -> None:
                 except RuntimeError as exc:  # some builds have no CPU float16 autocast
                     print(f"    {dtype} autocast forward: not available on this CPU build ({exc})")
                     continue
-                print(f"    {str(dtype).split('.')[-1]} autocast forward, then stored float16: "
-                      f"{differences(ref, low.half().float())}")
+                print(
+                    f"    {str(dtype).split('.')[-1]} autocast forward, then stored float16: "
+                    f"{differences(ref, low.half().float())}"
+                )
 
 
 def main() -> None:

@@ -30,8 +30,19 @@ sys.path.insert(0, str(REPO / "tests"))
 
 SIMULATED_AVX2_CPU = "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2"
 UNINITIALISED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}  # no values to compare
-LIBRARY = {"convolution": "oneDNN", "conv2d": "oneDNN", "convolution_backward": "oneDNN", "mm": "MKL", "addmm": "MKL", "bmm": "MKL",
-           "baddbmm": "MKL", "addbmm": "MKL", "matmul": "MKL", "linear": "MKL", "_linalg_solve_ex": "MKL LAPACK"}
+LIBRARY = {
+    "convolution": "oneDNN",
+    "conv2d": "oneDNN",
+    "convolution_backward": "oneDNN",
+    "mm": "MKL",
+    "addmm": "MKL",
+    "bmm": "MKL",
+    "baddbmm": "MKL",
+    "addbmm": "MKL",
+    "matmul": "MKL",
+    "linear": "MKL",
+    "_linalg_solve_ex": "MKL LAPACK",
+}
 
 
 def make_tiny(root: Path) -> Path:
@@ -46,8 +57,13 @@ def make_tiny(root: Path) -> Path:
     cfg = tiny_dataset_config(root)
     generate(SyntheticSpec(**cfg["synthetic"]), root / "resources/datasets/SYNTH")
     ingest(cfg).save(root / "index.npz")
-    extract(IngestedDataset.load(root / "index.npz"), cfg["images_root"], cfg["feature_stores"]["rn18rand_64"],
-            root / "features.h5", device="cpu")
+    extract(
+        IngestedDataset.load(root / "index.npz"),
+        cfg["images_root"],
+        cfg["feature_stores"]["rn18rand_64"],
+        root / "features.h5",
+        device="cpu",
+    )
     paths = workload_paths(root / "index.npz", cfg["images_root"], root / "features.h5", cfg, root)
     return save_paths(paths, root / "paths.json")
 
@@ -67,16 +83,20 @@ def trace(paths: Path, out: Path) -> None:
 
 def run(paths: Path, assignments: str, out: Path) -> list:
     env = {**os.environ, **dict(a.split("=", 1) for a in assignments.split())}
-    subprocess.run([sys.executable, __file__, "--trace", str(paths), str(out)], env=env, check=True,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, __file__, "--trace", str(paths), str(out)], env=env, check=True, stderr=subprocess.DEVNULL
+    )
     return json.loads(out.read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--a", default="ZSLREPRO_NUMERICS=native", help="environment of the first run")
-    parser.add_argument("--b", default=f"ZSLREPRO_NUMERICS=native {SIMULATED_AVX2_CPU}",
-                        help="environment of the second run (default: an AVX2 CPU, simulated by capping)")
+    parser.add_argument(
+        "--b",
+        default=f"ZSLREPRO_NUMERICS=native {SIMULATED_AVX2_CPU}",
+        help="environment of the second run (default: an AVX2 CPU, simulated by capping)",
+    )
     parser.add_argument("--trace", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trace:

@@ -47,8 +47,11 @@ print(json.dumps({"extract_s": extract, "step_s": sorted(steps)[len(steps) // 2]
 
 
 def measure(mode: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
-                                                             "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+    }
     out = subprocess.run([sys.executable, "-c", CHILD, mode], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -59,14 +62,18 @@ def main() -> None:
     args = parser.parse_args()
     runs = {"native": [], "portable": []}
     for _ in range(args.rounds):
-        for mode in runs:
-            runs[mode].append(measure(mode))
+        for mode, done in runs.items():
+            done.append(measure(mode))
     med = {m: {k: statistics.median(r[k] for r in rs) for k in ("extract_s", "step_s")} for m, rs in runs.items()}
-    print(f"2 threads, {args.rounds} interleaved rounds, median (CPU only; ATen capability native "
-          f"{runs['native'][0]['aten']}, portable {runs['portable'][0]['aten']})")
+    print(
+        f"2 threads, {args.rounds} interleaved rounds, median (CPU only; ATen capability native "
+        f"{runs['native'][0]['aten']}, portable {runs['portable'][0]['aten']})"
+    )
     print(f"{'work':44s} {'native ms':>10s} {'portable ms':>12s} {'ratio':>6s}")
-    for key, label in (("extract_s", "extraction, 100 images 128 px (ResNet-18 l3)"),
-                       ("step_s", "image training step, 32 x 64 px (ResNet-18)")):
+    for key, label in (
+        ("extract_s", "extraction, 100 images 128 px (ResNet-18 l3)"),
+        ("step_s", "image training step, 32 x 64 px (ResNet-18)"),
+    ):
         n, p = med["native"][key] * 1e3, med["portable"][key] * 1e3
         print(f"{label:44s} {n:10.1f} {p:12.1f} {p / n:6.2f}")
 

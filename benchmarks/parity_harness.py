@@ -26,6 +26,7 @@ import importlib.util
 import inspect
 import io
 import json
+import math
 import re
 import shlex
 import sys
@@ -64,12 +65,17 @@ def compare(case: str, quantity: str, ours: torch.Tensor, official: torch.Tensor
     """One row: the largest absolute difference, and that relative to the official's largest value."""
     ours, official = torch.as_tensor(ours).detach().double(), torch.as_tensor(official).detach().double()
     if ours.shape != official.shape:
-        return Row(case, f"{quantity} (shape {tuple(ours.shape)} vs {tuple(official.shape)})", float("inf"),
-                   float("inf"), tolerance)
+        return Row(
+            case,
+            f"{quantity} (shape {tuple(ours.shape)} vs {tuple(official.shape)})",
+            float("inf"),
+            float("inf"),
+            tolerance,
+        )
     diff = (ours - official).abs().max().item() if ours.numel() else 0.0
     scale = official.abs().max().item() if official.numel() else 0.0
     rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
-    if diff != diff:  # NaN on either side
+    if math.isnan(diff):  # NaN on either side
         diff = rel = float("inf")
     return Row(case, quantity, diff, rel, tolerance)
 
@@ -86,12 +92,14 @@ def table(rows: list[Row]) -> str:
     lines = ["| case | quantity | max abs diff | max rel diff | tolerance | ok |", "|---|---|---|---|---|---|"]
     for r in rows:
         tol = "reported only" if r.tolerance == float("inf") else f"{r.tolerance:.0e}"
-        lines.append(f"| {r.case} | {r.quantity} | {r.max_abs:.2e} | {r.max_rel:.2e} | {tol} | "
-                     f"{'yes' if r.ok else '**NO**'} |")
+        lines.append(
+            f"| {r.case} | {r.quantity} | {r.max_abs:.2e} | {r.max_rel:.2e} | {tol} | {'yes' if r.ok else '**NO**'} |"
+        )
     return "\n".join(lines)
 
 
 # ---- loading the official code ---------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def official_imports(checkout: Path):
@@ -124,7 +132,7 @@ def load_module(path: Path, name: str):
 
 
 def _constant(text: str, pattern: str, where: Path) -> str:
-    match = re.search(pattern, text, flags=re.M)
+    match = re.search(pattern, text, flags=re.MULTILINE)
     if not match:
         raise ZslError(f"could not find {pattern!r} in {where}: the official script has changed")
     return match.group(1)
@@ -163,7 +171,7 @@ def dedn_script_args(checkout: Path, dataset: str, run: str):
         words = line.lstrip("#").split()
         if len(words) >= 2 and words[0] == dataset and words[1].upper() == run.upper():
             command = []
-            for cont in lines[i + 1:]:
+            for cont in lines[i + 1 :]:
                 part = cont.lstrip("#").strip()
                 command.append(part.rstrip("\\").strip())
                 if not part.endswith("\\"):
@@ -182,10 +190,17 @@ def dedn_script_args(checkout: Path, dataset: str, run: str):
 # ---- the cases ------------------------------------------------------------------------------------
 
 # our loss parts (as ``loss`` reports them) under the names of the official quantities they match
-MSDN_PARTS = {"ce": "cross-entropy (both branches)", "calibration": "self-calibration (both)",
-              "distill": "distillation"}
-DEDN_PARTS = {"ce": "MAL cross-entropy (both)", "calibration": "self-calibration (both)",
-              "distill": "expert distillation", "align": "region-channel alignment"}
+MSDN_PARTS = {
+    "ce": "cross-entropy (both branches)",
+    "calibration": "self-calibration (both)",
+    "distill": "distillation",
+}
+DEDN_PARTS = {
+    "ce": "MAL cross-entropy (both)",
+    "calibration": "self-calibration (both)",
+    "distill": "expert distillation",
+    "align": "region-channel alignment",
+}
 
 
 def _named(parts: dict[str, float], names: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -197,10 +212,13 @@ def dataset_spec(dataset: str, map_size: int, seed: int = 0) -> DataSpec:
     n_att, n_cls, n_seen = SHAPES[dataset]
     g = torch.Generator().manual_seed(seed)
     classes = torch.randperm(n_cls, generator=g)
-    return DataSpec(att=torch.rand(n_cls, n_att, generator=g, dtype=torch.float64),
-                    w2v=torch.randn(n_att, 300, generator=g, dtype=torch.float64),
-                    seen=classes[:n_seen].sort().values, unseen=classes[n_seen:].sort().values,
-                    input_shape=(2048, map_size, map_size))
+    return DataSpec(
+        att=torch.rand(n_cls, n_att, generator=g, dtype=torch.float64),
+        w2v=torch.randn(n_att, 300, generator=g, dtype=torch.float64),
+        seen=classes[:n_seen].sort().values,
+        unseen=classes[n_seen:].sort().values,
+        input_shape=(2048, map_size, map_size),
+    )
 
 
 def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
@@ -208,8 +226,23 @@ def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src.detach().reshape(dst.shape))
 
 
-def _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours_scores, official_scores,
-                  ours_opt, official_opt, spec, batch, steps, dtype, seed) -> list[Row]:
+def _side_by_side(
+    case,
+    ours,
+    official,
+    pairs,
+    ours_loss,
+    official_loss,
+    ours_scores,
+    official_scores,
+    ours_opt,
+    official_opt,
+    spec,
+    batch,
+    steps,
+    dtype,
+    seed,
+) -> list[Row]:
     """The shared comparison: forward, losses, gradients, test scores, optimiser steps."""
     tol = TOLERANCE[dtype]
     g = torch.Generator().manual_seed(seed)
@@ -240,12 +273,21 @@ def _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours_sc
             ours.train(), official.train()
         ours_opt.step()
         official_opt.step()
-    worst = max((compare(case, name, mine, theirs.reshape(mine.shape), tol) for name, mine, theirs in pairs),
-                key=lambda r: r.max_rel)
+    worst = max(
+        (compare(case, name, mine, theirs.reshape(mine.shape), tol) for name, mine, theirs in pairs),
+        key=lambda r: r.max_rel,
+    )
     # RMSprop's first steps divide each gradient by its own magnitude, so where a gradient is near
     # zero its round-off decides the sign of the step: enforced in float64, reported in float32
-    rows.append(Row(case, f"parameters after {steps + 1} optimiser steps (worst: {worst.quantity})",
-                    worst.max_abs, worst.max_rel, tol * 10 if dtype == torch.float64 else float("inf")))
+    rows.append(
+        Row(
+            case,
+            f"parameters after {steps + 1} optimiser steps (worst: {worst.quantity})",
+            worst.max_abs,
+            worst.max_rel,
+            tol * 10 if dtype == torch.float64 else float("inf"),
+        )
+    )
     return rows
 
 
@@ -257,11 +299,18 @@ def msdn_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batc
     official = official.to(dtype)
     ours = build_method(cfg, spec).to(dtype)
     case = f"MSDN {dataset} {str(dtype).split('.')[-1]}"
-    rows = [compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
-            compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
-            compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0)]
-    pairs = [("V", ours.V, official.V), ("W_1", ours.W_1, official.W_1), ("W_2", ours.W_2, official.W_2),
-             ("W_11", ours.W_11, official.W_1_1), ("W_21", ours.W_21, official.W_2_1)]
+    rows = [
+        compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
+        compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
+        compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
+    ]
+    pairs = [
+        ("V", ours.V, official.V),
+        ("W_1", ours.W_1, official.W_1),
+        ("W_2", ours.W_2, official.W_2),
+        ("W_11", ours.W_11, official.W_1_1),
+        ("W_21", ours.W_21, official.W_2_1),
+    ]
     for _, mine, theirs in pairs:
         _copy(mine, theirs)
     _copy(ours.Z, official.att)
@@ -281,8 +330,23 @@ def msdn_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batc
 
     official_opt = official_optimizer(official, settings)
     ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
-    rows += _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours.scores, official_scores,
-                          ours_opt, official_opt, spec, batch, steps, dtype, seed=1)
+    rows += _side_by_side(
+        case,
+        ours,
+        official,
+        pairs,
+        ours_loss,
+        official_loss,
+        ours.scores,
+        official_scores,
+        ours_opt,
+        official_opt,
+        spec,
+        batch,
+        steps,
+        dtype,
+        seed=1,
+    )
     return rows
 
 
@@ -290,10 +354,26 @@ def build_official_msdn(checkout: Path, dataset: str, spec: DataSpec):
     """The official MSDN as ``MSDN_<ds>.py`` builds it, and the script's settings."""
     settings = msdn_script_settings(checkout, dataset)
     module = load_module(checkout / "core" / "MSDN.py", "_official_msdn")
-    model = module.MSDN(2048, 300, spec.w2v, spec.att, None, spec.seen, spec.unseen, settings["lambda_"],
-                        True, normalize_V=settings["normalize_V"], normalize_F=True, is_conservative=True,
-                        uniform_att_1=False, uniform_att_2=settings["uniform_att_2"], prob_prune=0,
-                        desired_mass=1, is_conv=False, is_bias=settings["is_bias"])
+    model = module.MSDN(
+        2048,
+        300,
+        spec.w2v,
+        spec.att,
+        None,
+        spec.seen,
+        spec.unseen,
+        settings["lambda_"],
+        True,
+        normalize_V=settings["normalize_V"],
+        normalize_F=True,
+        is_conservative=True,
+        uniform_att_1=False,
+        uniform_att_2=settings["uniform_att_2"],
+        prob_prune=0,
+        desired_mass=1,
+        is_conv=False,
+        is_bias=settings["is_bias"],
+    )
     return model, settings
 
 
@@ -303,21 +383,30 @@ def official_msdn_step_loss(official, settings: dict, x: torch.Tensor, y: torch.
     p1["batch_label"], p2["batch_label"] = y, y
     o1, o2 = official.compute_loss(p1), official.compute_loss(p2)
     con = official.compute_contrastive_loss(p1, p2)
-    return {"logits A->V": p1["S_pp"], "logits V->A": p2["S_pp"],
-            "cross-entropy (both branches)": o1["loss_CE"] + o2["loss_CE"],
-            "self-calibration (both)": o1["loss_cal"] + o2["loss_cal"],
-            "distillation": con, "total loss": o1["loss"] + o2["loss"] + settings["mu"] * con}
+    return {
+        "logits A->V": p1["S_pp"],
+        "logits V->A": p2["S_pp"],
+        "cross-entropy (both branches)": o1["loss_CE"] + o2["loss_CE"],
+        "self-calibration (both)": o1["loss_cal"] + o2["loss_cal"],
+        "distillation": con,
+        "total loss": o1["loss"] + o2["loss"] + settings["mu"] * con,
+    }
 
 
 def official_optimizer(official, settings) -> torch.optim.Optimizer:
     """RMSprop over every parameter with requires_grad, as the official scripts build it
     (``settings``: a mapping with lr, weight_decay and momentum)."""
-    return torch.optim.RMSprop([p for p in official.parameters() if p.requires_grad], lr=settings["lr"],
-                               weight_decay=settings["weight_decay"], momentum=settings["momentum"])
+    return torch.optim.RMSprop(
+        [p for p in official.parameters() if p.requires_grad],
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        momentum=settings["momentum"],
+    )
 
 
-def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.dtype, batch: int,
-              steps: int) -> list[Row]:
+def dedn_case(
+    checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.dtype, batch: int, steps: int
+) -> list[Row]:
     args = dedn_script_args(checkout, dataset, run)
     cfg = run_config(load_method_config(repo / f"config/methods/dedn/{dataset}.yaml"), run)
     spec = dataset_spec(dataset, args.dim_r)
@@ -326,16 +415,20 @@ def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.d
     ours = build_method(cfg, spec).to(dtype)
     case = f"DEDN {dataset} {run} {str(dtype).split('.')[-1]}"
     experts = [("cExp", ours.cexp, official.GNet)] + [
-        (f"fExp{k}", dan, getattr(official, f"Snet{k}")) for k, dan in enumerate(ours.fexp)]
-    rows = [compare(case, "class-attribute matrix Z (group order)", ours.Z, official.att, TOLERANCE[torch.float32]),
-            compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
-            compare(case, "initial V of cExp (group order)", ours.cexp.V, official.GNet.V[ours.order],
-                    TOLERANCE[torch.float32])]
+        (f"fExp{k}", dan, getattr(official, f"Snet{k}")) for k, dan in enumerate(ours.fexp)
+    ]
+    rows = [
+        compare(case, "class-attribute matrix Z (group order)", ours.Z, official.att, TOLERANCE[torch.float32]),
+        compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
+        compare(
+            case, "initial V of cExp (group order)", ours.cexp.V, official.GNet.V[ours.order], TOLERANCE[torch.float32]
+        ),
+    ]
     pairs = []
     for name, dan, net in experts:
         factorised = hasattr(dan, "Ws_R_in")
-        names = (["Ws_R_in", "Ws_R_out", "Wa_R", "Ws_C", "Wa_C"] if factorised else ["Ws_R", "Wa_R", "Ws_C", "Wa_C"])
-        official_names = (["H_1", "H_3", "H_2", "H_4", "H_5"] if factorised else ["H_1", "H_2", "H_3", "H_4"])
+        names = ["Ws_R_in", "Ws_R_out", "Wa_R", "Ws_C", "Wa_C"] if factorised else ["Ws_R", "Wa_R", "Ws_C", "Wa_C"]
+        official_names = ["H_1", "H_3", "H_2", "H_4", "H_5"] if factorised else ["H_1", "H_2", "H_3", "H_4"]
         v_official = net.V[ours.order] if name == "cExp" else net.V
         rows.append(compare(case, f"initial V of {name}", dan.V, v_official, TOLERANCE[torch.float32]))
         for mine, theirs in zip(names, official_names):
@@ -353,8 +446,7 @@ def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.d
     def ours_loss(x, y):
         out = ours(x)
         total, parts = ours.loss(out, y)
-        return {"logits cExp": out["z_c"], "logits fExp": out["z_f"], **_named(parts, DEDN_PARTS),
-                "total loss": total}
+        return {"logits cExp": out["z_c"], "logits fExp": out["z_f"], **_named(parts, DEDN_PARTS), "total loss": total}
 
     def official_loss(x, y):
         return official_dedn_step_loss(official, args, x, y)
@@ -365,17 +457,48 @@ def dedn_case(checkout: Path, repo: Path, dataset: str, run: str, dtype: torch.d
 
     official_opt = official_optimizer(official, vars(args))
     ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
-    rows += _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours.scores, official_scores,
-                          ours_opt, official_opt, spec, batch, steps, dtype, seed=1)
+    rows += _side_by_side(
+        case,
+        ours,
+        official,
+        pairs,
+        ours_loss,
+        official_loss,
+        ours.scores,
+        official_scores,
+        ours_opt,
+        official_opt,
+        spec,
+        batch,
+        steps,
+        dtype,
+        seed=1,
+    )
     return rows
 
 
 def build_official_dedn(checkout: Path, dataset: str, args, spec: DataSpec):
     """The official DEDN as ``<DS>_train.py`` builds it from the ``script.sh`` arguments."""
     module = load_module(checkout / "core" / f"DEDN_{dataset.capitalize()}.py", f"_official_dedn_{dataset}")
-    return module.DEDN(args.dim_f, args.dim_v, args.dim_r, args.hidd_f, spec.w2v, spec.att, None, spec.seen,
-                       spec.unseen, args.lamb, args.trainable_w2v, args.normalize_V, args.normalize_F,
-                       args.is_bias, args.bias, args.c_mix, args.mal)
+    return module.DEDN(
+        args.dim_f,
+        args.dim_v,
+        args.dim_r,
+        args.hidd_f,
+        spec.w2v,
+        spec.att,
+        None,
+        spec.seen,
+        spec.unseen,
+        args.lamb,
+        args.trainable_w2v,
+        args.normalize_V,
+        args.normalize_F,
+        args.is_bias,
+        args.bias,
+        args.c_mix,
+        args.mal,
+    )
 
 
 def official_dedn_step_loss(official, args, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -385,11 +508,15 @@ def official_dedn_step_loss(official, args, x: torch.Tensor, y: torch.Tensor) ->
     o1, o2 = official.compute_loss(p1), official.compute_loss(p2)
     con = official.compute_contrastive_loss(p1, p2)
     align = p1["Con_loss"] + p2["Con_loss"]
-    return {"logits cExp": p1["S_pp"], "logits fExp": p2["S_pp"],
-            "MAL cross-entropy (both)": o1["loss_CE"] + o2["loss_CE"],
-            "self-calibration (both)": o1["loss_cal"] + o2["loss_cal"],
-            "expert distillation": con, "region-channel alignment": align,
-            "total loss": o1["loss"] + o2["loss"] + args.p_ce * con + args.p_crc * align}
+    return {
+        "logits cExp": p1["S_pp"],
+        "logits fExp": p2["S_pp"],
+        "MAL cross-entropy (both)": o1["loss_CE"] + o2["loss_CE"],
+        "self-calibration (both)": o1["loss_cal"] + o2["loss_cal"],
+        "expert distillation": con,
+        "region-channel alignment": align,
+        "total loss": o1["loss"] + o2["loss"] + args.p_ce * con + args.p_crc * align,
+    }
 
 
 class _Permuted:
@@ -411,6 +538,7 @@ DEDN_RUNS = [(ds, run) for ds in ("CUB", "SUN", "AWA2") for run in ("gzsl", "zsl
 
 # ---- DAZLE ----------------------------------------------------------------------------------------
 
+
 def notebook_code(path: Path) -> str:
     """The code cells of a Jupyter notebook, joined."""
     if not path.is_file():
@@ -424,7 +552,7 @@ def dazle_notebook_settings(checkout: Path, dataset: str) -> dict:
     where = checkout / "notebook" / f"DAZLE_{dataset}.ipynb"
     code = notebook_code(where)
     call = _constant(code, r"^model = DAZLE\(((?:.|\n)*?)\)\s*$", where)
-    loader_call = re.search(r"^dataloader = (\w+)DataLoader\(([^)]*)\)", code, flags=re.M)
+    loader_call = re.search(r"^dataloader = (\w+)DataLoader\(([^)]*)\)", code, flags=re.MULTILINE)
     if not loader_call:
         raise ZslError(f"could not find the data loader in {where}: the notebook has changed")
     balance = re.search(r"is_balance\s*=\s*(True|False)", loader_call.group(2))
@@ -433,26 +561,42 @@ def dazle_notebook_settings(checkout: Path, dataset: str) -> dict:
         balance = re.search(r"def __init__\(self,[^)]*is_balance\s*=\s*(True|False)", loader.read_text())
     signature = inspect.signature(load_module(checkout / "core" / "DAZLE.py", "_official_dazle").DAZLE)
     passed_bias = re.search(r"[(,\s]bias\s*=\s*([^,)\s]+)", call)
-    number = lambda name: float(_constant(code, rf"^{name}\s*=\s*([0-9.eE+-]+)", where))  # noqa: E731
+    number = lambda name: float(_constant(code, rf"^{name}\s*=\s*([0-9.eE+-]+)", where))
     return {
-        "seed": int(number("seed")), "batch_size": int(number("batch_size")), "epochs": int(number("nepoches")),
-        "lambda_": number("lambda_"), "lr": number("lr"), "weight_decay": number("weight_decay"),
+        "seed": int(number("seed")),
+        "batch_size": int(number("batch_size")),
+        "epochs": int(number("nepoches")),
+        "lambda_": number("lambda_"),
+        "lr": number("lr"),
+        "weight_decay": number("weight_decay"),
         "momentum": number("momentum"),
         "normalize_V": _constant(call, r"normalize_V\s*=\s*(True|False)", where) == "True",
         "uniform_att_2": _constant(code, r"^uniform_att_2\s*=\s*(True|False)", where) == "True",
         "is_bias": _constant(call, r"is_bias\s*=\s*(True|False)", where) == "True",
         "bias": float(passed_bias.group(1)) if passed_bias else float(signature.parameters["bias"].default),
-        "clamp_negative_att": re.search(r"^att\[att\s*<\s*0\]\s*=\s*0", code, flags=re.M) is not None,
+        "clamp_negative_att": re.search(r"^att\[att\s*<\s*0\]\s*=\s*0", code, flags=re.MULTILINE) is not None,
         "balanced": balance is not None and balance.group(1) == "True",
-        "best_H": re.search(r"if H > best_performance\[2\]:\s*\n\s*best_performance = \[acc_seen, acc_novel, H, "
-                            r"acc_zs\]", code) is not None,
+        "best_H": re.search(
+            r"if H > best_performance\[2\]:\s*\n\s*best_performance = \[acc_seen, acc_novel, H, "
+            r"acc_zs\]",
+            code,
+        )
+        is not None,
     }
 
 
 def settings_rows(case: str, pairs: list[tuple[str, object, object]]) -> list[Row]:
     """One row per setting: ours (config) against the official script's; equal or a mismatch."""
-    return [Row(case, f"setting {name}: ours {mine!r}, official {theirs!r}", 0.0 if mine == theirs else float("inf"),
-                0.0 if mine == theirs else float("inf"), 0.0) for name, mine, theirs in pairs]
+    return [
+        Row(
+            case,
+            f"setting {name}: ours {mine!r}, official {theirs!r}",
+            0.0 if mine == theirs else float("inf"),
+            0.0 if mine == theirs else float("inf"),
+            0.0,
+        )
+        for name, mine, theirs in pairs
+    ]
 
 
 def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batch: int, steps: int) -> list[Row]:
@@ -461,33 +605,69 @@ def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, bat
     spec = dataset_spec(dataset, 14)
     torch.manual_seed(0)
     module = load_module(checkout / "core" / "DAZLE.py", "_official_dazle")
-    official = module.DAZLE(2048, 300, spec.w2v, spec.att, None, spec.seen, spec.unseen, nb["lambda_"], True,
-                            normalize_V=nb["normalize_V"], normalize_F=True, is_conservative=True,
-                            uniform_att_1=False, uniform_att_2=nb["uniform_att_2"], prob_prune=0, desired_mass=1,
-                            is_conv=False, is_bias=nb["is_bias"]).to(dtype)
+    official = module.DAZLE(
+        2048,
+        300,
+        spec.w2v,
+        spec.att,
+        None,
+        spec.seen,
+        spec.unseen,
+        nb["lambda_"],
+        True,
+        normalize_V=nb["normalize_V"],
+        normalize_F=True,
+        is_conservative=True,
+        uniform_att_1=False,
+        uniform_att_2=nb["uniform_att_2"],
+        prob_prune=0,
+        desired_mass=1,
+        is_conv=False,
+        is_bias=nb["is_bias"],
+    ).to(dtype)
     torch.manual_seed(0)
     ours = build_method(cfg, spec).to(dtype)
     case = f"DAZLE {dataset} {str(dtype).split('.')[-1]}"
     opt, sched, model = cfg["optimizer"], cfg["schedule"], cfg["model"]
-    rows = settings_rows(case, [
-        ("seed", cfg["seed"], nb["seed"]), ("batch size", sched["batch_size"], nb["batch_size"]),
-        ("epochs", sched["epochs"], nb["epochs"]),
-        ("class-balanced batches", sched["sampler"] == "class_balanced", nb["balanced"]),
-        ("optimizer", opt["name"], "rmsprop"), ("lr", opt["lr"], nb["lr"]),
-        ("weight decay", opt["weight_decay"], nb["weight_decay"]), ("momentum", opt["momentum"], nb["momentum"]),
-        ("lambda (self-calibration)", cfg["loss"]["lambda_cal"], nb["lambda_"]),
-        ("normalize_V", model["normalize_V"], nb["normalize_V"]),
-        ("attention over attributes", model["attribute_attention"], not nb["uniform_att_2"]),
-        ("logit bias", model["logit_bias"], nb["bias"] if nb["is_bias"] else 0.0),
-        ("negative attributes set to 0", cfg["clamp_negative_att"], nb["clamp_negative_att"]),
-        ("paper protocol: T1 of the best-H evaluation", cfg["evaluation"]["paper_selection"] == "best_H", nb["best_H"]),
-    ]) if dtype == torch.float64 else []
-    rows += [compare(case, "initial W_1 under the same seed", ours.W_1, official.W_1, 0.0),
-             compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
-             compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
-             compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0)]
-    pairs = [("V", ours.V, official.V), ("W_1", ours.W_1, official.W_1), ("W_2", ours.W_2, official.W_2),
-             ("W_3", ours.W_3, official.W_3)]
+    rows = (
+        settings_rows(
+            case,
+            [
+                ("seed", cfg["seed"], nb["seed"]),
+                ("batch size", sched["batch_size"], nb["batch_size"]),
+                ("epochs", sched["epochs"], nb["epochs"]),
+                ("class-balanced batches", sched["sampler"] == "class_balanced", nb["balanced"]),
+                ("optimizer", opt["name"], "rmsprop"),
+                ("lr", opt["lr"], nb["lr"]),
+                ("weight decay", opt["weight_decay"], nb["weight_decay"]),
+                ("momentum", opt["momentum"], nb["momentum"]),
+                ("lambda (self-calibration)", cfg["loss"]["lambda_cal"], nb["lambda_"]),
+                ("normalize_V", model["normalize_V"], nb["normalize_V"]),
+                ("attention over attributes", model["attribute_attention"], not nb["uniform_att_2"]),
+                ("logit bias", model["logit_bias"], nb["bias"] if nb["is_bias"] else 0.0),
+                ("negative attributes set to 0", cfg["clamp_negative_att"], nb["clamp_negative_att"]),
+                (
+                    "paper protocol: T1 of the best-H evaluation",
+                    cfg["evaluation"]["paper_selection"] == "best_H",
+                    nb["best_H"],
+                ),
+            ],
+        )
+        if dtype == torch.float64
+        else []
+    )
+    rows += [
+        compare(case, "initial W_1 under the same seed", ours.W_1, official.W_1, 0.0),
+        compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
+        compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
+        compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
+    ]
+    pairs = [
+        ("V", ours.V, official.V),
+        ("W_1", ours.W_1, official.W_1),
+        ("W_2", ours.W_2, official.W_2),
+        ("W_3", ours.W_3, official.W_3),
+    ]
     for _, mine, theirs in pairs:
         _copy(mine, theirs)
     _copy(ours.Z, official.att)
@@ -495,28 +675,58 @@ def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, bat
     def ours_loss(x, y):
         out = ours(x)
         total, parts = ours.loss(out, y)
-        return {"logits": out, **_named(parts, {"ce": "cross-entropy", "calibration": "self-calibration"}),
-                "total loss": total}
+        return {
+            "logits": out,
+            **_named(parts, {"ce": "cross-entropy", "calibration": "self-calibration"}),
+            "total loss": total,
+        }
 
     def official_loss(x, y):
         package = official(x)
         package["batch_label"] = y
         out = official.compute_loss(package)
-        return {"logits": package["S_pp"], "cross-entropy": out["loss_CE"], "self-calibration": out["loss_cal"],
-                "total loss": out["loss"]}
+        return {
+            "logits": package["S_pp"],
+            "cross-entropy": out["loss_CE"],
+            "self-calibration": out["loss_cal"],
+            "total loss": out["loss"],
+        }
 
     def official_scores(x):
         return official(x)["S_pp"]
 
     official_opt = official_optimizer(official, nb)
     ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
-    rows += _side_by_side(case, ours, official, pairs, ours_loss, official_loss, ours.scores, official_scores,
-                          ours_opt, official_opt, spec, batch, steps, dtype, seed=1)
+    rows += _side_by_side(
+        case,
+        ours,
+        official,
+        pairs,
+        ours_loss,
+        official_loss,
+        ours.scores,
+        official_scores,
+        ours_opt,
+        official_opt,
+        spec,
+        batch,
+        steps,
+        dtype,
+        seed=1,
+    )
     return rows
 
 
-def run_all(msdn: Path | None, dedn: Path | None, repo: Path, batch: int, steps: int,
-            dtypes=(torch.float64, torch.float32), log=print, dazle: Path | None = None) -> list[Row]:
+def run_all(
+    msdn: Path | None,
+    dedn: Path | None,
+    repo: Path,
+    batch: int,
+    steps: int,
+    dtypes=(torch.float64, torch.float32),
+    log=print,
+    dazle: Path | None = None,
+) -> list[Row]:
     """Every case whose official checkout is given; logs a table per case."""
     rows: list[Row] = []
     jobs = []

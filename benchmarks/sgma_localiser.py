@@ -31,8 +31,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_VARIANTS = [("raw", {"model": {"cnet_input": "raw"}}),
-                    ("standardised", {"model": {"cnet_input": "standardised"}})]
+DEFAULT_VARIANTS = [
+    ("raw", {"model": {"cnet_input": "raw"}}),
+    ("standardised", {"model": {"cnet_input": "standardised"}}),
+]
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -46,8 +48,9 @@ def merge(base: dict, over: dict) -> dict:
 
 def zslrepro(*args: str, cwd: Path, log: Path) -> None:
     with open(log, "w") as fh:
-        subprocess.run([sys.executable, "-m", "zslrepro", *args], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "zslrepro", *args], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, check=True
+        )
 
 
 def run_variant(name: str, override: dict, root: Path, out: Path) -> dict:
@@ -58,21 +61,79 @@ def run_variant(name: str, override: dict, root: Path, out: Path) -> dict:
     data, images = "results/data/SYNTH/index.npz", "resources/datasets/SYNTH/images"
     groups = "results/runs/sgma/SYNTH/main/artefacts/test/channel_groups.pt"
     start = time.perf_counter()
-    zslrepro("train", "--method-config", str(work / "sgma.yaml"), "--data", data, "--images-root", images,
-             "--artefact", f"channel_groups={groups}", "--run", "main", "--replicate", "0", "--threads", "2",
-             "--out-dir", str(work / "run"), cwd=root, log=work / "train.log")
+    zslrepro(
+        "train",
+        "--method-config",
+        str(work / "sgma.yaml"),
+        "--data",
+        data,
+        "--images-root",
+        images,
+        "--artefact",
+        f"channel_groups={groups}",
+        "--run",
+        "main",
+        "--replicate",
+        "0",
+        "--threads",
+        "2",
+        "--out-dir",
+        str(work / "run"),
+        cwd=root,
+        log=work / "train.log",
+    )
     seconds = time.perf_counter() - start
-    zslrepro("evaluate", "--model", str(work / "run/model.pt"), "--history", str(work / "run/history.jsonl"),
-             "--data", data, "--images-root", images, "--metrics", str(work / "metrics.json"),
-             "--curve", str(work / "curve.csv"), "--threads", "2", cwd=root, log=work / "evaluate.log")
-    zslrepro("attention", "--model", str(work / "run/model.pt"), "--data", data, "--images-root", images,
-             "--index", data, "--truth", "results/data/SYNTH/localisation.npz",
-             "--dataset-config", str(REPO / "config/datasets/SYNTH.yaml"), "--out-dir", str(work / "attention"),
-             "--threads", "2", cwd=root, log=work / "attention.log")
+    zslrepro(
+        "evaluate",
+        "--model",
+        str(work / "run/model.pt"),
+        "--history",
+        str(work / "run/history.jsonl"),
+        "--data",
+        data,
+        "--images-root",
+        images,
+        "--metrics",
+        str(work / "metrics.json"),
+        "--curve",
+        str(work / "curve.csv"),
+        "--threads",
+        "2",
+        cwd=root,
+        log=work / "evaluate.log",
+    )
+    zslrepro(
+        "attention",
+        "--model",
+        str(work / "run/model.pt"),
+        "--data",
+        data,
+        "--images-root",
+        images,
+        "--index",
+        data,
+        "--truth",
+        "results/data/SYNTH/localisation.npz",
+        "--dataset-config",
+        str(REPO / "config/datasets/SYNTH.yaml"),
+        "--out-dir",
+        str(work / "attention"),
+        "--threads",
+        "2",
+        cwd=root,
+        log=work / "attention.log",
+    )
     metrics = json.loads((work / "metrics.json").read_text())["protocols"]["clean"]
     scores = json.loads((work / "attention/scores.json").read_text())
-    return {"variant": name, "seconds": seconds, "T1": metrics["T1"], "H": metrics["H"],
-            **scores["scores"]["part"], **scores["boxes"], **map_dependence(work / "run/model.pt", root)}
+    return {
+        "variant": name,
+        "seconds": seconds,
+        "T1": metrics["T1"],
+        "H": metrics["H"],
+        **scores["scores"]["part"],
+        **scores["boxes"],
+        **map_dependence(work / "run/model.pt", root),
+    }
 
 
 def load_run(model_path: Path, root: Path):
@@ -83,7 +144,9 @@ def load_run(model_path: Path, root: Path):
     from zslrepro.training.sources import open_source
 
     saved = read_model_file(model_path)
-    source = open_source(saved["config"], root / "results/data/SYNTH/index.npz", root / "resources/datasets/SYNTH/images")
+    source = open_source(
+        saved["config"], root / "results/data/SYNTH/index.npz", root / "resources/datasets/SYNTH/images"
+    )
     return (*load_trained(saved, source, torch.device("cpu")), source)
 
 
@@ -118,18 +181,29 @@ def regressor_in_isolation(model_path: Path, root: Path) -> None:
     size, cells, opt_cfg = model.image_size, maps[0].numel(), cfg["optimizer"]
     batch = cfg["schedule"]["batch_size"]
     mean_error = (target[:, :2] - target[:, :2].mean(0)).norm(dim=1).mean().item()
-    print(f"part 1 maps of {len(idx)} training images; targets' centre spread "
-          f"{target[:, :2].std(0).mean().item():.1f} px; predicting the mean box: error {mean_error:.1f} px")
+    print(
+        f"part 1 maps of {len(idx)} training images; targets' centre spread "
+        f"{target[:, :2].std(0).mean().item():.1f} px; predicting the mean box: error {mean_error:.1f} px"
+    )
     print("| f_CNet input | box-loss weight | epochs | centre spread (px) | centre error (px) |")
     print("|---|---|---|---|---|")
     for standardised in (False, True):
         for weight in (1.0, 100.0):
             for epochs in (1, 4):
                 torch.manual_seed(0)
-                net = BoxRegressor(cells, cfg["model"]["cnet_hidden"], size, tuple(cfg["model"]["box_side_range"]),
-                                   standardise_input=standardised)
-                opt = torch.optim.SGD(net.parameters(), lr=opt_cfg["lr"], momentum=opt_cfg["momentum"],
-                                      weight_decay=opt_cfg["weight_decay"])
+                net = BoxRegressor(
+                    cells,
+                    cfg["model"]["cnet_hidden"],
+                    size,
+                    tuple(cfg["model"]["box_side_range"]),
+                    standardise_input=standardised,
+                )
+                opt = torch.optim.SGD(
+                    net.parameters(),
+                    lr=opt_cfg["lr"],
+                    momentum=opt_cfg["momentum"],
+                    weight_decay=opt_cfg["weight_decay"],
+                )
                 rng = np.random.default_rng(0)
                 for _ in range(len(idx) * epochs // batch):
                     b = rng.choice(len(idx), batch, replace=False)
@@ -141,14 +215,21 @@ def regressor_in_isolation(model_path: Path, root: Path) -> None:
                     out = net(maps)
                 spread = out[:, :2].std(0).mean().item()
                 error = (out[:, :2] - target[:, :2]).norm(dim=1).mean().item()
-                print(f"| {'standardised' if standardised else 'raw'} | {weight:g} | {epochs} | {spread:.1f} | {error:.1f} |")
+                print(
+                    f"| {'standardised' if standardised else 'raw'} | {weight:g} | {epochs} | {spread:.1f} | {error:.1f} |"
+                )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results-root", required=True, type=Path, help="a checkout where the main job has run")
-    ap.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"),
-                    help="a named override of config/methods/sgma/SYNTH.yaml (default: cnet_input raw, standardised)")
+    ap.add_argument(
+        "--variant",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "JSON"),
+        help="a named override of config/methods/sgma/SYNTH.yaml (default: cnet_input raw, standardised)",
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/sgma_localiser"))
     ap.add_argument("--isolation", type=Path, help="a trained SGMA model.pt: run only the f_CNet-in-isolation part")
     args = ap.parse_args()
@@ -157,13 +238,17 @@ def main() -> None:
         return
     variants = [(n, json.loads(o)) for n, o in args.variant] if args.variant else DEFAULT_VARIANTS
     rows = [run_variant(name, over, args.results_root.resolve(), args.out) for name, over in variants]
-    print("| variant | clean T1 | clean H | part mass on object (uniform) | pointing (chance) "
-          "| box IoU (fixed box) | box centre spread (px) | maps vs a blank image: corr | maps' variation over images | training (s) |")
+    print(
+        "| variant | clean T1 | clean H | part mass on object (uniform) | pointing (chance) "
+        "| box IoU (fixed box) | box centre spread (px) | maps vs a blank image: corr | maps' variation over images | training (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['T1']:.1f} | {r['H']:.1f} | {r['mass_on_object']:.1f} ({r['uniform_mass']:.1f}) "
-              f"| {r['pointing']:.1f} ({r['pointing_chance']:.1f}) | {r['iou']:.1f} ({r['fixed_box_iou']:.1f}) "
-              f"| {r['centre_spread_px']:.2f} | {r['blank_corr']:.3f} | {r['variation']:.3f} | {r['seconds']:.0f} |")
+        print(
+            f"| {r['variant']} | {r['T1']:.1f} | {r['H']:.1f} | {r['mass_on_object']:.1f} ({r['uniform_mass']:.1f}) "
+            f"| {r['pointing']:.1f} ({r['pointing_chance']:.1f}) | {r['iou']:.1f} ({r['fixed_box_iou']:.1f}) "
+            f"| {r['centre_spread_px']:.2f} | {r['blank_corr']:.3f} | {r['variation']:.3f} | {r['seconds']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -22,17 +22,18 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-import torch
 
 import parity_harness as parity  # benchmarks/parity_harness.py
+import torch
+
 from zslrepro.config import load_method_config, run_config
 from zslrepro.methods import DataSpec, build_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import reference_forms as reference  # noqa: E402  (the retyped einsum forms live with the tests)
+import reference_forms as reference
+
 from zslrepro.training.trainer import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ def make_step(loss_of: Callable, params, optimizer) -> Callable[[], None]:
             p.grad = None
         loss.backward()
         optimizer.step()
+
     return step
 
 
@@ -65,21 +67,22 @@ def interleave(steps: dict[str, Callable[[], None]], reps: int, device: torch.de
     times = {name: [] for name in steps}
     names = list(steps)
     for r in range(reps):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             times[name].append(timed(steps[name], device))
     return times
 
 
 def ours_and_baselines(method: str, checkout: Path | None, retyped: bool, spec: DataSpec, x, y, device):
-    cfg = {"msdn": run_config(load_method_config(REPO / "config/methods/msdn/CUB.yaml"), "main"),
-           "dedn": run_config(load_method_config(REPO / "config/methods/dedn/CUB.yaml"), "gzsl")}[method]
+    cfg = {
+        "msdn": run_config(load_method_config(REPO / "config/methods/msdn/CUB.yaml"), "main"),
+        "dedn": run_config(load_method_config(REPO / "config/methods/dedn/CUB.yaml"), "gzsl"),
+    }[method]
     model = build_method(cfg, spec).to(device).train()
     params = list(model.parameters())
     opt = build_optimizer(cfg["optimizer"], params)
     steps = {}
     if checkout:
-        with parity.official_imports(checkout), warnings.catch_warnings(), \
-                contextlib.redirect_stdout(io.StringIO()):
+        with parity.official_imports(checkout), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             if method == "msdn":
                 official, settings = parity.build_official_msdn(checkout, "CUB", spec)
@@ -91,14 +94,17 @@ def ours_and_baselines(method: str, checkout: Path | None, retyped: bool, spec: 
         official = official.float().to(device).train()
         official_params = [p for p in official.parameters() if p.requires_grad]
         optimizer = parity.official_optimizer(official, settings if method == "msdn" else vars(settings))
-        steps["official"] = make_step(lambda: loss_fn(official, settings, x, y)["total loss"], official_params,
-                                      optimizer)
+        steps["official"] = make_step(
+            lambda: loss_fn(official, settings, x, y)["total loss"], official_params, optimizer
+        )
     if retyped:
         literal = {"msdn": reference.msdn_logits, "dedn": reference.dedn_outputs}[method]
         model_r = build_method(cfg, spec).to(device).train()
-        steps["retyped einsums"] = make_step(lambda: model_r.loss(literal(model_r, x), y)[0],
-                                             list(model_r.parameters()),
-                                             build_optimizer(cfg["optimizer"], model_r.parameters()))
+        steps["retyped einsums"] = make_step(
+            lambda: model_r.loss(literal(model_r, x), y)[0],
+            list(model_r.parameters()),
+            build_optimizer(cfg["optimizer"], model_r.parameters()),
+        )
     steps["zslrepro"] = make_step(lambda: model.loss(model(x), y)[0], params, opt)
     return steps
 
@@ -117,17 +123,22 @@ def main() -> None:
     x = torch.rand(args.batch, 2048, 14, 14, device=device)
     spec = parity.dataset_spec("CUB", 14)  # random att / word vectors, CUB shapes
     y = spec.seen[torch.randint(0, 150, (args.batch,))].to(device)
-    print(f"one training step, batch {args.batch} x 2048 x 14 x 14, CUB shapes, device {device} "
-          f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}; {args.reps} interleaved "
-          f"repetitions after a warm-up; ms/step min / median")
+    print(
+        f"one training step, batch {args.batch} x 2048 x 14 x 14, CUB shapes, device {device} "
+        f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}; {args.reps} interleaved "
+        f"repetitions after a warm-up; ms/step min / median"
+    )
     for method, checkout in (("msdn", args.msdn), ("dedn", args.dedn)):
         steps = ours_and_baselines(method, checkout, args.retyped, spec, x, y, device)
         times = interleave(steps, args.reps, device)
         ours = times["zslrepro"]
         parts = []
         for name, t in times.items():
-            ratio = "" if name == "zslrepro" else (f" (x{min(t) / min(ours):.2f} min, "
-                                                   f"x{statistics.median(t) / statistics.median(ours):.2f} median)")
+            ratio = (
+                ""
+                if name == "zslrepro"
+                else (f" (x{min(t) / min(ours):.2f} min, x{statistics.median(t) / statistics.median(ours):.2f} median)")
+            )
             parts.append(f"{name} {min(t):7.1f} / {statistics.median(t):7.1f}{ratio}")
         print(f"  {method}: " + " | ".join(parts))
 

@@ -39,21 +39,32 @@ def build_store(path: Path, images: int, shape: tuple[int, int, int], rng: np.ra
     unseen = np.sort(rng.choice(AWA2["classes"], AWA2["unseen"], replace=False))
     seen = np.setdiff1d(np.arange(AWA2["classes"]), unseen)
     perm = rng.permutation(images)
-    tv, ts, tu = perm[:n_tv], perm[n_tv:n_tv + n_ts], perm[n_tv + n_ts:]
+    tv, ts, tu = perm[:n_tv], perm[n_tv : n_tv + n_ts], perm[n_tv + n_ts :]
     labels = np.empty(images, dtype=np.int64)
-    labels[tv], labels[ts], labels[tu] = rng.choice(seen, len(tv)), rng.choice(seen, len(ts)), rng.choice(unseen, len(tu))
+    labels[tv], labels[ts], labels[tu] = (
+        rng.choice(seen, len(tv)),
+        rng.choice(seen, len(ts)),
+        rng.choice(unseen, len(tu)),
+    )
     block = np.abs(rng.standard_normal((64, *shape))).astype(np.float16)  # tiled: fast to write
     with h5py.File(path, "w") as h5:
         f = h5.create_dataset("features", shape=(images, *shape), dtype=np.float16)
         for start in range(0, images, 64):
             n = min(64, images - start)
-            f[start:start + n] = block[:n]
-        for key, value in {"labels": labels, "trainval_loc": np.sort(tv), "test_seen_loc": np.sort(ts),
-                           "test_unseen_loc": np.sort(tu), "train_loc": np.sort(tv), "val_loc": np.array([], int),
-                           "att": rng.random((AWA2["classes"], AWA2["attributes"])),
-                           "original_att": rng.random((AWA2["classes"], AWA2["attributes"])),
-                           "w2v_att": rng.standard_normal((AWA2["attributes"], 300)),
-                           "seen_classes": seen, "unseen_classes": unseen}.items():
+            f[start : start + n] = block[:n]
+        for key, value in {
+            "labels": labels,
+            "trainval_loc": np.sort(tv),
+            "test_seen_loc": np.sort(ts),
+            "test_unseen_loc": np.sort(tu),
+            "train_loc": np.sort(tv),
+            "val_loc": np.array([], int),
+            "att": rng.random((AWA2["classes"], AWA2["attributes"])),
+            "original_att": rng.random((AWA2["classes"], AWA2["attributes"])),
+            "w2v_att": rng.standard_normal((AWA2["attributes"], 300)),
+            "seen_classes": seen,
+            "unseen_classes": unseen,
+        }.items():
             h5.create_dataset(key, data=value)
         h5.create_dataset("class_names", data=np.array([f"c{i}".encode() for i in range(AWA2["classes"])]))
         h5.create_dataset("attribute_names", data=np.array([f"a{i}".encode() for i in range(AWA2["attributes"])]))
@@ -86,14 +97,21 @@ def main() -> None:
         cfg["schedule"]["epochs"] = 1  # niters = n_trainval // 50 updates, first one followed by a full evaluation
         t0 = time.time()
         phases = []
-        train(cfg, FeatureSource(store, cache="stream"), work / "run", device="cpu",
-              log=lambda line: phases.append((time.time() - t0, rss_gb(), line)) or print(line, flush=True))
+        train(
+            cfg,
+            FeatureSource(store, cache="stream"),
+            work / "run",
+            device="cpu",
+            log=lambda line: phases.append((time.time() - t0, rss_gb(), line)) or print(line, flush=True),
+        )
         for at, rss, line in phases:
             print(f"  {at:6.0f} s  RSS {rss:.2f} GB  {line[:60]}")
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(f"trained 1 epoch + 1 full test evaluation in {time.time() - t0:.0f} s")
-        print(f"peak RSS {peak_gb:.2f} GB for a {size_gb:.1f} GB store: x{size_gb / peak_gb:.1f} smaller "
-              f"than the store (official loaders: about 2x the store)")
+        print(
+            f"peak RSS {peak_gb:.2f} GB for a {size_gb:.1f} GB store: x{size_gb / peak_gb:.1f} smaller "
+            f"than the store (official loaders: about 2x the store)"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(work)

@@ -15,7 +15,7 @@ from zslrepro.config import load_method_config, run_config
 from zslrepro.methods import DataSpec, build_method
 
 REPO = Path(__file__).resolve().parents[1]
-FEATURE_METHODS = {"msdn": "main", "dedn": "gzsl"}   # method: the CUB config's run used
+FEATURE_METHODS = {"msdn": "main", "dedn": "gzsl"}  # method: the CUB config's run used
 IMAGE_METHODS = {"sgma": "main", "drmn": "main"}
 FEATURE_SHAPE = (2048, 14, 14)
 
@@ -25,8 +25,13 @@ def cub_spec(size: int) -> DataSpec:
     g = torch.Generator().manual_seed(0)
     classes = torch.randperm(200, generator=g)
     shape = (3, size, size) if size > 32 else (FEATURE_SHAPE[0], size, size)  # image sizes are > 32 px
-    return DataSpec(att=torch.rand(200, 312, generator=g), w2v=torch.randn(312, 300, generator=g),
-                    seen=classes[:150].sort().values, unseen=classes[150:].sort().values, input_shape=shape)
+    return DataSpec(
+        att=torch.rand(200, 312, generator=g),
+        w2v=torch.randn(312, 300, generator=g),
+        seen=classes[:150].sort().values,
+        unseen=classes[150:].sort().values,
+        input_shape=shape,
+    )
 
 
 def random_weights(cfg: dict) -> dict:
@@ -43,8 +48,9 @@ def method_config(name: str) -> dict:
     return random_weights(run_config(load_method_config(REPO / f"config/methods/{name}/CUB.yaml"), run))
 
 
-def build(name: str, device: torch.device, image_size: int = 448,
-          feature_hw: int = FEATURE_SHAPE[1]) -> tuple[dict, torch.nn.Module]:
+def build(
+    name: str, device: torch.device, image_size: int = 448, feature_hw: int = FEATURE_SHAPE[1]
+) -> tuple[dict, torch.nn.Module]:
     """(config, model in train mode on ``device``) of a method at CUB shapes; SGMA in its joint stage."""
     cfg = method_config(name)
     spec = cub_spec(feature_hw if name in FEATURE_METHODS else image_size)
@@ -54,8 +60,9 @@ def build(name: str, device: torch.device, image_size: int = 448,
     return cfg, model
 
 
-def batch(name: str, size: int, device: torch.device, image_size: int = 448, seed: int = 0,
-          feature_hw: int = FEATURE_SHAPE[1]):
+def batch(
+    name: str, size: int, device: torch.device, image_size: int = 448, seed: int = 0, feature_hw: int = FEATURE_SHAPE[1]
+):
     """A random input batch and CUB seen-class labels for ``name``."""
     g = torch.Generator().manual_seed(seed)
     shape = (FEATURE_SHAPE[0], feature_hw, feature_hw) if name in FEATURE_METHODS else (3, image_size, image_size)

@@ -81,8 +81,8 @@ def train_on_fixed_batch(cfg: dict, store_path: Path, steps: int = 30, images: i
     import torch
 
     from zslrepro.methods import build_method
-    from zslrepro.training.sources import FeatureSource
     from zslrepro.training.runfiles import data_spec
+    from zslrepro.training.sources import FeatureSource
     from zslrepro.training.trainer import build_optimizer
 
     torch.manual_seed(0)

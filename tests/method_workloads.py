@@ -17,13 +17,14 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 TINY_CONFIG = TESTS.parent / ".test" / "config"
 
+
 def _builtin_methods() -> tuple[str, ...]:
     from zslrepro.catalog import builtin_entries  # reads files only: no torch imported here
 
     return tuple(builtin_entries())
 
 
-METHODS = _builtin_methods()   # every built-in method (plugins have tests/test_plugins.py)
+METHODS = _builtin_methods()  # every built-in method (plugins have tests/test_plugins.py)
 
 
 @dataclass
@@ -161,9 +162,8 @@ def fingerprints(paths: TinyPaths, steps: int = 3) -> dict[str, str]:
     stage and of its test scores: what the portable-numerics test compares across kernel choices."""
     import tempfile
 
-    import torch
-
     import h5py
+    import torch
 
     from zslrepro.data.xlsa17 import IngestedDataset
     from zslrepro.features.extract import extract

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 
 def msdn_logits(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MSDN's two sub-networks as the official forward computes them."""
-    U = F.normalize(x.flatten(2), dim=1)                                       # B x D x R
+    U = F.normalize(x.flatten(2), dim=1)  # B x D x R
     V = F.normalize(model.V, dim=1) if model.normalize_V else model.V
     # The official forward also forms the region scores s (for its unused outputs); a baseline that
     # should cost what the official code costs keeps that contraction.
-    _unused_scores = torch.einsum("iv,vf,bfr->bir", V, model.W_1, U)  # noqa: F841
+    _unused_scores = torch.einsum("iv,vf,bfr->bir", V, model.W_1, U)
     a = torch.softmax(torch.einsum("iv,vf,bfr->bir", V, model.W_2, U), dim=-1)
-    f = torch.einsum("bir,bfr->bif", a, U)                                     # attribute-based features
+    f = torch.einsum("bir,bfr->bif", a, U)  # attribute-based features
     psi = torch.einsum("iv,vf,bif->bi", V, model.W_1, f)
     t = torch.einsum("bfr,fv,iv->bri", U, model.W_11, V)
     alpha = torch.softmax(torch.einsum("iv,vf,bfr->bir", V, model.W_21, U), dim=1)
@@ -35,7 +35,7 @@ def dan_scores(F_bcr: torch.Tensor, dan) -> tuple[torch.Tensor, torch.Tensor]:
     Ws_R = dan.Ws_R if hasattr(dan, "Ws_R") else dan.Ws_R_in @ dan.Ws_R_out
     e_r = torch.einsum("iv,vc,bcr->bir", V, Ws_R, F_bcr)
     a_r = torch.softmax(torch.einsum("iv,vc,bcr->bir", V, dan.Wa_R, F_bcr), dim=-1)
-    G = F_bcr.transpose(1, 2)                                                  # B x R x C
+    G = F_bcr.transpose(1, 2)  # B x R x C
     e_c = torch.einsum("iv,vr,brc->bic", V, dan.Ws_C, G)
     a_c = torch.softmax(torch.einsum("iv,vr,brc->bic", V, dan.Wa_C, G), dim=-1)
     return (a_r * e_r).sum(-1), (a_c * e_c).sum(-1)
@@ -46,11 +46,18 @@ def dedn_attribute_scores(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     F_bcr = F.normalize(x.flatten(2), dim=1)
     r_c, c_c = dan_scores(F_bcr, model.cexp)
     per_group = [dan_scores(F_bcr, dan) for dan in model.fexp]
-    return {"R_c": r_c, "C_c": c_c,
-            "R_f": torch.cat([p[0] for p in per_group], 1), "C_f": torch.cat([p[1] for p in per_group], 1)}
+    return {
+        "R_c": r_c,
+        "C_c": c_c,
+        "R_f": torch.cat([p[0] for p in per_group], 1),
+        "C_f": torch.cat([p[1] for p in per_group], 1),
+    }
 
 
 def dedn_outputs(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     s = dedn_attribute_scores(model, x)
-    return {"z_c": model._mix(s["R_c"], s["C_c"]) @ model.Z.T + model.bias,
-            "z_f": model._mix(s["R_f"], s["C_f"]) @ model.Z.T + model.bias, **s}
+    return {
+        "z_c": model._mix(s["R_c"], s["C_c"]) @ model.Z.T + model.bias,
+        "z_f": model._mix(s["R_f"], s["C_f"]) @ model.Z.T + model.bias,
+        **s,
+    }

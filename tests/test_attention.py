@@ -9,8 +9,8 @@ from zslrepro.methods.attention import Block, attended_sums
 def autograd_reference(logits, blocks):
     outs = []
     for b in blocks:
-        score = logits[..., b.score:b.score + b.width]
-        p = torch.softmax(logits[..., b.attention:b.attention + b.width], dim=b.softmax_dim)
+        score = logits[..., b.score : b.score + b.width]
+        p = torch.softmax(logits[..., b.attention : b.attention + b.width], dim=b.softmax_dim)
         outs.append((p * score).sum(b.reduce_dim))
     return tuple(outs)
 

@@ -12,15 +12,21 @@ from zslrepro.methods import list_methods
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "config/datasets").glob("*.yaml")) +
-                         sorted((REPO / ".test/config/datasets").glob("*.yaml")), ids=str)
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO / "config/datasets").glob("*.yaml")) + sorted((REPO / ".test/config/datasets").glob("*.yaml")),
+    ids=str,
+)
 def test_shipped_dataset_configs_validate(path):
     cfg = load_dataset_config(path)
     assert cfg["name"] == path.stem
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "config/methods").glob("*/*.yaml")) +
-                         sorted((REPO / ".test/config/methods").glob("*/*.yaml")), ids=str)
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO / "config/methods").glob("*/*.yaml")) + sorted((REPO / ".test/config/methods").glob("*/*.yaml")),
+    ids=str,
+)
 def test_shipped_method_configs_validate_and_name_a_store(path):
     """Every run of a shipped config reads a store its dataset defines, or trains from images."""
     cfg = load_method_config(path)
@@ -29,7 +35,7 @@ def test_shipped_method_configs_validate_and_name_a_store(path):
     for run in cfg["runs"]:
         merged = run_config(cfg, run, source=str(path))
         if merged.get("feature_store"):
-            assert merged["schedule"]["amp"] is False   # feature level: float32, as the official code
+            assert merged["schedule"]["amp"] is False  # feature level: float32, as the official code
             if path.is_relative_to(REPO / "config"):
                 assert merged["feature_store"] in ds["feature_stores"]
         else:
@@ -94,8 +100,8 @@ def test_schemas_load():
 
 def test_named_runs_merge_and_report(tmp_path):
     text = (REPO / "config/methods/msdn/CUB.yaml").read_text() + (
-        "runs:\n  gzsl: {}\n  zsl: {loss: {lambda_cal: 0.18}, seed: 6379}\n"
-        "report: {T1: zsl, GZSL: gzsl}\n")
+        "runs:\n  gzsl: {}\n  zsl: {loss: {lambda_cal: 0.18}, seed: 6379}\nreport: {T1: zsl, GZSL: gzsl}\n"
+    )
     cfg = load_method_config(_write(tmp_path, text))
     zsl, gzsl = run_config(cfg, "zsl"), run_config(cfg, "gzsl")
     assert zsl["loss"]["lambda_cal"] == 0.18 and zsl["loss"]["mu_distill"] == 0.001 and zsl["seed"] == 6379

@@ -5,12 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import tiny_dataset_config
 
 from zslrepro.data.synthetic import GROUPS, SyntheticSpec, choose_classes, generate
 from zslrepro.data.xlsa17 import IngestedDataset, ingest, remap_path
 from zslrepro.errors import DatasetError
-
-from conftest import tiny_dataset_config
 
 
 def test_generation_is_deterministic(tmp_path):
@@ -49,12 +48,12 @@ def test_written_files_follow_the_xlsa17_format(tiny):
     res = scipy.io.loadmat(xdir / "res101.mat")
     splits = scipy.io.loadmat(xdir / "att_splits.mat")
     n = res["labels"].shape[0]
-    assert res["labels"].shape == (n, 1) and res["labels"].min() == 1          # 1-based
+    assert res["labels"].shape == (n, 1) and res["labels"].min() == 1  # 1-based
     assert res["image_files"].shape == (n, 1)
-    assert str(res["image_files"][0][0][0]).startswith("/BS/")                # foreign absolute path
+    assert str(res["image_files"][0][0][0]).startswith("/BS/")  # foreign absolute path
     a, c = splits["att"].shape
-    assert (a, c) == (17, 12)                                                  # attributes x classes
-    assert np.allclose(np.linalg.norm(splits["att"], axis=0), 1.0)             # L2-normalised columns
+    assert (a, c) == (17, 12)  # attributes x classes
+    assert np.allclose(np.linalg.norm(splits["att"], axis=0), 1.0)  # L2-normalised columns
     locs = [splits[k].ravel() for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc")]
     assert min(x.min() for x in locs) == 1 and sorted(np.concatenate(locs)) == list(range(1, n + 1))
     assert 0 < splits["original_att"].max() <= 100
@@ -73,15 +72,29 @@ def test_ingest_converts_to_zero_based_and_round_trips(tiny, tmp_path):
     assert back.name == "SYNTH" and np.array_equal(back.image_paths, ds.image_paths)
 
 
-@pytest.mark.parametrize("foreign,anchor,expected", [
-    ("/BS/Deep_Fragments/work/MSc/CUB_200_2011/CUB_200_2011/images/001.Black_footed_Albatross/"
-     "Black_Footed_Albatross_0001_796111.jpg", "/images/",
-     "001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111.jpg"),
-    ("/BS/xian/work/data/Animals_with_Attributes2//JPEGImages/antelope/antelope_10001.jpg", "/JPEGImages/",
-     "antelope/antelope_10001.jpg"),
-    ("/BS/Deep_Fragments/work/MSc/data/SUN/images/p/poolroom/home/sun_aakbdcgfpksytcwj.jpg", "/SUN/images/",
-     "p/poolroom/home/sun_aakbdcgfpksytcwj.jpg"),
-])
+@pytest.mark.parametrize(
+    "foreign,anchor,expected",
+    [
+        (
+            (
+                "/BS/Deep_Fragments/work/MSc/CUB_200_2011/CUB_200_2011/images/001.Black_footed_Albatross/"
+                "Black_Footed_Albatross_0001_796111.jpg"
+            ),
+            "/images/",
+            "001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111.jpg",
+        ),
+        (
+            "/BS/xian/work/data/Animals_with_Attributes2//JPEGImages/antelope/antelope_10001.jpg",
+            "/JPEGImages/",
+            "antelope/antelope_10001.jpg",
+        ),
+        (
+            "/BS/Deep_Fragments/work/MSc/data/SUN/images/p/poolroom/home/sun_aakbdcgfpksytcwj.jpg",
+            "/SUN/images/",
+            "p/poolroom/home/sun_aakbdcgfpksytcwj.jpg",
+        ),
+    ],
+)
 def test_remap_by_anchor(foreign, anchor, expected):
     assert remap_path(foreign, anchor) == expected
 
@@ -117,7 +130,9 @@ def test_ingest_error_names_file_key_and_first_bad_row(tiny, tmp_path):
     tu = splits["test_unseen_loc"].copy()
     n = len(tiny.index.labels)
     tu[16, 0] = n + 1
-    with pytest.raises(DatasetError, match=rf"att_splits.mat: test_unseen_loc index {n + 1} at row 17 is outside 1..{n}"):
+    with pytest.raises(
+        DatasetError, match=rf"att_splits.mat: test_unseen_loc index {n + 1} at row 17 is outside 1..{n}"
+    ):
         ingest(_mutate(tiny, tmp_path, test_unseen_loc=tu))
 
 

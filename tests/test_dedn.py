@@ -6,32 +6,57 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import train_on_fixed_batch
+from reference_forms import dedn_outputs
 
 from zslrepro.config import load_method_config, run_config
 from zslrepro.errors import ConfigError
 from zslrepro.methods import DataSpec, build_method
 from zslrepro.methods.dedn import parse_groups
 from zslrepro.methods.losses import discrepancy
-from reference_forms import dedn_outputs
-
-from conftest import train_on_fixed_batch
 
 REPO = Path(__file__).resolve().parents[1]
 B, C, S, A, DIM, K = 3, 16, 3, 7, 10, 5
-GROUPS = [{"name": "g0", "attributes": ["1-2", 6]}, {"name": "g1", "attributes": [3, "4-5"]},
-          {"name": "g2", "attributes": [7]}]
+GROUPS = [
+    {"name": "g0", "attributes": ["1-2", 6]},
+    {"name": "g1", "attributes": [3, "4-5"]},
+    {"name": "g2", "attributes": [7]},
+]
 
 
 def make(hidden=None, mal=True, seed=0, randomize=True):
     """A small DEDN; ``randomize`` fills the zero-initialised matrices too, to test the algebra."""
     torch.manual_seed(seed)
-    spec = DataSpec(att=torch.rand(K, A), w2v=torch.randn(A, DIM), seen=torch.tensor([0, 2, 3]),
-                    unseen=torch.tensor([1, 4]), input_shape=(C, S, S))
-    cfg = {"method": "dedn", "dataset": "T", "feature_store": "x",
-           "model": {"map_size": S, "groups": {"p": GROUPS}, "partition": "p", "c_mix": 0.8, "e_mix": 0.9,
-                     "region_hidden": hidden, "logit_bias": 1.0},
-           "loss": {"mal": mal, "margin_delta": 1.0, "margin_M": 3.0, "lambda_cal": 0.1, "distill_weight": 0.1,
-                    "align_weight": 0.001, "eps": 1e-9}}
+    spec = DataSpec(
+        att=torch.rand(K, A),
+        w2v=torch.randn(A, DIM),
+        seen=torch.tensor([0, 2, 3]),
+        unseen=torch.tensor([1, 4]),
+        input_shape=(C, S, S),
+    )
+    cfg = {
+        "method": "dedn",
+        "dataset": "T",
+        "feature_store": "x",
+        "model": {
+            "map_size": S,
+            "groups": {"p": GROUPS},
+            "partition": "p",
+            "c_mix": 0.8,
+            "e_mix": 0.9,
+            "region_hidden": hidden,
+            "logit_bias": 1.0,
+        },
+        "loss": {
+            "mal": mal,
+            "margin_delta": 1.0,
+            "margin_M": 3.0,
+            "lambda_cal": 0.1,
+            "distill_weight": 0.1,
+            "align_weight": 0.001,
+            "eps": 1e-9,
+        },
+    }
     model = build_method(cfg, spec)
     if randomize:
         with torch.no_grad():
@@ -41,13 +66,16 @@ def make(hidden=None, mal=True, seed=0, randomize=True):
     return model, spec
 
 
-@pytest.mark.parametrize("dataset,partition,sizes", [
-    ("CUB", "body_parts", [112, 87, 24, 40, 15, 34]),
-    ("AWA2", "official", [18, 15, 38, 14]),
-    ("SUN", "as_run", [64, 27, 9, 2]),
-    ("SUN", "intended", [38, 27, 17, 20]),
-    ("SYNTH", "families", [6, 7, 4]),
-])
+@pytest.mark.parametrize(
+    "dataset,partition,sizes",
+    [
+        ("CUB", "body_parts", [112, 87, 24, 40, 15, 34]),
+        ("AWA2", "official", [18, 15, 38, 14]),
+        ("SUN", "as_run", [64, 27, 9, 2]),
+        ("SUN", "intended", [38, 27, 17, 20]),
+        ("SYNTH", "families", [6, 7, 4]),
+    ],
+)
 def test_shipped_partitions_cover_every_attribute_once(dataset, partition, sizes):
     cfg = load_method_config(REPO / f"config/methods/dedn/{dataset}.yaml")
     n_att = {"CUB": 312, "AWA2": 85, "SUN": 102, "SYNTH": 17}[dataset]
@@ -61,7 +89,7 @@ def test_sun_as_run_partition_is_the_official_index_slip():
     cfg = load_method_config(REPO / "config/methods/dedn/SUN.yaml")
     groups = parse_groups(cfg["model"]["groups"]["as_run"], 102)
     assert sorted(groups[2]) == [i - 1 for i in [78, 79, 80, 81, 82, 83, 84, 85, 94]]
-    assert sorted(groups[3]) == [85, 99]   # 86 'warm' and 100 'scary'
+    assert sorted(groups[3]) == [85, 99]  # 86 'warm' and 100 'scary'
 
 
 def test_bad_partition_is_refused():
@@ -84,7 +112,7 @@ def test_official_runs_differ_as_in_script_sh():
 
 @pytest.mark.parametrize("hidden", [None, 4])
 def test_fused_experts_match_a_literal_per_group_loop(hidden):
-    model, spec = make(hidden)
+    model, _spec = make(hidden)
     x = torch.rand(B, C, S, S)
     ours, ref = model(x), dedn_outputs(model, x)
     assert set(ours) == set(ref)
@@ -136,7 +164,8 @@ def test_margin_loss_hand_computed():
     assert model.margin_cross_entropy(z, torch.tensor([2])).item() == pytest.approx(expected.item(), rel=1e-6)
     plain, _ = make(mal=False)
     assert plain.margin_cross_entropy(z, torch.tensor([2])).item() == pytest.approx(
-        F.cross_entropy(u, torch.tensor([2])).item(), rel=1e-6)
+        F.cross_entropy(u, torch.tensor([2])).item(), rel=1e-6
+    )
 
 
 def test_losses_and_a_few_steps_reduce_the_loss(tiny):
@@ -156,8 +185,13 @@ def test_discrepancy_at_equal_inputs_with_epsilon():
 
 
 def test_map_size_mismatch_is_a_clear_error():
-    spec = DataSpec(att=torch.rand(K, A), w2v=torch.randn(A, DIM), seen=torch.tensor([0, 2, 3]),
-                    unseen=torch.tensor([1, 4]), input_shape=(C, 14, 14))
+    spec = DataSpec(
+        att=torch.rand(K, A),
+        w2v=torch.randn(A, DIM),
+        seen=torch.tensor([0, 2, 3]),
+        unseen=torch.tensor([1, 4]),
+        input_shape=(C, 14, 14),
+    )
     cfg = load_method_config(REPO / "config/methods/dedn/AWA2.yaml")
     cfg = run_config(cfg, "gzsl")
     with pytest.raises(ConfigError, match=r"expects 7x7 feature maps.*holds 14x14"):

@@ -29,13 +29,21 @@ REPO = Path(__file__).resolve().parents[1]
 N_ATT = 6
 
 LAYOUTS = {  # dataset: (class folders, foreign prefix, image-path pattern inside the archive)
-    "CUB": (["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani"],
-            "/BS/Deep_Fragments/work/MSc/CUB_200_2011/CUB_200_2011/images/", "CUB_200_2011/images/{folder}/{stem}.jpg"),
-    "AWA2": (["antelope", "grizzly+bear", "killer+whale", "blue+whale"],
-             "/BS/xian/work/data/Animals_with_Attributes2//JPEGImages/",
-             "Animals_with_Attributes2/JPEGImages/{folder}/{stem}.jpg"),
-    "SUN": (["a/abbey", "p/poolroom/home", "b/bedroom", "a/airport_terminal"],
-            "/BS/Deep_Fragments/work/MSc/data/SUN/images/", "images/{folder}/{stem}.jpg"),
+    "CUB": (
+        ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani"],
+        "/BS/Deep_Fragments/work/MSc/CUB_200_2011/CUB_200_2011/images/",
+        "CUB_200_2011/images/{folder}/{stem}.jpg",
+    ),
+    "AWA2": (
+        ["antelope", "grizzly+bear", "killer+whale", "blue+whale"],
+        "/BS/xian/work/data/Animals_with_Attributes2//JPEGImages/",
+        "Animals_with_Attributes2/JPEGImages/{folder}/{stem}.jpg",
+    ),
+    "SUN": (
+        ["a/abbey", "p/poolroom/home", "b/bedroom", "a/airport_terminal"],
+        "/BS/Deep_Fragments/work/MSc/data/SUN/images/",
+        "images/{folder}/{stem}.jpg",
+    ),
 }
 
 
@@ -58,12 +66,24 @@ def build(dataset: str, root: Path) -> dict[str, Path]:
             labels.append(c)
     labels = np.array(labels)
     att = np.abs(np.random.default_rng(0).normal(size=(N_ATT, 4)))
-    splits = {"trainval_loc": [0, 1, 3, 4, 6, 7], "test_seen_loc": [2, 5, 8], "test_unseen_loc": [9, 10, 11],
-              # as in the real release: every image of the train / validation classes, test_seen included
-              "train_loc": [0, 1, 2, 3, 4, 5], "val_loc": [6, 7, 8]}
+    splits = {
+        "trainval_loc": [0, 1, 3, 4, 6, 7],
+        "test_seen_loc": [2, 5, 8],
+        "test_unseen_loc": [9, 10, 11],
+        # as in the real release: every image of the train / validation classes, test_seen included
+        "train_loc": [0, 1, 2, 3, 4, 5],
+        "val_loc": [6, 7, 8],
+    }
     xdir = root / "build/xlsa17/data" / dataset
-    write_xlsa17(xdir, image_files, labels, splits, att / np.linalg.norm(att, axis=0), att * 100,
-                 [f.split("/")[-1] for f in folders])
+    write_xlsa17(
+        xdir,
+        image_files,
+        labels,
+        splits,
+        att / np.linalg.norm(att, axis=0),
+        att * 100,
+        [f.split("/")[-1] for f in folders],
+    )
     names = [f"has_part::value_{i}" for i in range(N_ATT)]
     archives = {}
     if dataset == "CUB":
@@ -71,7 +91,8 @@ def build(dataset: str, root: Path) -> dict[str, Path]:
         archives["CUB_200_2011.tgz"] = _tar(root / "CUB_200_2011.tgz", members, "w:gz")
     elif dataset == "AWA2":
         members["Animals_with_Attributes2/predicates.txt"] = "".join(
-            f"{i + 1}\t{n}\n" for i, n in enumerate(names)).encode()
+            f"{i + 1}\t{n}\n" for i, n in enumerate(names)
+        ).encode()
         archives["AwA2-data.zip"] = _zip(root / "AwA2-data.zip", members)
     else:
         archives["SUNAttributeDB_Images.tar.gz"] = _tar(root / "SUNAttributeDB_Images.tar.gz", members, "w:gz")
@@ -80,10 +101,12 @@ def build(dataset: str, root: Path) -> dict[str, Path]:
         for i, n in enumerate(names):
             cell[i, 0] = np.array([n])
         scipy.io.savemat(mat, {"attributes": cell})
-        archives["SUNAttributeDB.tar.gz"] = _tar(root / "SUNAttributeDB.tar.gz",
-                                                 {"SUNAttributeDB/attributes.mat": mat.read_bytes()}, "w:gz")
-    archives["xlsa17.zip"] = _zip(root / "xlsa17.zip", {
-        f"xlsa17/data/{dataset}/{f.name}": f.read_bytes() for f in xdir.iterdir()})
+        archives["SUNAttributeDB.tar.gz"] = _tar(
+            root / "SUNAttributeDB.tar.gz", {"SUNAttributeDB/attributes.mat": mat.read_bytes()}, "w:gz"
+        )
+    archives["xlsa17.zip"] = _zip(
+        root / "xlsa17.zip", {f"xlsa17/data/{dataset}/{f.name}": f.read_bytes() for f in xdir.iterdir()}
+    )
     pkl = root / f"{dataset}_attribute.pkl"
     pkl.write_bytes(pickle.dumps(np.random.default_rng(1).normal(size=(N_ATT, 300))))
     archives[pkl.name] = pkl
@@ -128,8 +151,16 @@ def dataset_config(dataset: str, workdir: Path) -> dict:
     for key in ("xlsa17_dir", "images_root", "w2v"):
         cfg[key] = str(workdir / cfg[key])
     cfg["attribute_names"]["file"] = str(workdir / cfg["attribute_names"]["file"])
-    cfg["expected"] = {"images": 12, "classes": 4, "seen_classes": 3, "unseen_classes": 1, "attributes": N_ATT,
-                       "trainval": 6, "test_seen": 3, "test_unseen": 3}
+    cfg["expected"] = {
+        "images": 12,
+        "classes": 4,
+        "seen_classes": 3,
+        "unseen_classes": 1,
+        "attributes": N_ATT,
+        "trainval": 6,
+        "test_seen": 3,
+        "test_unseen": 3,
+    }
     return cfg
 
 
@@ -214,8 +245,11 @@ def test_offline_error_names_the_file_the_place_and_the_checksum(tmp_path):
 
 def test_bring_your_own_archive_is_verified_not_downloaded(tmp_path):
     archives = build("CUB", tmp_path / "served")
-    source = dict(sources_for(archives, tmp_path)["CUB_attribute.pkl"], urls=["http://127.0.0.1:9/nothing"],
-                  sha256=file_digests(archives["CUB_attribute.pkl"])["sha256"])
+    source = dict(
+        sources_for(archives, tmp_path)["CUB_attribute.pkl"],
+        urls=["http://127.0.0.1:9/nothing"],
+        sha256=file_digests(archives["CUB_attribute.pkl"])["sha256"],
+    )
     dest = tmp_path / "dl/CUB_attribute.pkl"
     dest.parent.mkdir()
     shutil.copy(archives["CUB_attribute.pkl"], dest)
@@ -231,9 +265,22 @@ def _workdir(tmp_path: Path) -> Path:
 
 
 def _dry_run(workdir: Path) -> str:
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"),
-                          "--directory", str(workdir), "-n", "--workflow-profile", "none"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "workflow/Snakefile"),
+            "--directory",
+            str(workdir),
+            "-n",
+            "--workflow-profile",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     return run.stdout
 
@@ -267,8 +314,16 @@ def _mini_cub_workdir(tmp_path: Path) -> Path:
     (workdir / "config/downloads.yaml").write_text(yaml.safe_dump(downloads))
     cub = yaml.safe_load((workdir / "config/datasets/CUB.yaml").read_text())
     cub["expected"] = dataset_config("CUB", workdir)["expected"]
-    cub["feature_stores"] = {"res101_448": {"arch": "resnet18", "weights": None, "resize": 32, "crop": 32,
-                                            "layer": "layer3", "batch_size": 6}}
+    cub["feature_stores"] = {
+        "res101_448": {
+            "arch": "resnet18",
+            "weights": None,
+            "resize": 32,
+            "crop": 32,
+            "layer": "layer3",
+            "batch_size": 6,
+        }
+    }
     (workdir / "config/datasets/CUB.yaml").write_text(yaml.safe_dump(cub))
     msdn = yaml.safe_load((REPO / ".test/config/methods/msdn/SYNTH.yaml").read_text())
     msdn.update(dataset="CUB", feature_store="res101_448", schedule={"epochs": 2, "batch_size": 3, "sampler": "iid"})
@@ -282,17 +337,44 @@ def test_real_layout_run_then_nothing_to_do_twice(tmp_path):
     """download -> extract -> ingest -> features -> train -> tables on real-layout archives; then the
     plan is empty, twice (the DAG does not depend on which files exist at parse time)."""
     workdir = _mini_cub_workdir(tmp_path)
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"),
-                          "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "workflow/Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "2",
+            "--workflow-profile",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for rule in ("download_file", "extract_download", "ingest_dataset", "extract_features", "train_method"):
         assert f"rule {rule}:" in run.stdout + run.stderr, rule
     assert (workdir / "results/metrics/msdn/CUB/main/rep0.json").exists()
     for _ in range(2):
-        again = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"),
-                                "--directory", str(workdir), "-n", "--workflow-profile", "none"],
-                               capture_output=True, text=True)
+        again = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--snakefile",
+                str(REPO / "workflow/Snakefile"),
+                "--directory",
+                str(workdir),
+                "-n",
+                "--workflow-profile",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
 
@@ -335,9 +417,24 @@ def test_offline_workflow_run_fails_with_one_clear_message(tmp_path):
     for entry in downloads["files"].values():
         entry["urls"] = [(tmp_path / "nowhere" / "x").as_uri()]
     (workdir / "config/downloads.yaml").write_text(yaml.safe_dump(downloads))
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"),
-                          "--directory", str(workdir), "--cores", "1", "--workflow-profile", "none",
-                          "resources/downloads/CUB_attribute.pkl"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "workflow/Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "1",
+            "--workflow-profile",
+            "none",
+            "resources/downloads/CUB_attribute.pkl",
+        ],
+        capture_output=True,
+        text=True,
+    )
     log = (workdir / "logs/download_file/CUB_attribute.pkl.log").read_text()
     assert run.returncode != 0 and "Traceback" not in log
     assert log.splitlines()[-1].startswith("zslrepro: error: could not download CUB_attribute.pkl")
@@ -349,7 +446,8 @@ def test_optional_word_vector_stage_is_planned_only_when_switched_on(tmp_path):
     workdir = _workdir(tmp_path)
     assert "regenerate_word_vectors" not in _dry_run(workdir)
     (workdir / "config/config.yaml").write_text(
-        "datasets: [CUB]\nmethods: [msdn]\nreplicates: 1\nregenerate_word_vectors: true\n")
+        "datasets: [CUB]\nmethods: [msdn]\nreplicates: 1\nregenerate_word_vectors: true\n"
+    )
     plan = _dry_run(workdir)
     assert "rule regenerate_word_vectors" in plan
     assert "resources/downloads/word2vec-google-news-300.gz" in plan
@@ -367,7 +465,7 @@ class _RangeServer:
         self.requests: list[str | None] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 rng = self.headers.get("Range")
                 server_self.requests.append(rng)
                 start = int(rng.split("=")[1].rstrip("-")) if rng else 0
@@ -398,8 +496,15 @@ def test_interrupted_http_download_resumes_where_it_stopped(tmp_path):
     data = np.random.default_rng(0).bytes(300_000)
     server = _RangeServer(data, cut=100_000)
     try:
-        source = {"urls": [server.url], "kind": "file", "size": len(data), "md5": None,
-                  "sha256": file_digests_bytes(data), "extract_to": str(tmp_path), "provides": [str(tmp_path)]}
+        source = {
+            "urls": [server.url],
+            "kind": "file",
+            "size": len(data),
+            "md5": None,
+            "sha256": file_digests_bytes(data),
+            "extract_to": str(tmp_path),
+            "provides": [str(tmp_path)],
+        }
         dest = tmp_path / "file.bin"
         fetch("file.bin", source, dest, tmp_path / "lock.yaml", log=lambda *_: None)
     finally:

@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from conftest import TINY_CONFIG, take_steps
 
 from zslrepro.config import apply_overrides, load_method_config, run_config
 from zslrepro.features.extract import extract
@@ -18,11 +19,9 @@ from zslrepro.methods.drmn import (
     SemanticInteractionTransformer,
     cosine_logits,
 )
-from zslrepro.training.sources import FeatureSource, ImageSource
 from zslrepro.training.runfiles import data_spec
+from zslrepro.training.sources import FeatureSource, ImageSource
 from zslrepro.training.trainer import build_optimizer
-
-from conftest import TINY_CONFIG, take_steps
 
 CONFIG = TINY_CONFIG / "methods" / "drmn" / "SYNTH.yaml"
 
@@ -86,8 +85,9 @@ def test_sit_is_bypassed_at_test_unless_asked(tiny, cfg, batch):
 
 
 def _steps(model, x, y, steps=10, lr=1e-3):
-    optimizer = build_optimizer({"name": "adam", "lr": lr, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
-                                model.param_groups())
+    optimizer = build_optimizer(
+        {"name": "adam", "lr": lr, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}, model.param_groups()
+    )
     return take_steps(model, optimizer, x, y, steps)
 
 

@@ -26,8 +26,12 @@ def run(cwd: Path, *cmd: str) -> str:
 
 
 def digests(root: Path, folders: list[str]) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for folder in folders for p in sorted((root / folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +54,17 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-OUTPUTS = ["resources/datasets", "results/data", "results/features", "results/runs", "results/metrics",
-           "results/curves", "results/attention", "results/tables", "results/plots"]
+OUTPUTS = [
+    "resources/datasets",
+    "results/data",
+    "results/features",
+    "results/runs",
+    "results/metrics",
+    "results/curves",
+    "results/attention",
+    "results/tables",
+    "results/plots",
+]
 
 
 def test_repro_then_up_to_date(project):
@@ -69,7 +82,9 @@ def test_repro_then_up_to_date(project):
 def test_changed_hyper_parameter_reruns_only_its_dependents(project):
     dedn_model = project / "results/runs/dedn/SYNTH/gzsl/rep0/model.pt"
     msdn_model = project / "results/runs/msdn/SYNTH/main/rep0/model.pt"
-    before = {p: p.stat().st_mtime_ns for p in (dedn_model, msdn_model, project / "results/features/SYNTH/rn18rand_64.h5")}
+    before = {
+        p: p.stat().st_mtime_ns for p in (dedn_model, msdn_model, project / "results/features/SYNTH/rn18rand_64.h5")
+    }
     cfg = project / "config/methods/msdn/SYNTH.yaml"
     cfg.write_text(cfg.read_text().replace("lambda_cal: 0.5", "lambda_cal: 0.4"))
     out = run(project, "dvc", "repro")
@@ -77,7 +92,8 @@ def test_changed_hyper_parameter_reruns_only_its_dependents(project):
     assert msdn_model.stat().st_mtime_ns != before[msdn_model]
     assert dedn_model.stat().st_mtime_ns == before[dedn_model]
     assert (project / "results/features/SYNTH/rn18rand_64.h5").stat().st_mtime_ns == before[
-        project / "results/features/SYNTH/rn18rand_64.h5"]
+        project / "results/features/SYNTH/rn18rand_64.h5"
+    ]
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "lambda 0.4")
 

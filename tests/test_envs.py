@@ -20,7 +20,7 @@ def rules() -> dict[str, str]:
     """Rule name -> its text, for every rule in workflow/rules/*.smk."""
     out = {}
     for smk in sorted((REPO / "workflow/rules").glob("*.smk")):
-        parts = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
+        parts = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.MULTILINE)
         out.update(dict(zip(parts[1::2], parts[2::2])))
     return out
 

@@ -28,8 +28,16 @@ def test_store_holds_everything_as_contiguous_float16(tiny):
     with h5py.File(tiny.store_path) as h5:
         f = h5["features"]
         assert f.dtype == np.float16 and f.shape == (144, 256, 4, 4) and f.chunks is None
-        for key in ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "att", "w2v_att",
-                    "class_names", "attribute_names"):
+        for key in (
+            "labels",
+            "trainval_loc",
+            "test_seen_loc",
+            "test_unseen_loc",
+            "att",
+            "w2v_att",
+            "class_names",
+            "attribute_names",
+        ):
             assert key in h5
     with FeatureStore(tiny.store_path) as store:
         assert store.shape == (256, 4, 4)
@@ -49,8 +57,11 @@ def test_features_match_the_backbone(tiny):
     """A stored map equals the backbone applied to the preprocessed image (up to float16)."""
     spec = tiny.cfg["feature_stores"]["rn18rand_64"]
     net = build_backbone(spec["arch"], None, spec["layer"], spec["init_seed"])
-    ds = extract_mod.ImageFiles(tiny.root / tiny.cfg["images_root"], tiny.index.image_paths,
-                                extract_mod.image_transform(spec["resize"], spec["crop"]))
+    ds = extract_mod.ImageFiles(
+        tiny.root / tiny.cfg["images_root"],
+        tiny.index.image_paths,
+        extract_mod.image_transform(spec["resize"], spec["crop"]),
+    )
     with torch.inference_mode():
         ref = net(ds[5][None])[0].numpy()
     with FeatureStore(tiny.store_path) as store:
@@ -119,7 +130,7 @@ def test_damaged_weights_file_gives_one_clear_error(tmp_path, monkeypatch):
 def test_float16_store_refuses_non_finite_values():
     maps = np.ones((3, 2, 1, 1), np.float32)
     assert extract_mod.to_float16(maps, 10, [f"img{i}.jpg" for i in range(20)]).dtype == np.float16
-    maps[1, 0] = 7e4                                  # beyond float16's 65504
+    maps[1, 0] = 7e4  # beyond float16's 65504
     with pytest.raises(extract_mod.FeatureError, match=r"image 11 \(img11.jpg\).*65504"):
         extract_mod.to_float16(maps, 10, [f"img{i}.jpg" for i in range(20)])
     maps[1, 0] = np.nan
@@ -135,8 +146,9 @@ def test_extraction_stops_on_an_overflowing_backbone(tiny, tmp_path, monkeypatch
     monkeypatch.setattr(extract_mod, "build_backbone", lambda *a, **k: Overflowing())
     out = tmp_path / "store.h5"
     with pytest.raises(extract_mod.FeatureError, match="image 0"):
-        extract_mod.extract(tiny.index, tiny.cfg["images_root"], tiny.cfg["feature_stores"]["rn18rand_64"],
-                            out, device="cpu")
+        extract_mod.extract(
+            tiny.index, tiny.cfg["images_root"], tiny.cfg["feature_stores"]["rn18rand_64"], out, device="cpu"
+        )
     assert not out.exists()
 
 

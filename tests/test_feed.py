@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from zslrepro.features import feed, store as store_module
+from zslrepro.features import feed
+from zslrepro.features import store as store_module
 from zslrepro.features.store import FeatureStore
 from zslrepro.training.sources import FeatureSource
 from zslrepro.training.trainer import train
@@ -23,7 +24,7 @@ def feed_threads() -> list[threading.Thread]:
 
 def rows_as_values(indices: np.ndarray, out: np.ndarray) -> None:
     """A reader whose row i is filled with the value i: the batch shows which rows arrived where."""
-    out[:len(indices)] = np.asarray(indices, dtype=out.dtype).reshape(-1, *([1] * (out.ndim - 1)))
+    out[: len(indices)] = np.asarray(indices, dtype=out.dtype).reshape(-1, *([1] * (out.ndim - 1)))
 
 
 def test_preadv_reads_rows_in_the_order_asked(tiny, monkeypatch):
@@ -35,8 +36,8 @@ def test_preadv_reads_rows_in_the_order_asked(tiny, monkeypatch):
         assert store._rows is not None  # the contiguous path, not the h5py fallback
         out = np.full((len(idx) + 3, *store.shape), np.nan, dtype=store.dtype)
         store.read_into(idx, out)
-        assert np.array_equal(out[:len(idx)], every_row[idx])
-        assert np.isnan(out[len(idx):]).all()            # nothing written past the batch
+        assert np.array_equal(out[: len(idx)], every_row[idx])
+        assert np.isnan(out[len(idx) :]).all()  # nothing written past the batch
         monkeypatch.setattr(store_module, "IOV_MAX", 2)  # a run longer than one preadv may take
         again = np.empty_like(out)
         store.read_into(np.arange(7), again)
@@ -72,10 +73,12 @@ def test_no_thread_is_left_when_the_consumer_stops_early_or_is_interrupted():
         for k, _ in zip(range(2), xs):
             pass
     assert not feed_threads()
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during a step
-        with closing(feed.prefetched(rows_as_values, batches, (4,), np.float16)) as xs:
-            for x in xs:
-                raise KeyboardInterrupt
+    with (
+        pytest.raises(KeyboardInterrupt),  # Ctrl-C during a step
+        closing(feed.prefetched(rows_as_values, batches, (4,), np.float16)) as xs,
+    ):
+        for _x in xs:
+            raise KeyboardInterrupt
     assert not feed_threads()
 
 
@@ -132,23 +135,25 @@ class PlainSource(FeatureSource):
 
     def iter_batches(self, indices, batch_size, device=None):
         for s in range(0, len(indices), batch_size):
-            yield self._plain(np.asarray(indices[s:s + batch_size]))
+            yield self._plain(np.asarray(indices[s : s + batch_size]))
 
 
 @pytest.mark.parametrize("method", ["msdn", "dedn"])
 def test_training_through_the_feed_equals_plain_reads_bit_for_bit(tiny, tmp_path, method):
-    from zslrepro.config import apply_overrides, load_method_config, run_config
-
     from conftest import TINY_CONFIG
+
+    from zslrepro.config import apply_overrides, load_method_config, run_config
 
     base = load_method_config(TINY_CONFIG / "methods" / method / "SYNTH.yaml")
     cfg = run_config(base, next(iter(base["runs"])))
     assert cfg["feature_store"] == "rn18rand_64"  # the tiny fixture's store
     cfg = apply_overrides(cfg, {"schedule.epochs": 2})
     runs = {}
-    for name, source in (("plain", PlainSource(tiny.store_path)),
-                         ("stream", FeatureSource(tiny.store_path, cache="stream")),
-                         ("ram", FeatureSource(tiny.store_path, cache="ram"))):
+    for name, source in (
+        ("plain", PlainSource(tiny.store_path)),
+        ("stream", FeatureSource(tiny.store_path, cache="stream")),
+        ("ram", FeatureSource(tiny.store_path, cache="ram")),
+    ):
         path = train(cfg, source, tmp_path / name, device="cpu", log=lambda *_: None)
         source.close()
         runs[name] = torch.load(path, weights_only=False)
@@ -171,7 +176,7 @@ def test_loader_workers_follow_the_budget_on_cpu_and_the_machine_on_a_gpu(monkey
     monkeypatch.delenv(runtime.CORES_VARIABLE, raising=False)
     assert runtime.loader_workers(8) == 1 and runtime.loader_workers("auto") == 1 and runtime.loader_workers(0) == 0
     assert runtime.loader_workers("auto", "cuda") == 15 and runtime.loader_workers(8, "cuda:0") == 8
-    monkeypatch.setenv(runtime.CORES_VARIABLE, "6")   # snakemake --cores 6
+    monkeypatch.setenv(runtime.CORES_VARIABLE, "6")  # snakemake --cores 6
     assert runtime.loader_workers("auto", "cuda") == 5 and runtime.loader_workers("auto", "cpu") == 1
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2})  # SLURM --cpus-per-task 3
     assert runtime.loader_workers("auto", "cuda") == 2

@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from zslrepro.data.localisation import load_truth, read_cub_parts, read_truth, rasterise_objects, save_truth
+from zslrepro.data.localisation import load_truth, rasterise_objects, read_cub_parts, read_truth, save_truth
 from zslrepro.evaluation import localisation as loc
 from zslrepro.evaluation.attention import score_boxes, score_objects, score_parts
 from zslrepro.methods import AttentionMaps
 
-
 # ---- scores on hand-made maps -------------------------------------------------------------------
+
 
 def left_half_mask(size=8):
     mask = torch.zeros(size, size)
@@ -27,9 +27,13 @@ def left_half_mask(size=8):
 def test_coverage_mass_and_pointing_on_a_half_image_object():
     cov = loc.coverage_on_grid(left_half_mask(), (2, 2))
     assert cov.tolist() == [[1.0, 0.0], [1.0, 0.0]]
-    maps = torch.tensor([[[1.0, 0.0], [1.0, 0.0]],      # all mass on the object
-                         [[3.0, 1.0], [0.0, 0.0]],      # 3/4 on it, peak on it
-                         [[0.0, 2.0], [1.0, 1.0]]])     # 1/4 on it, peak off it
+    maps = torch.tensor(
+        [
+            [[1.0, 0.0], [1.0, 0.0]],  # all mass on the object
+            [[3.0, 1.0], [0.0, 0.0]],  # 3/4 on it, peak on it
+            [[0.0, 2.0], [1.0, 1.0]],
+        ]
+    )  # 1/4 on it, peak off it
     assert loc.mass_on_target(maps, cov).tolist() == pytest.approx([1.0, 0.75, 0.25])
     assert loc.uniform_mass(cov) == 0.5 and loc.uniform_pointing(cov) == 0.5
     assert loc.pointing_hits(maps, cov).tolist() == [True, True, False]
@@ -37,7 +41,7 @@ def test_coverage_mass_and_pointing_on_a_half_image_object():
 
 def test_partial_cells_count_their_covered_fraction():
     mask = torch.zeros(4, 4)
-    mask[0, 0] = 1                                       # a quarter of the top-left 2x2 cell
+    mask[0, 0] = 1  # a quarter of the top-left 2x2 cell
     cov = loc.coverage_on_grid(mask, (2, 2))
     assert cov[0, 0] == 0.25 and cov.sum() == 0.25
     assert loc.mass_on_target(torch.ones(1, 2, 2), cov).item() == pytest.approx(0.0625)
@@ -45,7 +49,7 @@ def test_partial_cells_count_their_covered_fraction():
 
 def test_points_in_the_peak_cell_and_in_the_pcp_box():
     maps = torch.zeros(1, 4, 4)
-    maps[0, 1, 2] = 1.0                                  # peak: row 1, column 2 -> x in [8, 12), y in [4, 8) of 16 px
+    maps[0, 1, 2] = 1.0  # peak: row 1, column 2 -> x in [8, 12), y in [4, 8) of 16 px
     assert loc.peak_centres(maps, 16).tolist() == [[10.0, 6.0]]
     assert loc.point_hits(maps, np.array([[9.0, 5.0]]), 16).tolist() == [True]
     assert loc.point_hits(maps, np.array([[13.0, 5.0]]), 16).tolist() == [False]
@@ -70,11 +74,12 @@ def test_input_frame_follows_torchvision_resize_and_centre_crop(width, height):
     out = transforms.CenterCrop(24)(transforms.Resize(32)(Image.fromarray(image)))
     rows, cols = np.nonzero(np.asarray(out) > 0)
     sx, sy, left, top = loc.input_frame(width, height, 32, 24)
-    mapped = ((x + 0.5) * sx - left, (y + 0.5) * sy - top)          # the pixel's centre
+    mapped = ((x + 0.5) * sx - left, (y + 0.5) * sy - top)  # the pixel's centre
     assert cols.min() - 1 <= mapped[0] <= cols.max() + 2 and rows.min() - 1 <= mapped[1] <= rows.max() + 2
 
 
 # ---- ground truth -----------------------------------------------------------------------------
+
 
 def test_synthetic_objects_are_where_the_object_pixels_are(tiny):
     root = tiny.root / "resources/datasets/SYNTH"
@@ -88,8 +93,10 @@ def test_synthetic_objects_are_where_the_object_pixels_are(tiny):
         assert 0 < mask.mean() < 0.6
         pixels = np.asarray(Image.open(root / "images" / rel).convert("RGB"), dtype=np.float64)
         background = np.median(pixels[~mask], axis=0)
-        contrasts.append(np.abs(pixels[mask] - background).sum(1).mean() - np.abs(pixels[~mask] - background).sum(1).mean())
-    assert min(contrasts) > 20        # inside the outlines the pixels differ from the background
+        contrasts.append(
+            np.abs(pixels[mask] - background).sum(1).mean() - np.abs(pixels[~mask] - background).sum(1).mean()
+        )
+    assert min(contrasts) > 20  # inside the outlines the pixels differ from the background
 
 
 def test_ingest_carries_the_objects_along_in_index_order(tiny, tmp_path):
@@ -113,14 +120,31 @@ def test_a_dataset_without_ground_truth_says_why(tiny):
     assert truth["kind"] == "none" and "part_locs.txt" in truth["reason"]
 
 
-PART_NAMES = ["back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg", "left wing", "nape",
-              "right eye", "right leg", "right wing", "tail", "throat"]
+PART_NAMES = [
+    "back",
+    "beak",
+    "belly",
+    "breast",
+    "crown",
+    "forehead",
+    "left eye",
+    "left leg",
+    "left wing",
+    "nape",
+    "right eye",
+    "right leg",
+    "right wing",
+    "tail",
+    "throat",
+]
 
 
 def write_cub_fixture(root):
     """CUB_200_2011 in its release format: images.txt, parts/parts.txt, parts/part_locs.txt, images/."""
-    rels = ["001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg",
-            "002.Laysan_Albatross/Laysan_Albatross_0002_1027.jpg"]
+    rels = [
+        "001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg",
+        "002.Laysan_Albatross/Laysan_Albatross_0002_1027.jpg",
+    ]
     sizes = [(80, 60), (50, 70)]
     for rel, size in zip(rels, sizes):
         (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +155,7 @@ def write_cub_fixture(root):
     lines = []
     for image_id in (1, 2):
         for part_id in range(1, 16):
-            visible = int(part_id in (2, 5, 14))          # beak, crown, tail
+            visible = int(part_id in (2, 5, 14))  # beak, crown, tail
             x, y = (10.0 * part_id, 2.0 * part_id + image_id) if visible else (0.0, 0.0)
             lines.append(f"{image_id} {part_id} {x:.1f} {y:.1f} {visible}\n")
     (root / "parts/part_locs.txt").write_text("".join(lines))
@@ -141,29 +165,35 @@ def write_cub_fixture(root):
 def test_cub_parts_are_read_in_index_order_with_image_sizes(tmp_path):
     root = tmp_path / "CUB_200_2011"
     rels, sizes = write_cub_fixture(root)
-    truth = read_cub_parts(root, np.array(rels[::-1]))                  # index order differs from CUB's ids
+    truth = read_cub_parts(root, np.array(rels[::-1]))  # index order differs from CUB's ids
     assert truth["part_names"].tolist() == PART_NAMES
     assert truth["image_sizes"].tolist() == [list(sizes[1]), list(sizes[0])]
-    assert truth["points"][0, 1].tolist() == [20.0, 6.0, 1.0]            # image 2's beak
-    assert truth["points"][1, 13].tolist() == [140.0, 29.0, 1.0]         # image 1's tail
+    assert truth["points"][0, 1].tolist() == [20.0, 6.0, 1.0]  # image 2's beak
+    assert truth["points"][1, 13].tolist() == [140.0, 29.0, 1.0]  # image 1's tail
     assert truth["points"][1, 0, 2] == 0
 
 
 def test_cub_pointing_uses_the_body_part_of_the_class_strongest_attribute(tmp_path):
     body = tmp_path / "parts.yaml"
-    body.write_text("parts:\n  head: {points: [beak, crown], attribute_groups: [has_bill_shape]}\n"
-                    "  tail: {points: [tail], attribute_groups: [has_tail_shape]}\n")
+    body.write_text(
+        "parts:\n  head: {points: [beak, crown], attribute_groups: [has_bill_shape]}\n"
+        "  tail: {points: [tail], attribute_groups: [has_tail_shape]}\n"
+    )
     names = np.array(["has_bill_shape::dagger", "has_bill_shape::hooked", "has_tail_shape::forked"])
-    index = SimpleNamespace(attribute_names=names, labels=np.array([0]), original_att=np.array([[10.0, 80.0, 50.0]]),
-                            seen_classes=np.array([0]))
+    index = SimpleNamespace(
+        attribute_names=names,
+        labels=np.array([0]),
+        original_att=np.array([[10.0, 80.0, 50.0]]),
+        seen_classes=np.array([0]),
+    )
     points = np.zeros((1, 15, 3))
-    points[0, 1] = (5.0, 5.0, 1)            # beak in the top-left cell of a 2x2 grid over 16 px
-    points[0, 13] = (12.0, 12.0, 1)         # tail in the bottom-right cell
+    points[0, 1] = (5.0, 5.0, 1)  # beak in the top-left cell of a 2x2 grid over 16 px
+    points[0, 13] = (12.0, 12.0, 1)  # tail in the bottom-right cell
     truth = {"part_names": np.array(PART_NAMES), "points": points, "image_sizes": np.array([[16, 16]])}
     maps = torch.zeros(1, 3, 2, 2)
-    maps[0, 1, 0, 0] = 1                    # 'hooked' (the class's bill shape) looks at the beak
-    maps[0, 0, 1, 1] = 1                    # 'dagger' (not the class's) would look elsewhere
-    maps[0, 2, 0, 1] = 1                    # the tail attribute looks at the wrong cell
+    maps[0, 1, 0, 0] = 1  # 'hooked' (the class's bill shape) looks at the beak
+    maps[0, 0, 1, 1] = 1  # 'dagger' (not the class's) would look elsewhere
+    maps[0, 2, 0, 1] = 1  # the tail attribute looks at the wrong cell
     spec = {"body_parts": str(body), "pcp_box": 0.25}
     s = score_parts(AttentionMaps({"m": maps}), truth, index, np.array([0]), spec, resize=16, crop=16)["m"]
     assert s["parts"]["head"]["pointing"] == 100.0 and s["parts"]["tail"]["pointing"] == 0.0
@@ -172,64 +202,72 @@ def test_cub_pointing_uses_the_body_part_of_the_class_strongest_attribute(tmp_pa
 
 def test_object_scores_count_the_class_object_attributes_only():
     names = np.array(["has_shape::circle", "has_colour::red", "has_background::dark"])
-    index = SimpleNamespace(attribute_names=names, labels=np.array([0, 1]), seen_classes=np.array([0]),
-                            original_att=np.array([[100.0, 90.0, 100.0], [100.0, 10.0, 100.0]]))
+    index = SimpleNamespace(
+        attribute_names=names,
+        labels=np.array([0, 1]),
+        seen_classes=np.array([0]),
+        original_att=np.array([[100.0, 90.0, 100.0], [100.0, 10.0, 100.0]]),
+    )
     masks = np.zeros((2, 8, 8), dtype=np.uint8)
     masks[:, :, :4] = 1
     truth = {"masks": masks, "boxes": np.array([[[0.0, 0.0, 4.0, 8.0]]] * 2)}
     maps = torch.zeros(2, 3, 2, 2)
-    maps[:, :, 0, 0] = 1                    # every map on the object
-    maps[1, 0] = torch.tensor([[0.0, 1.0], [0.0, 1.0]])   # image 2's shape map off it
+    maps[:, :, 0, 0] = 1  # every map on the object
+    maps[1, 0] = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # image 2's shape map off it
     spec = {"object_attribute_groups": ["shape", "colour"], "present_threshold": 50}
     s = score_objects(AttentionMaps({"m": maps}), truth, index, np.array([0, 1]), spec, resize=8, crop=8)["m"]
-    assert s["pairs"] == 3                  # image 1: shape, colour; image 2: shape (colour 10 %, background never)
+    assert s["pairs"] == 3  # image 1: shape, colour; image 2: shape (colour 10 %, background never)
     assert s["mass_on_object"] == pytest.approx(200 / 3) and s["uniform_mass"] == 50.0
     assert s["seen"]["mass_on_object"] == 100.0 and s["unseen"]["mass_on_object"] == 0.0
 
     boxes = torch.tensor([[[0.0, 0.0, 4.0, 8.0]], [[4.0, 0.0, 8.0, 8.0]]])
     b = score_boxes(boxes, truth, np.array([0, 1]), resize=8, crop=8)
-    assert b["iou"] == 50.0 and b["fixed_box_iou"] == pytest.approx(100 / 3)   # mean box (2, 0, 6, 8)
+    assert b["iou"] == 50.0 and b["fixed_box_iou"] == pytest.approx(100 / 3)  # mean box (2, 0, 6, 8)
 
 
 # ---- the methods' attention interface ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["msdn", "dedn"])
 def test_attribute_maps_are_distributions_over_the_cells(tiny, method):
+    from conftest import TINY_CONFIG
+
     from zslrepro.config import load_method_config, run_config
     from zslrepro.methods import build_method
     from zslrepro.training.runfiles import data_spec
     from zslrepro.training.sources import FeatureSource
 
-    from conftest import TINY_CONFIG
-
-    cfg = run_config(load_method_config(TINY_CONFIG / "methods" / method / "SYNTH.yaml"), "main" if method != "dedn" else "gzsl")
+    cfg = run_config(
+        load_method_config(TINY_CONFIG / "methods" / method / "SYNTH.yaml"), "main" if method != "dedn" else "gzsl"
+    )
     torch.manual_seed(0)
     source = FeatureSource(tiny.store_path)
     model = build_method(cfg, data_spec(source, cfg)).eval()
     x = next(source.iter_batches(source.test_unseen_loc[:3], 3))
     source.close()
-    for p in model.parameters():                     # away from the zero (uniform) initialisation
+    for p in model.parameters():  # away from the zero (uniform) initialisation
         p.data.add_(0.3 * torch.randn_like(p))
     attn = model.attention_maps(x)
     assert attn.per == "attribute"
     for name, maps in attn.maps.items():
         assert maps.shape == (3, tiny.index.att.shape[1], *x.shape[-2:]), name
         assert torch.allclose(maps.sum((2, 3)), torch.ones(3, maps.shape[1]), atol=1e-5)
-        assert maps.flatten(2).std(-1).min() > 0     # not uniform once trained away from zero
-    if method == "dedn":                              # dataset attribute order, not DEDN's group order
+        assert maps.flatten(2).std(-1).min() > 0  # not uniform once trained away from zero
+    if method == "dedn":  # dataset attribute order, not DEDN's group order
         from zslrepro.methods.msdn import normalized_regions
+
         a = int(model.order[0])
         direct = (normalized_regions(x) @ model.cexp.region_projections()[1][0]).softmax(1)
         assert torch.allclose(attn.maps["cExp"][:, a].flatten(1), direct, atol=1e-6)
 
 
 def image_model(tiny, method):
+    from conftest import TINY_CONFIG
+
     from zslrepro.config import load_method_config, run_config
     from zslrepro.methods import build_method
     from zslrepro.training.runfiles import data_spec
     from zslrepro.training.sources import ImageSource
-
-    from conftest import TINY_CONFIG
 
     cfg = run_config(load_method_config(TINY_CONFIG / "methods" / method / "SYNTH.yaml"), "main")
     torch.manual_seed(0)
@@ -261,6 +299,8 @@ def test_a_trained_msdn_puts_more_attention_on_the_objects_than_uniform(tiny, tm
     """MSDN's claim, on the tiny dataset with the tiny MSDN config (its loss and optimiser, 150
     updates), read from an 8 x 8 grid: layer2 of the tiny images, the main job's grid size. (On the
     tiny store's 4 x 4 layer3 grid the attention does not beat uniform: docs/attention.md.)"""
+    from conftest import TINY_CONFIG
+
     from zslrepro.config import load_method_config, run_config
     from zslrepro.evaluation.attention import collect_attention, sample_test_images
     from zslrepro.features.extract import extract
@@ -269,11 +309,14 @@ def test_a_trained_msdn_puts_more_attention_on_the_objects_than_uniform(tiny, tm
     from zslrepro.training.sources import FeatureSource, make_split
     from zslrepro.training.trainer import build_optimizer
 
-    from conftest import TINY_CONFIG
-
     store = tmp_path / "layer2.h5"
-    extract(tiny.index, tiny.cfg["images_root"], {**tiny.cfg["feature_stores"]["rn18rand_64"], "layer": "layer2"},
-            store, device="cpu")
+    extract(
+        tiny.index,
+        tiny.cfg["images_root"],
+        {**tiny.cfg["feature_stores"]["rn18rand_64"], "layer": "layer2"},
+        store,
+        device="cpu",
+    )
     cfg = run_config(load_method_config(TINY_CONFIG / "methods/msdn/SYNTH.yaml"), "main")
     source = FeatureSource(store)
     torch.manual_seed(cfg["seed"])
@@ -310,4 +353,5 @@ def test_a_method_without_spatial_attention_says_so():
 
     assert collect_attention(NoMaps(), Source(), np.arange(4), 4, torch.device("cpu")) is None
     from zslrepro.methods.registry import ZslMethod
+
     assert ZslMethod().attention_maps(torch.zeros(1, 3, 8, 8)) is None

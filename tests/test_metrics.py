@@ -17,9 +17,13 @@ def test_per_class_accuracy_weighs_classes_not_samples():
 
 def test_zsl_restricts_argmax_to_unseen_and_keeps_dataset_ids():
     # classes 0..3, unseen = {1, 3} (not seen-first); seen class 2 would win if not excluded
-    scores = np.array([[0.0, 0.2, 9.0, 0.1],    # label 1: best unseen is 1 -> right
-                       [0.0, 0.5, 9.0, 0.4],    # label 3: best unseen is 1 -> wrong
-                       [0.0, 0.1, 9.0, 0.3]])   # label 3: right
+    scores = np.array(
+        [
+            [0.0, 0.2, 9.0, 0.1],  # label 1: best unseen is 1 -> right
+            [0.0, 0.5, 9.0, 0.4],  # label 3: best unseen is 1 -> wrong
+            [0.0, 0.1, 9.0, 0.3],
+        ]
+    )  # label 3: right
     labels = np.array([1, 3, 3])
     assert metrics.zsl_top1(scores, labels, np.array([1, 3])) == pytest.approx((1.0 + 0.5) / 2)
 
@@ -27,23 +31,31 @@ def test_zsl_restricts_argmax_to_unseen_and_keeps_dataset_ids():
 def test_gzsl_u_s_h_and_calibrated_stacking():
     seen = np.array([0, 2])
     # test_seen: two images of class 0, one of class 2
-    s_scores = np.array([[2.0, 1.5, 0.0, 0.0],   # -> 0 right (margin 0.5 over unseen 1)
-                         [0.0, 1.0, 0.0, 0.0],   # -> 1 wrong
-                         [0.0, 0.0, 3.0, 0.0]])  # -> 2 right
+    s_scores = np.array(
+        [
+            [2.0, 1.5, 0.0, 0.0],  # -> 0 right (margin 0.5 over unseen 1)
+            [0.0, 1.0, 0.0, 0.0],  # -> 1 wrong
+            [0.0, 0.0, 3.0, 0.0],
+        ]
+    )  # -> 2 right
     s_labels = np.array([0, 0, 2])
     # test_unseen: class 1 and class 3
-    u_scores = np.array([[0.0, 1.0, 1.2, 0.0],   # -> 2 wrong (right after gamma > 0.2)
-                         [0.0, 0.0, 0.0, 5.0]])  # -> 3 right
+    u_scores = np.array(
+        [
+            [0.0, 1.0, 1.2, 0.0],  # -> 2 wrong (right after gamma > 0.2)
+            [0.0, 0.0, 0.0, 5.0],
+        ]
+    )  # -> 3 right
     u_labels = np.array([1, 3])
     r = metrics.gzsl(s_scores, s_labels, u_scores, u_labels, seen, gamma=0.0)
     assert r.S == pytest.approx((0.5 + 1.0) / 2)
     assert r.U == pytest.approx(0.5)
     assert r.H == pytest.approx(2 * 0.75 * 0.5 / 1.25)
     r = metrics.gzsl(s_scores, s_labels, u_scores, u_labels, seen, gamma=0.3)
-    assert r.U == pytest.approx(1.0)                # the 0.2 margin is overcome
-    assert r.S == pytest.approx((0.5 + 1.0) / 2)    # image 0 keeps a 0.2 margin
+    assert r.U == pytest.approx(1.0)  # the 0.2 margin is overcome
+    assert r.S == pytest.approx((0.5 + 1.0) / 2)  # image 0 keeps a 0.2 margin
     r = metrics.gzsl(s_scores, s_labels, u_scores, u_labels, seen, gamma=0.6)
-    assert r.S == pytest.approx((0.0 + 1.0) / 2)    # now image 0 flips to unseen class 1
+    assert r.S == pytest.approx((0.0 + 1.0) / 2)  # now image 0 flips to unseen class 1
 
 
 def test_harmonic_mean_of_zero_is_zero():
@@ -80,9 +92,11 @@ def test_ausuc_of_hand_made_staircase():
 
 
 def test_protocols():
-    history = [{"update": 1, "T1": 50, "U": 10, "S": 90, "H": 18},
-               {"update": 2, "T1": 70, "U": 40, "S": 60, "H": 48},
-               {"update": 3, "T1": 75, "U": 30, "S": 60, "H": 40}]
+    history = [
+        {"update": 1, "T1": 50, "U": 10, "S": 90, "H": 18},
+        {"update": 2, "T1": 70, "U": 40, "S": 60, "H": 48},
+        {"update": 3, "T1": 75, "U": 30, "S": 60, "H": 40},
+    ]
     p = paper_protocol(history)
     assert (p["T1"], p["U"], p["S"], p["H"]) == (75, 40, 60, 48)
     assert (p["update_best_T1"], p["update_best_H"]) == (3, 2)
@@ -92,6 +106,6 @@ def test_protocols():
     with pytest.raises(ValueError):
         paper_protocol(history, "best_T1")
     scores = {"seen": np.array([[1.0, 0.0]]), "unseen": np.array([[0.0, 1.0]])}
-    clean, curve = clean_protocol(scores, np.array([0]), np.array([1]), np.array([0]), np.array([1]), 0.0)
+    clean, _curve = clean_protocol(scores, np.array([0]), np.array([1]), np.array([0]), np.array([1]), 0.0)
     assert clean["T1"] == clean["U"] == clean["S"] == clean["H"] == pytest.approx(100.0)
     assert clean["AUSUC"] == pytest.approx(100.0)

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from reference_forms import msdn_logits
 
 from zslrepro.methods import DataSpec, build_method, list_methods
-from reference_forms import msdn_logits
 from zslrepro.methods.losses import cubic_l1, discrepancy, jensen_shannon, self_calibration
 
 B, D, H, W, A, DIM, C = 4, 32, 3, 3, 7, 10, 6
@@ -14,11 +14,18 @@ B, D, H, W, A, DIM, C = 4, 32, 3, 3, 7, 10, 6
 
 def make(seed=0, **model):
     torch.manual_seed(seed)
-    spec = DataSpec(att=torch.rand(C, A), w2v=torch.randn(A, DIM), seen=torch.tensor([0, 2, 3, 5]),
-                    unseen=torch.tensor([1, 4]), input_shape=(D, H, W))
-    cfg = {"method": "msdn",
-           "model": {"normalize_V": False, "fusion": [0.9, 0.1], "logit_bias": 1.0, **model},
-           "loss": {"lambda_cal": 0.1, "mu_distill": 0.001, "eps": 1e-8}}
+    spec = DataSpec(
+        att=torch.rand(C, A),
+        w2v=torch.randn(A, DIM),
+        seen=torch.tensor([0, 2, 3, 5]),
+        unseen=torch.tensor([1, 4]),
+        input_shape=(D, H, W),
+    )
+    cfg = {
+        "method": "msdn",
+        "model": {"normalize_V": False, "fusion": [0.9, 0.1], "logit_bias": 1.0, **model},
+        "loss": {"lambda_cal": 0.1, "mu_distill": 0.001, "eps": 1e-8},
+    }
     return build_method(cfg, spec), spec
 
 
@@ -27,7 +34,7 @@ def test_registered():
 
 
 def test_official_initialisation():
-    m, spec = make()
+    m, _spec = make()
     assert torch.allclose(m.V.norm(dim=1), torch.ones(A))
     assert torch.allclose(m.Z.norm(dim=1), torch.ones(C))
     assert m.W_1.std().item() == pytest.approx(1.0, abs=0.15)
@@ -47,7 +54,7 @@ def test_shapes_and_v2a_branch_is_only_the_bias_at_init():
     m, spec = make()
     l1, l2 = m(torch.rand(B, D, H, W))
     assert l1.shape == l2.shape == (B, C)
-    assert torch.equal(l2, unseen_sign(spec).expand(B, C))   # W_11 = 0: Z phi = 0, + the +-1 bias
+    assert torch.equal(l2, unseen_sign(spec).expand(B, C))  # W_11 = 0: Z phi = 0, + the +-1 bias
 
 
 @pytest.mark.parametrize("normalize_V", [False, True])
@@ -70,7 +77,7 @@ def test_test_scores_fuse_the_biased_logits():
     with torch.no_grad():
         m.W_11.normal_()
     x = torch.rand(B, D, H, W)
-    l1, l2 = m(x)
+    l1, _l2 = m(x)
     m0, _ = make(logit_bias=0.0)
     m0.load_state_dict({k: v for k, v in m.state_dict().items() if k != "bias"}, strict=False)
     r1, r2 = m0(x)
@@ -82,7 +89,7 @@ def test_bias_reaches_calibration_and_distillation_but_not_cross_entropy():
     """Hand-made logits: the official CE subtracts bias * mask; self-calibration and the
     distillation term see the shifted logits."""
     m, spec = make(logit_bias=1.0)
-    b = unseen_sign(spec)                                   # +1 on classes 1 and 4, -1 on 0, 2, 3, 5
+    b = unseen_sign(spec)  # +1 on classes 1 and 4, -1 on 0, 2, 3, 5
     raw_av = torch.zeros(1, C)
     raw_va = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
     y = torch.tensor([0])
@@ -94,7 +101,8 @@ def test_bias_reaches_calibration_and_distillation_but_not_cross_entropy():
     cal = -math.log(2 * e / (2 * e + 4 / e)) - math.log((e * e + e) / (e * e + e + 4 / e))
     assert parts["calibration"] == pytest.approx(cal, rel=1e-6)
     assert parts["calibration"] != pytest.approx(
-        (self_calibration(raw_av, spec.unseen) + self_calibration(raw_va, spec.unseen)).item(), rel=1e-3)
+        (self_calibration(raw_av, spec.unseen) + self_calibration(raw_va, spec.unseen)).item(), rel=1e-3
+    )
     # distillation: the cubic L1 term is shift-invariant, the Jensen-Shannon term is not
     assert parts["distill"] == pytest.approx(discrepancy(raw_av + b, raw_va + b).item(), rel=1e-6)
     assert parts["distill"] != pytest.approx(discrepancy(raw_av, raw_va).item(), rel=1e-3)

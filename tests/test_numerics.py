@@ -20,8 +20,13 @@ SIMULATED_AVX2_CPU = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2
 
 def test_portable_mode_pins_every_kernel_library_and_native_pins_none():
     env = numerics.environment("portable")
-    assert env == {"ZSLREPRO_NUMERICS": "portable", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                   "MKL_ENABLE_INSTRUCTIONS": "AVX2", "MKL_CBWR": "AVX2"}
+    assert env == {
+        "ZSLREPRO_NUMERICS": "portable",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "MKL_CBWR": "AVX2",
+    }
     assert numerics.environment("native") == {"ZSLREPRO_NUMERICS": "native"}
     assert numerics.shell_exports("portable").startswith("export ZSLREPRO_NUMERICS=portable ATEN_CPU_CAPABILITY=avx2")
     with pytest.raises(Exception, match="numerics must be one of portable, native"):
@@ -55,8 +60,12 @@ def workload_digests(paths_file: Path, **env: str) -> dict:
     """Digests of a small extraction and three steps of every stage of each method (a subprocess,
     so that the kernel choices are made before torch is imported)."""
     clean = {k: v for k, v in os.environ.items() if k not in numerics.KERNEL_VARIABLES}
-    run = subprocess.run([sys.executable, str(TESTS / "method_workloads.py"), str(paths_file)],
-                         env={**clean, **env}, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, str(TESTS / "method_workloads.py"), str(paths_file)],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -78,12 +87,12 @@ def test_portable_mode_gives_the_same_bits_on_an_older_cpu_and_native_does_not(p
     portable = workload_digests(paths_file, ZSLREPRO_NUMERICS="portable")
     portable_older = workload_digests(paths_file, ZSLREPRO_NUMERICS="portable", **SIMULATED_AVX2_CPU)
     assert portable["aten_capability"] == portable_older["aten_capability"] == "AVX2"
-    assert portable == portable_older        # extraction and every method: identical bits
+    assert portable == portable_older  # extraction and every method: identical bits
     native = workload_digests(paths_file, ZSLREPRO_NUMERICS="native")
     native_older = workload_digests(paths_file, ZSLREPRO_NUMERICS="native", **SIMULATED_AVX2_CPU)
     assert native_older["aten_capability"] == "AVX2"
-    if "avx512f" in flags:   # on an AVX-512 CPU native mode computes other bits than an AVX2 CPU
+    if "avx512f" in flags:  # on an AVX-512 CPU native mode computes other bits than an AVX2 CPU
         assert native["aten_capability"] == "AVX512"
         differ = {k for k in native if native[k] != native_older[k]} - {"aten_capability"}
         assert differ, "native mode gave the same bits as the simulated AVX2 CPU: the simulation did nothing"
-    assert portable != native                # portable mode is not native mode under another name
+    assert portable != native  # portable mode is not native mode under another name

@@ -28,8 +28,23 @@ def plugin_site(tmp_path_factory) -> Path:
     site = tmp_path_factory.mktemp("plugin_site")
     build = tmp_path_factory.mktemp("plugin_src") / "src"
     shutil.copytree(EXAMPLE, build)  # pip may write build files beside the source
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(site), str(build)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(build),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(site.glob("zsl_plugin_example-*.dist-info/entry_points.txt"))
     return site
@@ -60,8 +75,7 @@ def test_methods_lists_the_plugin_with_its_origin(plugin_site):
 
 
 def test_the_plugin_passes_the_method_contract(plugin_site):
-    done = run(plugin_site, "-m", "pytest", str(REPO / "tests/contract"), "-q", "-k", "[ale]",
-               "-p", "no:cacheprovider")
+    done = run(plugin_site, "-m", "pytest", str(REPO / "tests/contract"), "-q", "-k", "[ale]", "-p", "no:cacheprovider")
     assert done.returncode == 0, done.stdout[-3000:]
     summary = done.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and int(summary.split()[0]) >= 10, summary

@@ -13,10 +13,22 @@ def names(command, method=None):
 
 def test_a_method_jobs_see_their_own_method_module_only():
     files = names("train", "msdn")
-    assert {"methods/msdn.py", "methods/attention.py", "training/trainer.py", "cli.py",
-            "schemas/method_msdn.yaml", "evaluation/tuning.py"} <= files   # tuning: --selected
-    assert not files & {"methods/dedn.py", "methods/sgma.py", "methods/drmn.py", "schemas/method_dedn.yaml",
-                        "plots.py", "tables.py"}
+    assert {
+        "methods/msdn.py",
+        "methods/attention.py",
+        "training/trainer.py",
+        "cli.py",
+        "schemas/method_msdn.yaml",
+        "evaluation/tuning.py",
+    } <= files  # tuning: --selected
+    assert not files & {
+        "methods/dedn.py",
+        "methods/sgma.py",
+        "methods/drmn.py",
+        "schemas/method_dedn.yaml",
+        "plots.py",
+        "tables.py",
+    }
     assert "methods/dedn.py" in names("evaluate", "dedn") and "methods/msdn.py" not in names("evaluate", "dedn")
     # the helper MSDN and DEDN share lives in a shared module, which both closures hold
     assert "methods/regions.py" in names("train", "dedn") & names("train", "msdn")
@@ -41,8 +53,9 @@ def test_a_method_importing_another_method_module_depends_on_it(package_copy):
     """The closure follows real imports: not through the registry's imports of every method, but a
     method module that imports another one (the old DEDN -> MSDN helper) depends on it."""
     dedn = package_copy / "methods/dedn.py"
-    dedn.write_text(dedn.read_text().replace("from .regions import normalized_regions",
-                                             "from .msdn import normalized_regions"))
+    dedn.write_text(
+        dedn.read_text().replace("from .regions import normalized_regions", "from .msdn import normalized_regions")
+    )
     assert "methods/msdn.py" in names("train", "dedn")
     assert "methods/dedn.py" not in names("train", "msdn")
 
@@ -57,8 +70,14 @@ def test_editing_a_shared_helper_changes_exactly_its_importers(package_copy):
 
 
 def test_report_commands_do_not_depend_on_the_models():
-    assert names("plots") == {"cli.py", "errors.py", "io.py", "plots.py", "evaluation/__init__.py",
-                              "evaluation/metrics.py"}
+    assert names("plots") == {
+        "cli.py",
+        "errors.py",
+        "io.py",
+        "plots.py",
+        "evaluation/__init__.py",
+        "evaluation/metrics.py",
+    }
     assert not any(f.startswith(("methods/", "training/")) for f in names("tables"))
 
 
@@ -72,7 +91,7 @@ def test_digest_follows_the_source(tmp_path, monkeypatch):
         train, plots = provenance.code_digest("train", "msdn"), provenance.code_digest("plots")
         (copy / "methods/dedn.py").write_text((copy / "methods/dedn.py").read_text() + "\n# edit\n")
         provenance.code_digest.cache_clear()
-        assert provenance.code_digest("train", "msdn") == train            # another method's file
+        assert provenance.code_digest("train", "msdn") == train  # another method's file
         assert provenance.code_digest("train", "dedn") != provenance.code_digest("train", "msdn")
         (copy / "methods/msdn.py").write_text((copy / "methods/msdn.py").read_text() + "\n# edit\n")
         provenance.code_digest.cache_clear()

@@ -13,14 +13,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_run(root: Path, h: float = 50.0, choice: float = 0.3) -> Path:
-    metrics = {"method": "msdn", "dataset": "SYNTH", "run": "main", "replicate": 0, "reports": ["T1", "U", "S", "H", "AUSUC"],
-               "protocols": {"paper": {"T1": 60.0, "U": 40.0, "S": 70.0, "H": h + 1},
-                             "clean": {"T1": 59.0, "U": 38.0, "S": 69.0, "H": h, "AUSUC": 40.0}}}
+    metrics = {
+        "method": "msdn",
+        "dataset": "SYNTH",
+        "run": "main",
+        "replicate": 0,
+        "reports": ["T1", "U", "S", "H", "AUSUC"],
+        "protocols": {
+            "paper": {"T1": 60.0, "U": 40.0, "S": 70.0, "H": h + 1},
+            "clean": {"T1": 59.0, "U": 38.0, "S": 69.0, "H": h, "AUSUC": 40.0},
+        },
+    }
     (root / "metrics/msdn/SYNTH/main").mkdir(parents=True)
     (root / "metrics/msdn/SYNTH/main/rep0.json").write_text(json.dumps(metrics))
     (root / "runs/msdn/SYNTH/main/tuning").mkdir(parents=True)
-    (root / "runs/msdn/SYNTH/main/tuning/selected.json").write_text(json.dumps(
-        {"method": "msdn", "dataset": "SYNTH", "run": "main", "selected": {"loss.beta": choice}}))
+    (root / "runs/msdn/SYNTH/main/tuning/selected.json").write_text(
+        json.dumps({"method": "msdn", "dataset": "SYNTH", "run": "main", "selected": {"loss.beta": choice}})
+    )
     return root
 
 
@@ -31,12 +40,12 @@ def test_identical_run_agrees_and_a_moved_cell_is_named(tmp_path):
     assert summary["same_machine_type"] and summary["tolerance"] == 0
     assert summary["cells"] == 9 + 1 and summary["moved"] == summary["missing"] == 0
     table, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "b", h=50.1, choice=0.5), PORTABLE))
-    assert summary["moved"] == 3                       # paper H, clean H and the tuning choice
+    assert summary["moved"] == 3  # paper H, clean H and the tuning choice
     text = rr.report(table, summary)
     assert "MOVED   msdn/SYNTH/main/rep0 clean H: reference 50.00, ours 50.10 (+0.10)" in text
     assert 'msdn/SYNTH/main tuning choice: reference {"loss.beta": 0.3}' in text
     _, summary = rr.compare(ref, tmp_path / "b", tolerance=0.2)
-    assert summary["moved"] == 1                       # only the tuning choice: values within 0.2 points
+    assert summary["moved"] == 1  # only the tuning choice: values within 0.2 points
     shutil.rmtree(tmp_path / "b/metrics")
     _, summary = rr.compare(ref, tmp_path / "b")
     assert summary["missing"] == 9
@@ -51,10 +60,20 @@ def _with_machine(root: Path, machine: dict) -> Path:
     return root
 
 
-PORTABLE = {"numerics": "portable", "cpu": {"platform": "x86_64", "vendor": "AuthenticAMD", "family": "26",
-                                            "model": "2", "flags": ["avx2", "avx512f", "fma"]},
-            "kernels": {"aten_capability": "AVX2", "mkl_cbwr": "AVX2"}, "libraries": {"torch": "2.14.1"},
-            "threads": 2, "gpu": None}
+PORTABLE = {
+    "numerics": "portable",
+    "cpu": {
+        "platform": "x86_64",
+        "vendor": "AuthenticAMD",
+        "family": "26",
+        "model": "2",
+        "flags": ["avx2", "avx512f", "fma"],
+    },
+    "kernels": {"aten_capability": "AVX2", "mkl_cbwr": "AVX2"},
+    "libraries": {"torch": "2.14.1"},
+    "threads": 2,
+    "gpu": None,
+}
 
 
 def test_another_cpu_in_portable_mode_is_compared_exactly(tmp_path):
@@ -62,7 +81,7 @@ def test_another_cpu_in_portable_mode_is_compared_exactly(tmp_path):
     ref = tmp_path / "ref"
     rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)
     zen4 = {**PORTABLE, "cpu": {**PORTABLE["cpu"], "family": "25", "model": "17"}}
-    table, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "b"), zen4))
+    _table, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "b"), zen4))
     assert summary["same_machine_type"] and summary["tolerance"] == 0 and summary["moved"] == 0
     _, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "c", h=50.5), zen4))
     assert summary["moved"] == 2 and summary["nondeterministic"]
@@ -73,7 +92,9 @@ def test_the_manifest_names_the_machine_its_jobs_recorded(tmp_path):
     manifest = rr.snapshot(_with_machine(write_run(tmp_path / "a"), {**PORTABLE, "threads": 1}), tmp_path / "ref")
     assert manifest["machine"]["kernels"]["aten_capability"] == "AVX2" and "threads" not in manifest["machine"]
     assert manifest["numerics"] == ["portable"]
-    assert "family 26 model 2" in rr.machine_description(manifest) and "portable numerics" in rr.machine_description(manifest)
+    assert "family 26 model 2" in rr.machine_description(manifest) and "portable numerics" in rr.machine_description(
+        manifest
+    )
 
 
 def test_a_differing_fingerprint_is_named_and_gets_the_documented_tolerance(tmp_path):
@@ -103,7 +124,18 @@ def test_results_without_fingerprints_are_not_compared_exactly(tmp_path):
 def test_compare_command_exits_non_zero_on_a_moved_cell(tmp_path, capsys):
     rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), tmp_path / "ref")
     assert main(["compare", "--reference", str(tmp_path / "ref"), "--results", str(tmp_path / "a")]) == 0
-    assert main(["compare", "--reference", str(tmp_path / "ref"), "--results", str(_with_machine(write_run(tmp_path / "b", h=49), PORTABLE))]) == 1
+    assert (
+        main(
+            [
+                "compare",
+                "--reference",
+                str(tmp_path / "ref"),
+                "--results",
+                str(_with_machine(write_run(tmp_path / "b", h=49), PORTABLE)),
+            ]
+        )
+        == 1
+    )
     assert "2 moved" in capsys.readouterr().out
     assert main(["compare", "--reference", str(tmp_path / "a"), "--results", str(tmp_path / "a")]) == 2  # no manifest
 
@@ -111,8 +143,16 @@ def test_compare_command_exits_non_zero_on_a_moved_cell(tmp_path, capsys):
 def test_docs_blocks_are_generated_and_checked(tmp_path):
     rr.snapshot(write_run(tmp_path / "a"), tmp_path / "ref")
     doc = tmp_path / "doc.md"
-    doc.write_text("intro\n<!-- zslrepro:synth-results begin -->\nhand-typed 99.9\n<!-- zslrepro:synth-results end -->\nend\n")
-    args = ["docs-tables", "--reference", str(tmp_path / "ref"), "--paper-results", str(REPO / "config/paper_results.yaml")]
+    doc.write_text(
+        "intro\n<!-- zslrepro:synth-results begin -->\nhand-typed 99.9\n<!-- zslrepro:synth-results end -->\nend\n"
+    )
+    args = [
+        "docs-tables",
+        "--reference",
+        str(tmp_path / "ref"),
+        "--paper-results",
+        str(REPO / "config/paper_results.yaml"),
+    ]
     assert main([*args, "--check", str(doc)]) == 1 and "hand-typed" in doc.read_text()
     assert main([*args, str(doc)]) == 0
     text = doc.read_text()
@@ -126,8 +166,11 @@ def test_readme_and_docs_tables_match_the_committed_reference():
     reference = REPO / "results/reference/main"
     if not reference.exists():
         pytest.fail("results/reference/main is missing: run the main job, then `zslrepro reference`")
-    stale = rr.update_blocks([REPO / "README.md", REPO / "docs/synthetic.md", REPO / "docs/attention.md"],
-                             _blocks_from_repo_root(reference), check=True)
+    stale = rr.update_blocks(
+        [REPO / "README.md", REPO / "docs/synthetic.md", REPO / "docs/attention.md"],
+        _blocks_from_repo_root(reference),
+        check=True,
+    )
     assert not stale, f"out of date, run `python -m zslrepro docs-tables`: {stale}"
 
 
@@ -137,17 +180,33 @@ def _blocks_from_repo_root(reference: Path) -> dict:
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        return {"synth-results": rr.results_block(reference.relative_to(REPO), Path("config/paper_results.yaml")),
-                "synth-localisation": rr.localisation_block(reference.relative_to(REPO))}
+        return {
+            "synth-results": rr.results_block(reference.relative_to(REPO), Path("config/paper_results.yaml")),
+            "synth-localisation": rr.localisation_block(reference.relative_to(REPO)),
+        }
     finally:
         os.chdir(cwd)
 
 
 def test_attention_scores_are_reference_cells_and_a_generated_table(tmp_path):
     root = write_run(tmp_path / "a")
-    scores = {"method": "msdn", "dataset": "SYNTH", "run": "main", "truth": "objects", "images": 40,
-              "scores": {"A->V": {"per": "attribute", "pairs": 200, "mass_on_object": 26.9, "uniform_mass": 8.5,
-                                  "pointing": 51.0, "pointing_chance": 19.7}}}
+    scores = {
+        "method": "msdn",
+        "dataset": "SYNTH",
+        "run": "main",
+        "truth": "objects",
+        "images": 40,
+        "scores": {
+            "A->V": {
+                "per": "attribute",
+                "pairs": 200,
+                "mass_on_object": 26.9,
+                "uniform_mass": 8.5,
+                "pointing": 51.0,
+                "pointing_chance": 19.7,
+            }
+        },
+    }
     (root / "attention/msdn/SYNTH/main").mkdir(parents=True)
     (root / "attention/msdn/SYNTH/main/scores.json").write_text(json.dumps(scores))
     rr.snapshot(root, tmp_path / "ref")

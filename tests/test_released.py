@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_CONFIG
 
 from zslrepro.cli import main
 from zslrepro.config import load_method_config, run_config
@@ -17,8 +18,6 @@ from zslrepro.errors import ZslError
 from zslrepro.released import diagnostics_path, import_msdn, torchvision_name
 from zslrepro.training.runfiles import load_trained, read_model_file
 from zslrepro.training.sources import FeatureSource
-
-from conftest import TINY_CONFIG
 
 
 def release_state(store_path: Path, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -31,20 +30,28 @@ def release_state(store_path: Path, seed: int = 0) -> dict[str, torch.Tensor]:
     mask = torch.full((1, n_classes), -1.0)
     mask[0, torch.as_tensor(source.unseen_classes).long()] = 1.0
     source.close()
-    state = {"att": att, "V": torch.randn(n_att, dim_v, generator=g),
-             "W_1": torch.randn(dim_v, channels, generator=g), "W_2": torch.randn(dim_v, channels, generator=g),
-             "W_3": torch.zeros(dim_v, channels), "W_1_1": torch.randn(channels, dim_v, generator=g),
-             "W_2_1": torch.randn(dim_v, channels, generator=g), "W_3_1": torch.zeros(channels, dim_v),
-             "bias": torch.tensor(1), "mask_bias": mask, "prob_prune": torch.tensor(0),
-             "resnet101.0.weight": torch.randn(4, 3, 7, 7, generator=g),
-             "resnet101.4.0.conv1.weight": torch.randn(4, 4, 1, 1, generator=g)}
+    state = {
+        "att": att,
+        "V": torch.randn(n_att, dim_v, generator=g),
+        "W_1": torch.randn(dim_v, channels, generator=g),
+        "W_2": torch.randn(dim_v, channels, generator=g),
+        "W_3": torch.zeros(dim_v, channels),
+        "W_1_1": torch.randn(channels, dim_v, generator=g),
+        "W_2_1": torch.randn(dim_v, channels, generator=g),
+        "W_3_1": torch.zeros(channels, dim_v),
+        "bias": torch.tensor(1),
+        "mask_bias": mask,
+        "prob_prune": torch.tensor(0),
+        "resnet101.0.weight": torch.randn(4, 3, 7, 7, generator=g),
+        "resnet101.4.0.conv1.weight": torch.randn(4, 4, 1, 1, generator=g),
+    }
     return state
 
 
 def official_scores(state: dict, x: torch.Tensor, w1: float, w2: float) -> torch.Tensor:
     """The test-time score of the official root MSDN.py, written from its equations (float64)."""
     s = {k: v.double() for k, v in state.items()}
-    Fs = F.normalize(x.double().flatten(2), dim=1)                       # b x f x r, normalize_F
+    Fs = F.normalize(x.double().flatten(2), dim=1)  # b x f x r, normalize_F
     V = s["V"]
     S = torch.einsum("iv,vf,bfr->bir", V, s["W_1"], Fs)
     A = torch.softmax(torch.einsum("iv,vf,bfr->bir", V, s["W_2"], Fs), dim=-1)
@@ -91,13 +98,15 @@ def test_imported_release_scores_equal_the_official_computation(tiny, tmp_path, 
 
 def test_diagnostics_find_a_different_split_att_and_backbone(tiny, tmp_path, cfg):
     state = release_state(tiny.store_path)
-    state["mask_bias"][0, 0] *= -1                  # their split has one class on the other side
+    state["mask_bias"][0, 0] *= -1  # their split has one class on the other side
     state["att"][1, 2] += 0.25
     state["W_3"][0, 0] = 0.5
     ckpt = tmp_path / "x.pth"
     torch.save(state, ckpt)
-    reference = {"conv1.weight": state["resnet101.0.weight"].clone(),
-                 "layer1.0.conv1.weight": state["resnet101.4.0.conv1.weight"] + 0.125}
+    reference = {
+        "conv1.weight": state["resnet101.0.weight"].clone(),
+        "layer1.0.conv1.weight": state["resnet101.4.0.conv1.weight"] + 0.125,
+    }
     weights = tmp_path / "resnet101.pth"
     torch.save(reference, weights)
     d = import_msdn(ckpt, tiny.store_path, cfg, "czsl", tmp_path / "m.pt", imagenet_weights=weights)
@@ -115,33 +124,86 @@ def test_a_file_of_another_dataset_or_method_is_one_clear_error(tiny, tmp_path, 
     state["att"] = torch.rand(200, 312)
     state["V"] = torch.rand(312, state["V"].shape[1])
     torch.save(state, tmp_path / "CUB_MSDN_GZSL.pth")
-    with pytest.raises(ZslError, match=r"another dataset: it has 200 classes and 312 attributes; SYNTH .* has \d+ classes and \d+ attributes"):
+    with pytest.raises(
+        ZslError,
+        match=r"another dataset: it has 200 classes and 312 attributes; SYNTH .* has \d+ classes and \d+ attributes",
+    ):
         import_msdn(tmp_path / "CUB_MSDN_GZSL.pth", tiny.store_path, cfg, "gzsl", tmp_path / "m.pt")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
-    with pytest.raises(ZslError, match=r"not an MSDN release file: it lacks V, W_1, .* Expected the keys V, W_1, W_2, W_1_1, W_2_1, W_3, .*found fc.weight"):
+    with pytest.raises(
+        ZslError,
+        match=r"not an MSDN release file: it lacks V, W_1, .* Expected the keys V, W_1, W_2, W_1_1, W_2_1, W_3, .*found fc.weight",
+    ):
         import_msdn(tmp_path / "other.pth", tiny.store_path, cfg, "gzsl", tmp_path / "m.pt")
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
-    code = main(["import-official", "--method", "msdn", "--checkpoint", str(tmp_path / "junk.pth"), "--data",
-                 str(tiny.store_path), "--setting", "gzsl", "--out", str(tmp_path / "m.pt"),
-                 "--method-config", str(TINY_CONFIG / "methods/msdn/SYNTH.yaml")])
+    code = main(
+        [
+            "import-official",
+            "--method",
+            "msdn",
+            "--checkpoint",
+            str(tmp_path / "junk.pth"),
+            "--data",
+            str(tiny.store_path),
+            "--setting",
+            "gzsl",
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--method-config",
+            str(TINY_CONFIG / "methods/msdn/SYNTH.yaml"),
+        ]
+    )
     assert code == 2 and not (tmp_path / "m.pt").exists()
 
 
 def test_import_then_evaluate_through_the_command_line(tiny, tmp_path, capsys):
     torch.save(release_state(tiny.store_path), tmp_path / "SYNTH_MSDN_CZSL.pth")
     args = ["--method-config", str(TINY_CONFIG / "methods/msdn/SYNTH.yaml")]
-    assert main(["import-official", "--method", "msdn", "--checkpoint", str(tmp_path / "SYNTH_MSDN_CZSL.pth"),
-                 "--data", str(tiny.store_path), "--setting", "czsl", "--out", str(tmp_path / "model.pt"), *args]) == 0
+    assert (
+        main(
+            [
+                "import-official",
+                "--method",
+                "msdn",
+                "--checkpoint",
+                str(tmp_path / "SYNTH_MSDN_CZSL.pth"),
+                "--data",
+                str(tiny.store_path),
+                "--setting",
+                "czsl",
+                "--out",
+                str(tmp_path / "model.pt"),
+                *args,
+            ]
+        )
+        == 0
+    )
     assert "att vs our class-attribute matrix" in capsys.readouterr().out
-    assert main(["evaluate", "--model", str(tmp_path / "model.pt"), "--data", str(tiny.store_path),
-                 "--metrics", str(tmp_path / "m.json"), "--curve", str(tmp_path / "c.csv")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "model.pt"),
+                "--data",
+                str(tiny.store_path),
+                "--metrics",
+                str(tmp_path / "m.json"),
+                "--curve",
+                str(tmp_path / "c.csv"),
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["run"] == "released_czsl" and m["reports"] == ["T1"] and "released weights" in m["table_row"]
     assert m["protocols"]["paper"]["evaluations"] == 1 and m["weights"]["file"] == "SYNTH_MSDN_CZSL.pth"
     assert 0 <= m["protocols"]["paper"]["T1"] <= 100
 
 
-@pytest.mark.skipif(not os.environ.get("ZSL_OFFICIAL_MSDN"), reason="needs an official MSDN checkout: ZSL_OFFICIAL_MSDN=<dir>")
+@pytest.mark.skipif(
+    not os.environ.get("ZSL_OFFICIAL_MSDN"), reason="needs an official MSDN checkout: ZSL_OFFICIAL_MSDN=<dir>"
+)
 def test_the_official_models_own_state_dict_imports_to_the_same_scores(tiny, tmp_path, cfg):
     """Build the official root MSDN.py, save its state dict, import it: scores equal (float64)."""
     import sys
@@ -154,17 +216,31 @@ def test_the_official_models_own_state_dict_imports_to_the_same_scores(tiny, tmp
 
         real = torchvision.models.resnet101
         torchvision.models.resnet101 = lambda pretrained=False, **kw: real(weights=None)  # offline: no download
-        import MSDN as official  # noqa: N813
+        import MSDN as official
     finally:
         sys.path.remove(str(checkout))
     source = FeatureSource(tiny.store_path)
     n_classes, n_att = np.asarray(source.att).shape
     w1, w2 = cfg["model"]["fusion"]
-    conf = types.SimpleNamespace(dim_f=source.input_shape[0], dim_v=np.asarray(source.w2v_att).shape[1],
-                                 num_class=n_classes, num_attribute=n_att, w1=w1, w2=w2)
+    conf = types.SimpleNamespace(
+        dim_f=source.input_shape[0],
+        dim_v=np.asarray(source.w2v_att).shape[1],
+        num_class=n_classes,
+        num_attribute=n_att,
+        w1=w1,
+        w2=w2,
+    )
     torch.manual_seed(0)
-    net = official.MSDN(conf, normalize_V=False, normalize_F=True, is_conservative=True, uniform_att_1=False,
-                        uniform_att_2=False, is_conv=False, is_bias=True)
+    net = official.MSDN(
+        conf,
+        normalize_V=False,
+        normalize_F=True,
+        is_conservative=True,
+        uniform_att_1=False,
+        uniform_att_2=False,
+        is_conv=False,
+        is_bias=True,
+    )
     torchvision.models.resnet101 = real
     with torch.no_grad():
         net.att.copy_(F.normalize(torch.as_tensor(np.asarray(source.att)).float(), dim=1))
@@ -180,7 +256,7 @@ def test_the_official_models_own_state_dict_imports_to_the_same_scores(tiny, tmp
     x = torch.from_numpy(source.store.read(source.test_unseen_loc[:6])).double()
     source.close()
     net.double().eval()
-    net.resnet101 = torch.nn.Identity()      # the head on our feature maps
+    net.resnet101 = torch.nn.Identity()  # the head on our feature maps
     with torch.no_grad():
         theirs = net(x)["embed"]
         ours = model.double().scores(x)
@@ -206,9 +282,11 @@ def test_release_files_are_checksummed_like_downloads(tiny, tmp_path):
     lock = tmp_path / "downloads.lock.yaml"
     verify_release(ckpt, repo / "config/downloads.yaml", lock)
     recorded = yaml.safe_load(lock.read_text())["CUB_MSDN_GZSL.pth"]
-    verify_release(ckpt, repo / "config/downloads.yaml", lock)          # the same file passes
+    verify_release(ckpt, repo / "config/downloads.yaml", lock)  # the same file passes
     torch.save(release_state(tiny.store_path, seed=5), ckpt)
-    with pytest.raises(DatasetError, match=rf"CUB_MSDN_GZSL.pth failed verification \(sha256 \w+ instead of {recorded}\)"):
+    with pytest.raises(
+        DatasetError, match=rf"CUB_MSDN_GZSL.pth failed verification \(sha256 \w+ instead of {recorded}\)"
+    ):
         verify_release(ckpt, repo / "config/downloads.yaml", lock)
     source = load_sources(repo / "config/downloads.yaml")["CUB_MSDN_CZSL.pth"]
     with pytest.raises(DatasetError, match="needs a browser. Download it there and put it at"):
@@ -222,7 +300,13 @@ def test_an_imported_model_draws_and_scores_attention_like_a_trained_one(tiny, t
     torch.save(release_state(tiny.store_path), tmp_path / "SYNTH_MSDN_GZSL.pth")
     import_msdn(tmp_path / "SYNTH_MSDN_GZSL.pth", tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
     save_truth(read_truth(tiny.cfg, tiny.index.image_paths), tmp_path / "truth.npz")
-    result = attention_run(tmp_path / "model.pt", tiny.store_path, tiny.index_path, tmp_path / "truth.npz", tiny.cfg,
-                           tmp_path / "attention")
+    result = attention_run(
+        tmp_path / "model.pt",
+        tiny.store_path,
+        tiny.index_path,
+        tmp_path / "truth.npz",
+        tiny.cfg,
+        tmp_path / "attention",
+    )
     assert result["run"] == "released_gzsl" and "A->V" in result["scores"]
     assert (tmp_path / "attention/figure.png").read_bytes()[:4] == b"\x89PNG"

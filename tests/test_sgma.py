@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_CONFIG, take_steps, zslrepro_killed_after_evals
 
 from zslrepro.config import load_method_config, run_config
 from zslrepro.io import read_jsonl
@@ -24,8 +25,6 @@ from zslrepro.methods.sgma import (
 from zslrepro.training.runfiles import data_spec
 from zslrepro.training.sources import ImageSource
 from zslrepro.training.trainer import build_optimizer
-
-from conftest import TINY_CONFIG, take_steps, zslrepro_killed_after_evals
 
 CONFIG = TINY_CONFIG / "methods" / "sgma" / "SYNTH.yaml"
 
@@ -55,8 +54,8 @@ def test_attention_maps_are_in_unit_interval_with_one_map_per_part():
 def test_boxcar_is_one_inside_zero_outside_and_differentiable_in_the_box():
     box = torch.tensor([[20.0, 30.0, 16.0]], requires_grad=True)  # centre (20, 30), side 16 pixels
     mask = boxcar_mask(64, box, k=10.0)[0]
-    inside, outside = mask[30 - 5:30 + 5, 20 - 5:20 + 5], mask.clone()
-    outside[30 - 11:30 + 11, 20 - 11:20 + 11] = 0
+    inside, outside = mask[30 - 5 : 30 + 5, 20 - 5 : 20 + 5], mask.clone()
+    outside[30 - 11 : 30 + 11, 20 - 11 : 20 + 11] = 0
     assert inside.min() > 0.99 and outside.max() < 0.01
     images = torch.rand(1, 3, 64, 64)
     crop_and_zoom(images, box, 24, k=10.0).sum().backward()
@@ -133,14 +132,27 @@ def test_localizer_stage_trains_only_the_localizer(tiny, cfg, groups):
 
 
 def _train_args(tiny, groups, out_dir):
-    return ["train", "--method-config", str(CONFIG), "--data", str(tiny.index_path),
-            "--images-root", tiny.cfg["images_root"], "--artefact", f"channel_groups={groups}",
-            "--out-dir", str(out_dir), "--device", "cpu"]
+    return [
+        "train",
+        "--method-config",
+        str(CONFIG),
+        "--data",
+        str(tiny.index_path),
+        "--images-root",
+        tiny.cfg["images_root"],
+        "--artefact",
+        f"channel_groups={groups}",
+        "--out-dir",
+        str(out_dir),
+        "--device",
+        "cpu",
+    ]
 
 
 def _train(tiny, groups, out_dir):
-    return subprocess.run([sys.executable, "-m", "zslrepro", *_train_args(tiny, groups, out_dir)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "zslrepro", *_train_args(tiny, groups, out_dir)], capture_output=True, text=True
+    )
 
 
 def test_a_run_killed_mid_stage_resumes_to_the_same_result(tiny, groups, tmp_path):
@@ -163,10 +175,9 @@ def test_soft_argmax_box_centre_follows_the_attention_peak():
     from zslrepro.methods.sgma import BoxRegressor
 
     maps = torch.zeros(2, 8, 8)
-    maps[0, 1, 6] = 1.0   # peak at cell (x 6, y 1)
-    maps[1, 5, 2] = 1.0   # peak at cell (x 2, y 5)
-    boxes = BoxRegressor(64, 16, image_size=64, side_range=(0.25, 0.75), centre="soft_argmax",
-                         temperature=50.0)(maps)
+    maps[0, 1, 6] = 1.0  # peak at cell (x 6, y 1)
+    maps[1, 5, 2] = 1.0  # peak at cell (x 2, y 5)
+    boxes = BoxRegressor(64, 16, image_size=64, side_range=(0.25, 0.75), centre="soft_argmax", temperature=50.0)(maps)
     assert torch.allclose(boxes[:, :2], torch.tensor([[6.5 * 8, 1.5 * 8], [2.5 * 8, 5.5 * 8]]), atol=0.5)
     assert torch.all((boxes[:, 2] >= 16) & (boxes[:, 2] <= 48))
 
@@ -182,8 +193,9 @@ def test_separable_crop_equals_grid_sample_in_values_and_box_gradients():
         b, _, h, w = images.shape
         tx, ty, ts = boxes.unbind(1)
         zero = torch.zeros_like(tx)
-        theta = torch.stack([torch.stack([ts / w, zero, 2 * tx / w - 1], 1),
-                             torch.stack([zero, ts / h, 2 * ty / h - 1], 1)], 1)
+        theta = torch.stack(
+            [torch.stack([ts / w, zero, 2 * tx / w - 1], 1), torch.stack([zero, ts / h, 2 * ty / h - 1], 1)], 1
+        )
         grid = F.affine_grid(theta, [b, 3, out_size, out_size], align_corners=False)
         u, v = (grid[..., 0] + 1) * w / 2, (grid[..., 1] + 1) * h / 2
         mask = boxcar(u, tx.view(b, 1, 1), ts.view(b, 1, 1), k) * boxcar(v, ty.view(b, 1, 1), ts.view(b, 1, 1), k)
@@ -192,12 +204,13 @@ def test_separable_crop_equals_grid_sample_in_values_and_box_gradients():
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(3, 3, 40, 56, generator=gen, dtype=torch.float64)
     weights = torch.randn(3, 3, 24, 24, generator=gen, dtype=torch.float64)
-    boxes = torch.tensor([[20.3, 15.2, 18.1], [5.4, 30.3, 30.7], [50.1, 2.2, 40.3]], dtype=torch.float64,
-                         requires_grad=True)  # the last two reach outside the image (zero padding)
+    boxes = torch.tensor(
+        [[20.3, 15.2, 18.1], [5.4, 30.3, 30.7], [50.1, 2.2, 40.3]], dtype=torch.float64, requires_grad=True
+    )  # the last two reach outside the image (zero padding)
     ours, ref = crop_and_zoom(images, boxes, 24, 10.0), by_grid_sample(images, boxes, 24, 10.0)
     assert torch.allclose(ours, ref, atol=1e-12)
-    g_ours, = torch.autograd.grad((ours * weights).sum(), boxes)
-    g_ref, = torch.autograd.grad((ref * weights).sum(), boxes)
+    (g_ours,) = torch.autograd.grad((ours * weights).sum(), boxes)
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), boxes)
     assert torch.allclose(g_ours, g_ref, rtol=1e-9, atol=1e-9)
 
 
@@ -212,5 +225,5 @@ def test_standardised_cnet_input_reads_where_the_map_peaks_not_its_level():
     std = BoxRegressor(16, 8, 32, (0.25, 0.75), standardise_input=True)
     raw = BoxRegressor(16, 8, 32, (0.25, 0.75), standardise_input=False)
     raw.load_state_dict(std.state_dict())
-    assert (std(maps) - std(flatter)).abs().max() < 1e-2          # pixels
+    assert (std(maps) - std(flatter)).abs().max() < 1e-2  # pixels
     assert (raw(maps) - raw(flatter)).abs().max() > 0.1

@@ -66,10 +66,10 @@ def test_no_test_image_reaches_tuning(tiny, tmp_path, monkeypatch):
         return original(self, indices, out)
 
     monkeypatch.setattr(FeatureStore, "read_into", recording_read)
-    cfg = apply_overrides(tiny.method_cfg, {"tuning.eval_grid": {"evaluation.gamma": [0.0, 1.0]},
-                                            "schedule.epochs": 1})
-    model = train(validation_config(cfg, 0), FeatureSource(tiny.store_path), tmp_path / "val",
-                  device="cpu", log=lambda *_: None)
+    cfg = apply_overrides(tiny.method_cfg, {"tuning.eval_grid": {"evaluation.gamma": [0.0, 1.0]}, "schedule.epochs": 1})
+    model = train(
+        validation_config(cfg, 0), FeatureSource(tiny.store_path), tmp_path / "val", device="cpu", log=lambda *_: None
+    )
     select(cfg, [model], tiny.store_path, tmp_path / "selected.json", device="cpu")
     rows = np.concatenate(read_rows)
     assert len(rows) and np.isin(rows, tiny.index.trainval_loc).all()

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from method_workloads import METHODS, evaluate, op_recorder, prepare, stages, train_steps  # noqa: E402
+from method_workloads import METHODS, evaluate, op_recorder, prepare, stages, train_steps
 
 # documented entry (as torch's docstring names it) -> aten ops that raise for it on CUDA
 RAISING_ON_CUDA = {
@@ -40,9 +40,14 @@ RAISING_ON_CUDA = {
     "torch.nn.MaxUnpool1d": {"max_unpool2d"},
     "torch.nn.MaxUnpool2d": {"max_unpool2d"},
     "torch.nn.MaxUnpool3d": {"max_unpool3d"},
-    "torch.nn.functional.interpolate": {"upsample_linear1d_backward", "upsample_bilinear2d_backward",
-                                        "upsample_bicubic2d_backward", "upsample_trilinear3d_backward",
-                                        "_upsample_bilinear2d_aa_backward", "_upsample_bicubic2d_aa_backward"},
+    "torch.nn.functional.interpolate": {
+        "upsample_linear1d_backward",
+        "upsample_bilinear2d_backward",
+        "upsample_bicubic2d_backward",
+        "upsample_trilinear3d_backward",
+        "_upsample_bilinear2d_aa_backward",
+        "_upsample_bicubic2d_aa_backward",
+    },
     "torch.nn.ReflectionPad1d": {"reflection_pad1d_backward"},
     "torch.nn.ReflectionPad2d": {"reflection_pad2d_backward"},
     "torch.nn.ReflectionPad3d": {"reflection_pad3d_backward"},
@@ -55,7 +60,7 @@ RAISING_ON_CUDA = {
     "torch.median": {"median"},
     "torch.nn.functional.grid_sample": {"grid_sampler_2d_backward", "grid_sampler_3d_backward"},
     "torch.Tensor.scatter_reduce": {"scatter_reduce", "scatter_reduce_"},
-    "torch.Tensor.resize_": set(),   # only with a quantized tensor: none here
+    "torch.Tensor.resize_": set(),  # only with a quantized tensor: none here
 }
 RAISING_OPS = {op: entry for entry, ops in RAISING_ON_CUDA.items() for op in ops}
 
@@ -64,7 +69,7 @@ def documented_raising_entries() -> set[str]:
     """The entries of the installed torch's docstring under 'will throw a RuntimeError'."""
     doc = torch.use_deterministic_algorithms.__doc__
     section = doc.split("will throw a\n    :class:`RuntimeError` when ``mode=True``:")[1].split("In addition")[0]
-    return set(re.findall(r"^\s+\* :(?:class|func):`([\w.]+)`", section, flags=re.M))
+    return set(re.findall(r"^\s+\* :(?:class|func):`([\w.]+)`", section, flags=re.MULTILINE))
 
 
 def test_the_audited_list_is_the_installed_torch_documentation():
@@ -85,9 +90,10 @@ def test_the_audit_catches_a_listed_op():
 def paths(tiny, tmp_path_factory):
     from method_workloads import workload_paths
 
-    with op_recorder() as recorder:   # SGMA's channel groups are built here: record that stage too
-        paths = workload_paths(tiny.index_path, tiny.cfg["images_root"], tiny.store_path, tiny.cfg,
-                               tmp_path_factory.mktemp("strict"))
+    with op_recorder() as recorder:  # SGMA's channel groups are built here: record that stage too
+        paths = workload_paths(
+            tiny.index_path, tiny.cfg["images_root"], tiny.store_path, tiny.cfg, tmp_path_factory.mktemp("strict")
+        )
     paths.artefact_calls = recorder.calls
     return paths
 
@@ -100,14 +106,20 @@ def test_feature_extraction_dispatches_no_op_that_strict_cuda_refuses(tiny, tmp_
     from zslrepro.features.extract import extract
 
     with op_recorder() as recorder:
-        extract(tiny.index, tiny.cfg["images_root"], tiny.cfg["feature_stores"]["rn18rand_64"], tmp_path / "f.h5",
-                device="cpu")
+        extract(
+            tiny.index,
+            tiny.cfg["images_root"],
+            tiny.cfg["feature_stores"]["rn18rand_64"],
+            tmp_path / "f.h5",
+            device="cpu",
+        )
     assert recorder.calls and not flagged(recorder.calls), f"extraction: {flagged(recorder.calls)}"
 
 
 def test_sgma_channel_groups_dispatch_no_op_that_strict_cuda_refuses(paths):
-    assert paths.artefact_calls and not flagged(paths.artefact_calls), \
+    assert paths.artefact_calls and not flagged(paths.artefact_calls), (
         f"sgma, stage channel_groups artefact: {flagged(paths.artefact_calls)}"
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -119,6 +131,6 @@ def test_every_stage_dispatches_no_op_that_strict_cuda_refuses(method, paths):
             train_steps(model, cfg, x, y, 1, stage)
         problems += [f"{method}, training stage {stage or 'single'}: {op}" for op in flagged(recorder.calls)]
     with op_recorder() as recorder:
-        scores, maps = evaluate(model, x)
+        _scores, _maps = evaluate(model, x)
     problems += [f"{method}, evaluation and attention maps: {op}" for op in flagged(recorder.calls)]
     assert not problems, "ops with no deterministic CUDA kernel:\n" + "\n".join(problems)

@@ -11,24 +11,55 @@ from zslrepro.tables import render
 
 def _metrics(tmp_path, method, dataset, rep, paper, clean):
     p = tmp_path / f"{method}_{dataset}_{rep}.json"
-    p.write_text(json.dumps({"method": method, "dataset": dataset, "replicate": rep,
-                             "protocols": {"paper": paper, "clean": clean}}))
+    p.write_text(
+        json.dumps(
+            {"method": method, "dataset": dataset, "replicate": rep, "protocols": {"paper": paper, "clean": clean}}
+        )
+    )
     return p
 
 
 def test_tables(tmp_path):
     files = [
-        _metrics(tmp_path, "msdn", "CUB", 0, {"T1": 70, "U": 60, "S": 70, "H": 64.6},
-                 {"T1": 68, "U": 50, "S": 72, "H": 59.0, "AUSUC": 40}),
-        _metrics(tmp_path, "msdn", "CUB", 1, {"T1": 72, "U": 62, "S": 70, "H": 65.8},
-                 {"T1": 70, "U": 52, "S": 70, "H": 59.7, "AUSUC": 42}),
-        _metrics(tmp_path, "msdn", "SYNTH", 0, {"T1": 50, "U": 40, "S": 60, "H": 48},
-                 {"T1": 49, "U": 41, "S": 58, "H": 48, "AUSUC": 30}),
+        _metrics(
+            tmp_path,
+            "msdn",
+            "CUB",
+            0,
+            {"T1": 70, "U": 60, "S": 70, "H": 64.6},
+            {"T1": 68, "U": 50, "S": 72, "H": 59.0, "AUSUC": 40},
+        ),
+        _metrics(
+            tmp_path,
+            "msdn",
+            "CUB",
+            1,
+            {"T1": 72, "U": 62, "S": 70, "H": 65.8},
+            {"T1": 70, "U": 52, "S": 70, "H": 59.7, "AUSUC": 42},
+        ),
+        _metrics(
+            tmp_path,
+            "msdn",
+            "SYNTH",
+            0,
+            {"T1": 50, "U": 40, "S": 60, "H": 48},
+            {"T1": 49, "U": 41, "S": 58, "H": 48, "AUSUC": 30},
+        ),
     ]
     paper = tmp_path / "paper.yaml"
-    paper.write_text(yaml.safe_dump({"methods": {"msdn": {
-        "title": "MSDN (CVPR'22)", "note": "separate CZSL and GZSL models",
-        "results": {"CUB": {"T1": 76.1, "U": 68.7, "S": 67.5, "H": 68.1, "source": "README"}}}}}))
+    paper.write_text(
+        yaml.safe_dump(
+            {
+                "methods": {
+                    "msdn": {
+                        "title": "MSDN (CVPR'22)",
+                        "note": "separate CZSL and GZSL models",
+                        "results": {"CUB": {"T1": 76.1, "U": 68.7, "S": 67.5, "H": 68.1, "source": "README"}},
+                    }
+                }
+            }
+        )
+    )
     paths = render(files, paper, tmp_path / "tables")
 
     long = pd.read_csv(paths["csv"])

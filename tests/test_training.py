@@ -7,13 +7,12 @@ import sys
 import numpy as np
 import torch
 import yaml
+from conftest import train_on_fixed_batch, zslrepro_killed_after_evals
 
 from zslrepro.io import read_jsonl
 from zslrepro.training.samplers import ClassBalancedSampler, IIDSampler
 from zslrepro.training.sources import FeatureSource
 from zslrepro.training.trainer import train
-
-from conftest import train_on_fixed_batch, zslrepro_killed_after_evals
 
 
 def test_a_few_steps_reduce_the_loss(tiny):
@@ -28,10 +27,10 @@ def test_samplers():
     b = iid.next()
     assert len(b) == 6 and len(set(b)) == 6
     b = ClassBalancedSampler(train_idx, labels, 3, seed=0).next()
-    assert len(b) == 3 and len(set(labels[b])) == 3                 # min(batch, #classes) classes
+    assert len(b) == 3 and len(set(labels[b])) == 3  # min(batch, #classes) classes
     bal = ClassBalancedSampler(train_idx, labels, 50, seed=0)
     b = bal.next()
-    assert sorted(labels[b]) == sorted(list(range(5)) * 10)        # batch // #classes images each
+    assert sorted(labels[b]) == sorted(list(range(5)) * 10)  # batch // #classes images each
     state = bal.state()
     nxt = bal.next()
     bal.restore(state)
@@ -43,8 +42,9 @@ def _train_args(config, store, out_dir, *extra):
 
 
 def _train_cli(config, store, out_dir, *extra):
-    return subprocess.run([sys.executable, "-m", "zslrepro", *_train_args(config, store, out_dir, *extra)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "zslrepro", *_train_args(config, store, out_dir, *extra)], capture_output=True, text=True
+    )
 
 
 def test_killed_run_resumes_with_identical_results(tiny, tmp_path, monkeypatch):
@@ -55,7 +55,9 @@ def test_killed_run_resumes_with_identical_results(tiny, tmp_path, monkeypatch):
     assert "held in RAM" in full.stdout
     monkeypatch.setenv("ZSLREPRO_FEATURE_CACHE", "stream")
 
-    halted = zslrepro_killed_after_evals(2, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "resumed"))
+    halted = zslrepro_killed_after_evals(
+        2, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "resumed")
+    )
     assert halted.returncode == -9, halted.stderr
     assert (tmp_path / "resumed/checkpoint.pt").exists() and not (tmp_path / "resumed/model.pt").exists()
     assert len(read_jsonl(tmp_path / "resumed/history.jsonl")) == 2
@@ -110,8 +112,7 @@ def test_two_equal_runs_write_byte_identical_model_files(tiny, tmp_path):
 
 def test_replicates_differ_and_history_is_recorded(tiny, tmp_path):
     logs = []
-    train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / "r1", replicate=1, device="cpu",
-          log=logs.append)
+    train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / "r1", replicate=1, device="cpu", log=logs.append)
     saved = torch.load(tmp_path / "r1/model.pt", weights_only=False)
     assert saved["seed"] == tiny.method_cfg["seed"] + 1
     history = read_jsonl(tmp_path / "r1/history.jsonl")
@@ -126,8 +127,10 @@ def test_tuning_trains_on_the_validation_split_and_picks_the_best_grid_point(tin
     from zslrepro.config import apply_overrides, validation_config
     from zslrepro.evaluation.tuning import select
 
-    cfg = apply_overrides(tiny.method_cfg, {"tuning.eval_grid": {"evaluation.gamma": [0.0, 2.0],
-                                                                 "model.fusion": [[0.9, 0.1], [0.5, 0.5]]}})
+    cfg = apply_overrides(
+        tiny.method_cfg,
+        {"tuning.eval_grid": {"evaluation.gamma": [0.0, 2.0], "model.fusion": [[0.9, 0.1], [0.5, 0.5]]}},
+    )
     point = validation_config(cfg, 0)
     model = train(point, FeatureSource(tiny.store_path), tmp_path / "val", device="cpu", log=lambda *_: None)
     assert torch.load(model, weights_only=False)["split"] == "validation"
@@ -135,7 +138,10 @@ def test_tuning_trains_on_the_validation_split_and_picks_the_best_grid_point(tin
     cands = result["candidates"]
     assert len(cands) == 4 and [c["eval_point"] for c in cands] == [0, 1, 2, 3]
     best = max(c["H"] for c in cands)
-    assert result["validation"]["H"] == best and result["selected"] == next(c for c in cands if c["H"] == best)["overrides"]
+    assert (
+        result["validation"]["H"] == best
+        and result["selected"] == next(c for c in cands if c["H"] == best)["overrides"]
+    )
     assert set(result["selected"]) == {"evaluation.gamma", "model.fusion"}
 
 
@@ -152,11 +158,11 @@ def test_thread_budget_bounds_the_loader_workers(monkeypatch):
     from zslrepro import runtime
 
     monkeypatch.setattr(runtime, "_thread_budget", None)
-    assert runtime.loader_workers(8) == 8                 # no budget given: the config's value
+    assert runtime.loader_workers(8) == 8  # no budget given: the config's value
     before = torch.get_num_threads()
     try:
         runtime.apply_threads(1)
-        assert torch.get_num_threads() == 1 and runtime.loader_workers(8) == 0   # the main process only
+        assert torch.get_num_threads() == 1 and runtime.loader_workers(8) == 0  # the main process only
         runtime.apply_threads(4)
         assert runtime.loader_workers(8) == 3 and runtime.loader_workers(2) == 2
     finally:

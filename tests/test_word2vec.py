@@ -63,8 +63,19 @@ word2vec_cleaning: awa2
 attribute_names: {{file: {tmp_path}/predicates.txt, format: numbered_lines}}
 feature_stores: {{s: {{arch: resnet18, weights: null, resize: 32, crop: 32, layer: layer3}}}}
 """)
-    code = main(["word-vectors", "--dataset-config", str(cfg), "--model", str(tmp_path / "m.bin"),
-                 "--out-pkl", str(tmp_path / "out.pkl"), "--report", str(tmp_path / "r.csv")])
+    code = main(
+        [
+            "word-vectors",
+            "--dataset-config",
+            str(cfg),
+            "--model",
+            str(tmp_path / "m.bin"),
+            "--out-pkl",
+            str(tmp_path / "out.pkl"),
+            "--report",
+            str(tmp_path / "r.csv"),
+        ]
+    )
     assert code == 0 and "2 of 3 identical" in capsys.readouterr().out
     report = (tmp_path / "r.csv").read_text().splitlines()
     assert report[3].startswith("newworld,new world,1.0") and ",-1.0" in report[2]

@@ -25,25 +25,32 @@ def config_runs(config_dir: Path, datasets: list[str] | None = None) -> list[tup
     from zslrepro.config import load_method_config
 
     cfg = yaml.safe_load((config_dir / "config.yaml").read_text())
-    return [(m, ds, run) for m in cfg["methods"] for ds in (datasets or cfg["datasets"])
-            for run in load_method_config(method_config_path(m, ds, config_dir))["runs"]]
+    return [
+        (m, ds, run)
+        for m in cfg["methods"]
+        for ds in (datasets or cfg["datasets"])
+        for run in load_method_config(method_config_path(m, ds, config_dir))["runs"]
+    ]
 
 
-TINY_RUNS = config_runs(REPO / ".test/config")   # (method, SYNTH, run)
+TINY_RUNS = config_runs(REPO / ".test/config")  # (method, SYNTH, run)
 TINY_METHODS = {m for m, _, _ in TINY_RUNS}
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Snakemake on ``workdir``, with the workflow and package copied there when the fixture did
     (so that a test can edit the code), else the repository's."""
-    snakefile = workdir / "workflow/Snakefile" if (workdir / "workflow/Snakefile").exists() else REPO / "workflow/Snakefile"
-    return subprocess.run([*SNAKEMAKE, "--snakefile", str(snakefile), "--directory",
-                           str(workdir), *args], capture_output=True, text=True)
+    snakefile = (
+        workdir / "workflow/Snakefile" if (workdir / "workflow/Snakefile").exists() else REPO / "workflow/Snakefile"
+    )
+    return subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), *args], capture_output=True, text=True
+    )
 
 
 def planned_jobs(dry_run_output: str) -> set[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run plans."""
-    parts = re.split(r"^(?:local)?rule (\w+):$", dry_run_output, flags=re.M)  # [head, rule, body, ...]
+    parts = re.split(r"^(?:local)?rule (\w+):$", dry_run_output, flags=re.MULTILINE)  # [head, rule, body, ...]
     planned = set()
     for rule, body in zip(parts[1::2], parts[2::2]):
         wildcards = re.search(r"wildcards: (.*)", body)
@@ -71,7 +78,7 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     for rep in (0, 1):
         m = json.loads((tiny_workdir / f"results/metrics/msdn/SYNTH/main/rep{rep}.json").read_text())
         assert set(m["protocols"]) == {"paper", "clean"}
-        for record in m["provenance"].values():   # the rules ran the jobs in the config's numerics mode
+        for record in m["provenance"].values():  # the rules ran the jobs in the config's numerics mode
             assert record["machine"]["numerics"] == "portable"
             assert record["machine"]["kernels"]["mkl_cbwr"] == "AVX2"
         assert 0 <= m["protocols"]["clean"]["AUSUC"] <= 100
@@ -83,15 +90,26 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert (tiny_workdir / "results/tables/results.tex").exists()
     assert list((tiny_workdir / "results/benchmarks/train_method").rglob("*.tsv"))
     bench = pd.read_csv(tiny_workdir / "results/tables/benchmarks.csv")
-    assert set(bench.rule) == {"extract_features", "method_artefact", "train_validation_point",
-                               "select_hyperparameters", "train_method", "evaluate_run", "attention_maps"}
+    assert set(bench.rule) == {
+        "extract_features",
+        "method_artefact",
+        "train_validation_point",
+        "select_hyperparameters",
+        "train_method",
+        "evaluate_run",
+        "attention_maps",
+    }
     # 1 store; SGMA's 2 artefacts; 1 validation point and a selection each for SGMA and DRMN; every run
     # x 2 replicates trained and evaluated; every run's attention
     n = len(TINY_RUNS)
     assert len(bench) == 1 + 2 + 2 + 2 + 2 * n + 2 * n + n
     assert (bench["peak RSS (MB)"] > 0).all()
     trained = bench[bench.rule.isin(["train_method", "train_validation_point"])]
-    assert len(trained) == 2 * n + 2 and (trained["training, all sessions (s)"] > 0).all() and (trained.sessions == 1).all()
+    assert (
+        len(trained) == 2 * n + 2
+        and (trained["training, all sessions (s)"] > 0).all()
+        and (trained.sessions == 1).all()
+    )
     for method in ("sgma", "drmn"):  # image runs: chosen on the validation classes, then trained
         chosen = json.loads((tiny_workdir / f"results/runs/{method}/SYNTH/main/tuning/selected.json").read_text())
         assert chosen["split"] == "validation" and len(chosen["candidates"]) == 2
@@ -137,7 +155,6 @@ def test_released_models_rule_appears_only_with_the_files(tiny_workdir, tmp_path
     on first use), evaluated, and become a table row beside the README numbers' source entry."""
     import torch
     import yaml
-
     from test_released import release_state
 
     if not (tiny_workdir / "results/tables/results.csv").exists():
@@ -152,9 +169,13 @@ def test_released_models_rule_appears_only_with_the_files(tiny_workdir, tmp_path
     for setting, seed in (("CZSL", 0), ("GZSL", 1)):
         torch.save(release_state(store, seed=seed), released / f"SYNTH_MSDN_{setting}.pth")
     sources = yaml.safe_load((REPO / "config/downloads.yaml").read_text())
-    sources["files"] = {f"SYNTH_MSDN_{s}.pth": {**sources["files"][f"CUB_MSDN_{s}.pth"],
-                                                "provides": [f"resources/released/msdn/SYNTH_MSDN_{s}.pth"]}
-                        for s in ("CZSL", "GZSL")}
+    sources["files"] = {
+        f"SYNTH_MSDN_{s}.pth": {
+            **sources["files"][f"CUB_MSDN_{s}.pth"],
+            "provides": [f"resources/released/msdn/SYNTH_MSDN_{s}.pth"],
+        }
+        for s in ("CZSL", "GZSL")
+    }
     (work / "config/downloads.yaml").write_text(yaml.safe_dump(sources))
     dry = snakemake(work, "-n", "--cores", "2")
     planned = planned_jobs(dry.stdout + dry.stderr)
@@ -244,13 +265,23 @@ def test_code_is_an_input_of_exactly_the_jobs_that_import_it(tiny_workdir):
     rules = {r for r, _ in planned}
     assert {"train_method", "evaluate_run", "results_tables"} <= rules
     assert all("method=msdn" in w for r, w in planned if r in ("train_method", "evaluate_run", "plot_run"))
-    assert not rules & {"synthesize_dataset", "ingest_dataset", "extract_features", "method_artefact",
-                        "train_validation_point", "select_hyperparameters", "tuning_table"}
+    assert not rules & {
+        "synthesize_dataset",
+        "ingest_dataset",
+        "extract_features",
+        "method_artefact",
+        "train_validation_point",
+        "select_hyperparameters",
+        "tuning_table",
+    }
 
     # a helper that methods import from a shared module: exactly those methods' jobs are re-planned
     planned = _plan_after_editing(tiny_workdir, "methods/regions.py")
-    methods = {re.search(r"method=(\w+)", w).group(1) for r, w in planned
-               if r in ("train_method", "evaluate_run", "attention_maps")}
+    methods = {
+        re.search(r"method=(\w+)", w).group(1)
+        for r, w in planned
+        if r in ("train_method", "evaluate_run", "attention_maps")
+    }
     from zslrepro.catalog import catalog
 
     importers = {m for m, e in catalog().items() if "from .regions import" in e.module_file.read_text()}
@@ -300,7 +331,8 @@ def test_a_first_dry_run_plans_and_exits_0(tmp_path):
 def test_the_real_datasets_dry_run_plans_every_job_and_exits_0(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     (tmp_path / "config/config.yaml").write_text(
-        "datasets: [CUB, SUN, AWA2]\nmethods: [msdn, dedn, sgma, drmn]\nreplicates: 3\n")
+        "datasets: [CUB, SUN, AWA2]\nmethods: [msdn, dedn, sgma, drmn]\nreplicates: 3\n"
+    )
     dry = snakemake(tmp_path, "-n")
     assert dry.returncode == 0, dry.stderr[-2000:]
     planned = planned_jobs(dry.stdout + dry.stderr)
@@ -335,8 +367,11 @@ def test_missing_file_no_download_provides_says_how_to_obtain_it(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     (tmp_path / "config/config.yaml").write_text("datasets: [CUB]\nmethods: [msdn]\nreplicates: 1\n")
     cfg = tmp_path / "config/datasets/CUB.yaml"
-    cfg.write_text(cfg.read_text().replace("images_root: resources/datasets/CUB/CUB_200_2011/images",
-                                           "images_root: /data/elsewhere/CUB/images"))
+    cfg.write_text(
+        cfg.read_text().replace(
+            "images_root: resources/datasets/CUB/CUB_200_2011/images", "images_root: /data/elsewhere/CUB/images"
+        )
+    )
     run = snakemake(tmp_path, "-n")
     out = run.stdout + run.stderr
     assert run.returncode != 0 and "Traceback" not in out
@@ -365,10 +400,15 @@ def test_the_workflow_parses_without_importing_torch(repo):
     """What the Snakefile imports while it parses (every run, every cluster job) stays light: no
     torch, no torchvision (they cost seconds per parse)."""
     sources = [repo / "workflow/Snakefile", *sorted((repo / "workflow/rules").glob("*.smk"))]
-    modules = sorted({m for p in sources for m in re.findall(r"^\s*from (zslrepro[\w.]*) import", p.read_text(), re.M)})
+    modules = sorted(
+        {m for p in sources for m in re.findall(r"^\s*from (zslrepro[\w.]*) import", p.read_text(), re.MULTILINE)}
+    )
     assert "zslrepro.config" in modules and "zslrepro.provenance" in modules
-    probe = ("import sys; sys.path.insert(0, 'src'); " + "; ".join(f"import {m}" for m in modules)
-             + "; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    probe = (
+        "import sys; sys.path.insert(0, 'src'); "
+        + "; ".join(f"import {m}" for m in modules)
+        + "; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
     run = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"

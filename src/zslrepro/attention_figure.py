@@ -20,9 +20,12 @@ def _chosen_maps(attn, index, image: int, truth_kind: str, spec: dict, k: int) -
     if attn.per == "part":
         return [(j, f"part {j + 1}") for j in range(min(k, next(iter(attn.maps.values())).shape[1]))]
     strength = index.original_att[int(index.labels[image])]
-    first = (object_attributes(index.attribute_names, spec.get("object_attribute_groups", []))
-             if truth_kind == "objects" else np.zeros(len(strength), bool))
-    order = np.lexsort((-strength, ~first))[:k]         # object attributes first, then by strength
+    first = (
+        object_attributes(index.attribute_names, spec.get("object_attribute_groups", []))
+        if truth_kind == "objects"
+        else np.zeros(len(strength), bool)
+    )
+    order = np.lexsort((-strength, ~first))[:k]  # object attributes first, then by strength
     return [(int(a), str(index.attribute_names[a]).replace("has_", "")) for a in order]
 
 
@@ -34,8 +37,16 @@ def _overlay(ax, picture, heat: torch.Tensor) -> None:
     ax.imshow(up.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
 
 
-def draw(pictures: list, image_ids: np.ndarray, attn, index, truth_kind: str, dataset_cfg: dict,
-         out: str | Path, result: dict) -> None:
+def draw(
+    pictures: list,
+    image_ids: np.ndarray,
+    attn,
+    index,
+    truth_kind: str,
+    dataset_cfg: dict,
+    out: str | Path,
+    result: dict,
+) -> None:
     """One row per picture (dataset image ``image_ids[row]``, ``attn`` holding that row's maps)."""
     import matplotlib
 
@@ -54,7 +65,7 @@ def draw(pictures: list, image_ids: np.ndarray, attn, index, truth_kind: str, da
         ax = axes[row, 0]
         ax.imshow(picture)
         words = str(index.class_names[c]).replace("_", " ").split()
-        label = "\n".join(" ".join(words[j:j + 3]) for j in range(0, len(words), 3))
+        label = "\n".join(" ".join(words[j : j + 3]) for j in range(0, len(words), 3))
         ax.set_title(f"{label}\n({'seen' if c in seen else 'unseen'} class)", fontsize=7)
         if attn is not None and attn.boxes is not None:
             for j, (x0, y0, x1, y1) in enumerate(attn.boxes[row].tolist()):
@@ -73,11 +84,15 @@ def draw(pictures: list, image_ids: np.ndarray, attn, index, truth_kind: str, da
     lines = [head]
     for kind, s in scores.items():
         if "mass_on_object" in s:
-            lines.append(f"{kind}: mass on object {s['mass_on_object']:.1f}% (uniform {s['uniform_mass']:.1f}%), "
-                         f"pointing {s['pointing']:.1f}% (chance {s['pointing_chance']:.1f}%)")
+            lines.append(
+                f"{kind}: mass on object {s['mass_on_object']:.1f}% (uniform {s['uniform_mass']:.1f}%), "
+                f"pointing {s['pointing']:.1f}% (chance {s['pointing_chance']:.1f}%)"
+            )
         elif "pointing" in s:
-            lines.append(f"{kind}: pointing {s['pointing']:.1f}% (chance {s['pointing_chance']:.1f}%), "
-                         f"PCP {s['pcp']:.1f}% (chance {s['pcp_chance']:.1f}%)")
+            lines.append(
+                f"{kind}: pointing {s['pointing']:.1f}% (chance {s['pointing_chance']:.1f}%), "
+                f"PCP {s['pcp']:.1f}% (chance {s['pcp_chance']:.1f}%)"
+            )
     if "boxes" in result:
         b = result["boxes"]
         lines.append(f"part boxes: IoU with the object {b['iou']:.1f}% (fixed mean box {b['fixed_box_iou']:.1f}%)")

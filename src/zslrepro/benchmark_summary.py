@@ -25,8 +25,12 @@ def _training_records(compute_files: list[str | Path], runs_root: Path) -> dict[
     return out
 
 
-def summarize(files: list[str | Path], compute_files: list[str | Path] = (),
-              root: str | Path = "results/benchmarks", runs_root: str | Path = "results/runs") -> pd.DataFrame:
+def summarize(
+    files: list[str | Path],
+    compute_files: list[str | Path] = (),
+    root: str | Path = "results/benchmarks",
+    runs_root: str | Path = "results/runs",
+) -> pd.DataFrame:
     records = _training_records(list(compute_files), Path(runs_root))
     rows = []
     for f in files:
@@ -34,14 +38,23 @@ def summarize(files: list[str | Path], compute_files: list[str | Path] = (),
         b = pd.read_csv(f, sep="\t").iloc[0]
         rule, job = rel.parts[0], "/".join(rel.parts[1:])
         record = records.get((rule, job), {})
-        rows.append({"rule": rule, "job": job, "wall (s)": round(float(b["s"]), 1),
-                     "peak RSS (MB)": round(float(b["max_rss"]), 0), "CPU time (s)": round(float(b["cpu_time"]), 1),
-                     "training, all sessions (s)": record.get("seconds"), "sessions": record.get("sessions")})
+        rows.append(
+            {
+                "rule": rule,
+                "job": job,
+                "wall (s)": round(float(b["s"]), 1),
+                "peak RSS (MB)": round(float(b["max_rss"]), 0),
+                "CPU time (s)": round(float(b["cpu_time"]), 1),
+                "training, all sessions (s)": record.get("seconds"),
+                "sessions": record.get("sessions"),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["rule", "job"]).reset_index(drop=True)
 
 
-def render(files: list[str | Path], out_csv: str | Path, out_html: str | Path,
-           compute_files: list[str | Path] = ()) -> None:
+def render(
+    files: list[str | Path], out_csv: str | Path, out_html: str | Path, compute_files: list[str | Path] = ()
+) -> None:
     table = summarize(files, compute_files)
     write_text(out_csv, table.to_csv(index=False))
     write_text(out_html, table.to_html(index=False, border=0, na_rep=""))

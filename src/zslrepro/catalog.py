@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -39,13 +39,13 @@ class MethodEntry:
     """One registered method, as found without importing it."""
 
     name: str
-    module: str                   # importing it registers the method (zslrepro.methods.msdn, ale_zsl.ale)
+    module: str  # importing it registers the method (zslrepro.methods.msdn, ale_zsl.ale)
     module_file: Path
-    schema: Path                  # the model/loss part of its config schema
-    origin: str                   # distribution: zsl-repro or the plugin's
+    schema: Path  # the model/loss part of its config schema
+    origin: str  # distribution: zsl-repro or the plugin's
     version: str
     default_configs: Path | None = None  # plugins: <module dir>/configs/<DATASET>.yaml
-    package_dir: Path | None = None      # plugins: the top-level package, all of it in the digest
+    package_dir: Path | None = None  # plugins: the top-level package, all of it in the digest
     files: tuple[Path, ...] = field(default=())  # plugins: the files of package_dir the digest covers
 
     @property
@@ -64,8 +64,12 @@ def registered_name(module_file: Path) -> str | None:
     for node in ast.walk(ast.parse(module_file.read_text())):
         if isinstance(node, ast.ClassDef):
             for dec in node.decorator_list:
-                if (isinstance(dec, ast.Call) and getattr(dec.func, "id", getattr(dec.func, "attr", None)) == "register"
-                        and dec.args and isinstance(dec.args[0], ast.Constant)):
+                if (
+                    isinstance(dec, ast.Call)
+                    and getattr(dec.func, "id", getattr(dec.func, "attr", None)) == "register"
+                    and dec.args
+                    and isinstance(dec.args[0], ast.Constant)
+                ):
                     return dec.args[0].value
     return None
 
@@ -80,17 +84,21 @@ def _version() -> str:
 def builtin_entries() -> dict[str, MethodEntry]:
     """The methods that zslrepro/methods/__init__.py imports to register them."""
     init = PKG / "methods" / "__init__.py"
-    modules = [a.name for node in ast.parse(init.read_text()).body
-               if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None
-               for a in node.names]
+    modules = [
+        a.name
+        for node in ast.parse(init.read_text()).body
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None
+        for a in node.names
+    ]
     out = {}
     for mod in modules:
         path = PKG / "methods" / f"{mod}.py"
         name = registered_name(path)
         if name is None:
-            raise ConfigError(f"{path}: imported to register a method, but no class in it has @register(\"...\")")
-        out[name] = MethodEntry(name, f"{METHODS_PACKAGE}.{mod}", path, PKG / "schemas" / f"method_{name}.yaml",
-                                DISTRIBUTION, _version())
+            raise ConfigError(f'{path}: imported to register a method, but no class in it has @register("...")')
+        out[name] = MethodEntry(
+            name, f"{METHODS_PACKAGE}.{mod}", path, PKG / "schemas" / f"method_{name}.yaml", DISTRIBUTION, _version()
+        )
     return out
 
 
@@ -106,17 +114,26 @@ def _plugin_entry(ep) -> MethodEntry:
     module_file = Path(spec.origin).resolve()
     top = importlib.util.find_spec(ep.module.split(".")[0])
     package_dir = Path(top.origin).resolve().parent
-    files = tuple(sorted(p for p in package_dir.rglob("*") if p.suffix in (".py", ".yaml")
-                         and "__pycache__" not in p.parts))
-    entry = MethodEntry(ep.name, ep.module, module_file, module_file.parent / f"method_{ep.name}.yaml",
-                        dist, ep.dist.version if ep.dist else "?", module_file.parent / "configs",
-                        package_dir, files)
+    files = tuple(
+        sorted(p for p in package_dir.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts)
+    )
+    entry = MethodEntry(
+        ep.name,
+        ep.module,
+        module_file,
+        module_file.parent / f"method_{ep.name}.yaml",
+        dist,
+        ep.dist.version if ep.dist else "?",
+        module_file.parent / "configs",
+        package_dir,
+        files,
+    )
     if not entry.schema.is_file():
         raise ConfigError(f"{where}: no schema {entry.schema} beside its module")
     return entry
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalog() -> dict[str, MethodEntry]:
     """Every registered method by name: the built-in ones, then the installed plugins'."""
     entries = builtin_entries()
@@ -124,8 +141,10 @@ def catalog() -> dict[str, MethodEntry]:
         entry = _plugin_entry(ep)
         if entry.name in entries:
             other = entries[entry.name]
-            raise ConfigError(f"method {entry.name!r} is registered twice: by {other.origin} {other.version} "
-                              f"({other.module}) and by {entry.origin} {entry.version} ({entry.module})")
+            raise ConfigError(
+                f"method {entry.name!r} is registered twice: by {other.origin} {other.version} "
+                f"({other.module}) and by {entry.origin} {entry.version} ({entry.module})"
+            )
         entries[entry.name] = entry
     return entries
 
@@ -135,9 +154,11 @@ def method_names() -> list[str]:
 
 
 def unknown_method(name: str) -> ConfigError:
-    return ConfigError(f"unknown method {name!r}; registered methods: {', '.join(method_names())} "
-                       f"(`python -m zslrepro methods` lists them with their origin; a method from "
-                       f"another package registers through the entry-point group {ENTRY_POINT_GROUP!r})")
+    return ConfigError(
+        f"unknown method {name!r}; registered methods: {', '.join(method_names())} "
+        f"(`python -m zslrepro methods` lists them with their origin; a method from "
+        f"another package registers through the entry-point group {ENTRY_POINT_GROUP!r})"
+    )
 
 
 def method_entry(name: str) -> MethodEntry:

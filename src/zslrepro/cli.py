@@ -19,9 +19,14 @@ def cmd_methods(args) -> None:
 
     rows = [("method", "origin", "module", "schema", "default configs")]
     for e in catalog().values():
-        configs = "-" if e.default_configs is None else ", ".join(sorted(p.stem for p in e.default_configs.glob("*.yaml"))) or "-"
-        rows.append((e.name, f"{e.origin} {e.version}" + ("" if e.builtin else " (plugin)"), e.module,
-                     str(e.schema), configs))
+        configs = (
+            "-"
+            if e.default_configs is None
+            else ", ".join(sorted(p.stem for p in e.default_configs.glob("*.yaml"))) or "-"
+        )
+        rows.append(
+            (e.name, f"{e.origin} {e.version}" + ("" if e.builtin else " (plugin)"), e.module, str(e.schema), configs)
+        )
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -75,16 +80,17 @@ def cmd_word_vectors(args) -> None:
     if not cfg.get("word2vec_cleaning"):
         raise ZslError(f"{args.dataset_config} names no word2vec_cleaning rules")
     cos = compare_with_published(cfg, args.model, args.out_pkl, args.report)
-    print(f"{cfg['name']}: cosine to the published vectors: min {cos.min():.4f}, mean {cos.mean():.4f}; "
-          f"{int((cos > 0.9999).sum())} of {len(cos)} identical")
+    print(
+        f"{cfg['name']}: cosine to the published vectors: min {cos.min():.4f}, mean {cos.mean():.4f}; "
+        f"{int((cos > 0.9999).sum())} of {len(cos)} identical"
+    )
 
 
 def cmd_ingest(args) -> None:
     from .config import load_dataset_config
+    from .data.localisation import read_truth, save_truth
     from .data.xlsa17 import ingest
     from .io import write_json
-
-    from .data.localisation import read_truth, save_truth
 
     cfg = load_dataset_config(args.dataset_config)
     ds = ingest(cfg)
@@ -92,8 +98,10 @@ def cmd_ingest(args) -> None:
     ds.save(args.out)
     save_truth(truth, args.localisation or os.path.join(os.path.dirname(args.out), "localisation.npz"))
     write_json(args.summary, ds.summary())
-    print(f"ingested {cfg['name']}: {ds.summary()}; localisation ground truth: {truth['kind']}"
-          + (f" ({truth['reason']})" if truth["kind"] == "none" else ""))
+    print(
+        f"ingested {cfg['name']}: {ds.summary()}; localisation ground truth: {truth['kind']}"
+        + (f" ({truth['reason']})" if truth["kind"] == "none" else "")
+    )
 
 
 def cmd_extract(args) -> None:
@@ -103,10 +111,16 @@ def cmd_extract(args) -> None:
 
     cfg = load_dataset_config(args.dataset_config)
     if args.store not in cfg["feature_stores"]:
-        raise ZslError(f"{args.dataset_config} has no feature store {args.store!r} "
-                       f"(known: {', '.join(cfg['feature_stores'])})")
-    extract(IngestedDataset.load(args.index), cfg["images_root"], cfg["feature_stores"][args.store], args.out,
-            device=args.device)
+        raise ZslError(
+            f"{args.dataset_config} has no feature store {args.store!r} (known: {', '.join(cfg['feature_stores'])})"
+        )
+    extract(
+        IngestedDataset.load(args.index),
+        cfg["images_root"],
+        cfg["feature_stores"][args.store],
+        args.out,
+        device=args.device,
+    )
 
 
 def _run_config(args) -> dict:
@@ -140,8 +154,9 @@ def cmd_train(args) -> None:
     cfg = _run_config(args)
     source = open_source(cfg, args.data, args.images_root)
     try:
-        path = train(cfg, source, args.out_dir, replicate=args.replicate, device=args.device,
-                     artefacts=_artefacts(args.artefact))
+        path = train(
+            cfg, source, args.out_dir, replicate=args.replicate, device=args.device, artefacts=_artefacts(args.artefact)
+        )
     finally:
         source.close()
     print(f"final model: {path}")
@@ -161,19 +176,24 @@ def cmd_tune(args) -> None:
     cfg = _run_config(args)
     result = select(cfg, args.models, args.data, args.out, images_root=args.images_root, device=args.device)
     v = result["validation"]
-    print(f"chosen on the validation classes ({result['metric']}): {result['selected']} -> "
-          f"T1 {v['T1']:.1f} U {v['U']:.1f} S {v['S']:.1f} H {v['H']:.1f}")
+    print(
+        f"chosen on the validation classes ({result['metric']}): {result['selected']} -> "
+        f"T1 {v['T1']:.1f} U {v['U']:.1f} S {v['S']:.1f} H {v['H']:.1f}"
+    )
 
 
 def cmd_evaluate(args) -> None:
     from .evaluation.evaluate import evaluate_run
 
-    result = evaluate_run(args.model, args.history, args.data, args.metrics, args.curve, device=args.device,
-                          images_root=args.images_root)
+    result = evaluate_run(
+        args.model, args.history, args.data, args.metrics, args.curve, device=args.device, images_root=args.images_root
+    )
     p, c = result["protocols"]["paper"], result["protocols"]["clean"]
-    print(f"{result['method']} on {result['dataset']} (run {result['run']}): paper T1 {p['T1']:.1f} H {p['H']:.1f} | "
-          f"clean T1 {c['T1']:.1f} U {c['U']:.1f} S {c['S']:.1f} H {c['H']:.1f} AUSUC {c['AUSUC']:.1f} "
-          f"(chance T1 {result['chance']['T1']:.1f})")
+    print(
+        f"{result['method']} on {result['dataset']} (run {result['run']}): paper T1 {p['T1']:.1f} H {p['H']:.1f} | "
+        f"clean T1 {c['T1']:.1f} U {c['U']:.1f} S {c['S']:.1f} H {c['H']:.1f} AUSUC {c['AUSUC']:.1f} "
+        f"(chance T1 {result['chance']['T1']:.1f})"
+    )
 
 
 def cmd_import_official(args) -> None:
@@ -183,10 +203,12 @@ def cmd_import_official(args) -> None:
     from .released import import_msdn, summary
 
     if args.method != "msdn":
-        raise ZslError(f"import-official knows the released models of msdn only, not {args.method!r} "
-                       "(DEDN, SGMA and DRMN released none)")
+        raise ZslError(
+            f"import-official knows the released models of msdn only, not {args.method!r} "
+            "(DEDN, SGMA and DRMN released none)"
+        )
     config = args.method_config
-    if config is None:   # results/features/<DS>/<store>.h5 or results/data/<DS>/index.npz
+    if config is None:  # results/features/<DS>/<store>.h5 or results/data/<DS>/index.npz
         config = Path(args.config_dir) / "methods" / args.method / f"{Path(args.data).parent.name}.yaml"
         if not config.exists():
             raise ZslError(f"no method config {config} for the dataset of {args.data}: give --method-config")
@@ -203,14 +225,29 @@ def cmd_attention(args) -> None:
     from .config import load_dataset_config
     from .evaluation.attention import attention_run
 
-    result = attention_run(args.model, args.data, args.index, args.truth, load_dataset_config(args.dataset_config),
-                           args.out_dir, images_root=args.images_root, device=args.device)
+    result = attention_run(
+        args.model,
+        args.data,
+        args.index,
+        args.truth,
+        load_dataset_config(args.dataset_config),
+        args.out_dir,
+        images_root=args.images_root,
+        device=args.device,
+    )
     summary = "; ".join(
-        f"{kind} " + (f"mass on object {s['mass_on_object']:.1f}% (uniform {s['uniform_mass']:.1f}%)"
-                      if "mass_on_object" in s else f"pointing {s.get('pointing', float('nan')):.1f}%")
-        for kind, s in (result.get("scores") or {}).items())
-    print(f"attention of {result['method']} on {result['dataset']} (run {result['run']}), "
-          f"{result['images']} test images: {summary or result.get('note', '')}")
+        f"{kind} "
+        + (
+            f"mass on object {s['mass_on_object']:.1f}% (uniform {s['uniform_mass']:.1f}%)"
+            if "mass_on_object" in s
+            else f"pointing {s.get('pointing', float('nan')):.1f}%"
+        )
+        for kind, s in (result.get("scores") or {}).items()
+    )
+    print(
+        f"attention of {result['method']} on {result['dataset']} (run {result['run']}), "
+        f"{result['images']} test images: {summary or result.get('note', '')}"
+    )
 
 
 def cmd_localisation_table(args) -> None:
@@ -262,8 +299,9 @@ def cmd_compare(args) -> int:
 
         metrics = sorted(Path(args.results).glob("metrics/*/*/*/rep*.json"))
         table = summarize(collect(metrics), load_paper_results(args.paper))
-        table = table[table.metric != "AUSUC"][["method", "variant", "dataset", "protocol", "metric", "mean", "paper",
-                                                "delta"]]
+        table = table[table.metric != "AUSUC"][
+            ["method", "variant", "dataset", "protocol", "metric", "mean", "paper", "delta"]
+        ]
         print(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
         return 0
     from .reference_results import compare, report
@@ -278,8 +316,10 @@ def cmd_compare(args) -> int:
 def cmd_docs_tables(args) -> int:
     from .reference_results import localisation_block, results_block, update_blocks
 
-    blocks = {"synth-results": results_block(args.reference, args.paper_results),
-              "synth-localisation": localisation_block(args.reference)}
+    blocks = {
+        "synth-results": results_block(args.reference, args.paper_results),
+        "synth-localisation": localisation_block(args.reference),
+    }
     stale = update_blocks(args.files, blocks, check=args.check)
     if args.check and stale:
         print("out of date (regenerate with `python -m zslrepro docs-tables`): " + ", ".join(map(str, stale)))
@@ -335,8 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     def threads_arg(p) -> None:
-        p.add_argument("--threads", type=int, default=None,
-                       help="CPU threads this job may use (torch threads; DataLoader workers <= threads - 1)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads this job may use (torch threads; DataLoader workers <= threads - 1)",
+        )
 
     p = sub.add_parser("extract", help="extract backbone feature maps into an HDF5 feature store")
     p.add_argument("--dataset-config", required=True)
@@ -352,8 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run", default="main", help="which of the config's named runs")
         p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
         p.add_argument("--images-root", default=None, help="the dataset's image folder (runs that train from images)")
-        p.add_argument("--validation-point", type=int, default=None,
-                       help="train point K of the config's tuning grid on the validation split")
+        p.add_argument(
+            "--validation-point",
+            type=int,
+            default=None,
+            help="train point K of the config's tuning grid on the validation split",
+        )
         p.add_argument("--selected", default=None, help="values chosen on the validation split (tune's output)")
         p.add_argument("--device", default=None)
         threads_arg(p)
@@ -380,8 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a trained run under the paper and clean protocols")
     p.add_argument("--model", required=True)
-    p.add_argument("--history", default=None,
-                   help="the run's periodic test evaluations (none for imported weights: one evaluation)")
+    p.add_argument(
+        "--history",
+        default=None,
+        help="the run's periodic test evaluations (none for imported weights: one evaluation)",
+    )
     p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
     p.add_argument("--images-root", default=None)
     p.add_argument("--metrics", required=True)
@@ -396,13 +447,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="our feature store (.h5) or dataset index (.npz) of its dataset")
     p.add_argument("--setting", required=True, choices=["czsl", "gzsl"], help="which of the two files this is")
     p.add_argument("--out", required=True, help="model file to write; diagnostics go beside it")
-    p.add_argument("--method-config", default=None,
-                   help="our method config of the dataset (default: <config-dir>/methods/<method>/<DS>.yaml, DS the data's folder)")
+    p.add_argument(
+        "--method-config",
+        default=None,
+        help="our method config of the dataset (default: <config-dir>/methods/<method>/<DS>.yaml, DS the data's folder)",
+    )
     p.add_argument("--config-dir", default="config")
     p.add_argument("--sources", default=None, help="config/downloads.yaml: check the file's checksum like a download")
     p.add_argument("--lock", default="config/downloads.lock.yaml", help="where first-use checksums are recorded")
-    p.add_argument("--imagenet-weights", default=None,
-                   help="torchvision's ResNet-101 IMAGENET1K_V1 file to compare the backbone with (default: torch's cache)")
+    p.add_argument(
+        "--imagenet-weights",
+        default=None,
+        help="torchvision's ResNet-101 IMAGENET1K_V1 file to compare the backbone with (default: torch's cache)",
+    )
     p.set_defaults(func=cmd_import_official)
 
     p = sub.add_parser("attention", help="score and draw a trained run's attention maps on test images")
@@ -454,11 +511,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default="")
     p.set_defaults(func=cmd_reference)
 
-    p = sub.add_parser("compare", help="check a run against a reference snapshot, cell by cell (or print ours vs paper)")
+    p = sub.add_parser(
+        "compare", help="check a run against a reference snapshot, cell by cell (or print ours vs paper)"
+    )
     p.add_argument("--results", default="results")
     p.add_argument("--reference", default=None, help="a snapshot made by `zslrepro reference`")
-    p.add_argument("--tolerance", type=float, default=None,
-                   help="points; default: 0 on the reference's machine type, else the documented cross-platform one")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="points; default: 0 on the reference's machine type, else the documented cross-platform one",
+    )
     p.add_argument("--paper", default=None, help="config/paper_results.yaml: print ours beside the papers' numbers")
     p.set_defaults(func=cmd_compare)
 

@@ -21,7 +21,7 @@ import copy
 import hashlib
 import itertools
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from .catalog import method_entry
 from .errors import ConfigError
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict:
     """Return the schema ``zslrepro/schemas/<name>.yaml``."""
     text = resources.files("zslrepro").joinpath("schemas", f"{name}.yaml").read_text()
@@ -80,7 +80,7 @@ def _with_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
-@lru_cache(maxsize=None)
+@cache
 def own_schema(method: str) -> dict:
     """A method's own part of its config schema (``model``, ``loss``, ``x-artefacts``), wherever the
     method comes from (zslrepro.catalog): built in or from a plugin."""
@@ -138,8 +138,12 @@ def run_config(cfg: dict, run: str, source: str = "method config") -> dict:
     merged = validate(merged, method_schema(cfg["method"]), f"{source} (run {run!r})")
     merged.pop("runs")
     merged["run"] = run
-    merged["reports"] = [m for role, metrics in (("T1", ["T1"]), ("GZSL", ["U", "S", "H", "AUSUC"]))
-                         if cfg["report"][role] == run or merged.get("table_row") for m in metrics]
+    merged["reports"] = [
+        m
+        for role, metrics in (("T1", ["T1"]), ("GZSL", ["U", "S", "H", "AUSUC"]))
+        if cfg["report"][role] == run or merged.get("table_row")
+        for m in metrics
+    ]
     return merged
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 MODES = ("portable", "native")
 MODE_VARIABLE = "ZSLREPRO_NUMERICS"
-DEFAULT_MODE = "native"   # a command run by hand; the workflow passes its config's mode
+DEFAULT_MODE = "native"  # a command run by hand; the workflow passes its config's mode
 # The kernel choices of portable mode. MKL_ENABLE_INSTRUCTIONS caps MKL's dispatch like the other
 # two; MKL_CBWR additionally pins MKL's code branch (MKL's "conditional numerical reproducibility").
 PORTABLE_ENVIRONMENT = {
@@ -36,7 +36,7 @@ PORTABLE_ENVIRONMENT = {
     "MKL_CBWR": "AVX2",
 }
 KERNEL_VARIABLES = tuple(PORTABLE_ENVIRONMENT)
-PORTABLE_NEEDS = ("avx2", "fma")   # CPU flags the portable kernels need
+PORTABLE_NEEDS = ("avx2", "fma")  # CPU flags the portable kernels need
 
 
 def check_mode(mode: str) -> str:
@@ -81,9 +81,12 @@ def apply(mode: str | None = None) -> str:
     if mode == "portable" and platform.machine() in ("x86_64", "AMD64"):
         missing = [f for f in PORTABLE_NEEDS if f not in cpu_info().get("flags", ())]
         if missing:
-            print(f"zslrepro: warning: this CPU lacks {', '.join(missing)}: portable numerics cannot "
-                  "give the reference's bits here; results are compared within the cross-machine "
-                  "tolerance (docs/reproducibility.md)", file=sys.stderr)
+            print(
+                f"zslrepro: warning: this CPU lacks {', '.join(missing)}: portable numerics cannot "
+                "give the reference's bits here; results are compared within the cross-machine "
+                "tolerance (docs/reproducibility.md)",
+                file=sys.stderr,
+            )
     return mode
 
 
@@ -98,15 +101,33 @@ def cpu_info() -> dict:
     fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
-    info.update({
-        "vendor": fields.get("vendor_id"),
-        "family": fields.get("cpu family"),
-        "model": fields.get("model"),
-        "model_name": fields.get("model name"),
-        "flags": sorted(flags & {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                                 "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16"}),
-        "caches": _cache_sizes(),
-    })
+    info.update(
+        {
+            "vendor": fields.get("vendor_id"),
+            "family": fields.get("cpu family"),
+            "model": fields.get("model"),
+            "model_name": fields.get("model name"),
+            "flags": sorted(
+                flags
+                & {
+                    "sse4_2",
+                    "avx",
+                    "avx2",
+                    "fma",
+                    "f16c",
+                    "avx512f",
+                    "avx512bw",
+                    "avx512vl",
+                    "avx512_vnni",
+                    "avx512_bf16",
+                    "avx512_fp16",
+                    "amx_tile",
+                    "amx_bf16",
+                }
+            ),
+            "caches": _cache_sizes(),
+        }
+    )
     return info
 
 
@@ -130,7 +151,7 @@ def _library_versions(torch) -> dict:
         line = line.strip(" -")
         if "Math Kernel Library Version" in line:
             out["mkl"] = line.split("Version", 1)[1].split("for")[0].strip()
-        elif line.startswith("Intel(R) MKL-DNN") or line.startswith("oneDNN"):
+        elif line.startswith(("Intel(R) MKL-DNN", "oneDNN")):
             out["onednn"] = line.split("(")[0].replace("Intel(R) MKL-DNN", "").strip()
     return out
 
@@ -154,9 +175,12 @@ def fingerprint(device=None) -> dict:
     }
     if device is not None and torch.device(device).type == "cuda":
         index = torch.device(device).index or 0
-        fp["gpu"] = {"name": torch.cuda.get_device_name(index),
-                     "capability": ".".join(map(str, torch.cuda.get_device_capability(index))),
-                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+        fp["gpu"] = {
+            "name": torch.cuda.get_device_name(index),
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(index))),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+        }
     return fp
 
 
@@ -166,8 +190,11 @@ def deciding_parts(fp: dict) -> dict:
     On a GPU: the GPU model and CUDA/cuDNN/torch versions. On a CPU in portable mode: the kernel
     choices in effect, the library versions, the threads and the architecture, not the processor
     model (that is the point of the mode). In native mode the processor model and its flags too."""
-    parts = {"numerics": fp.get("numerics"), "libraries": fp.get("libraries"),
-             "architecture": (fp.get("cpu") or {}).get("platform")}
+    parts = {
+        "numerics": fp.get("numerics"),
+        "libraries": fp.get("libraries"),
+        "architecture": (fp.get("cpu") or {}).get("platform"),
+    }
     if fp.get("gpu"):
         parts["gpu"] = fp["gpu"]
         return parts

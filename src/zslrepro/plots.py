@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from .evaluation.metrics import ausuc  # noqa: E402
-from .io import atomic_path, read_jsonl  # noqa: E402
+from .evaluation.metrics import ausuc
+from .io import atomic_path, read_jsonl
 
 
 def seen_unseen_figure(curve_files: list[str | Path], title: str, out: str | Path) -> None:

@@ -23,7 +23,7 @@ import json
 import platform
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -95,8 +95,7 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
     every file of its package (zslrepro.catalog) plus the zslrepro modules those import."""
     entry = method_entry(method) if method else None
     registrations = {e.module for e in catalog().values() if e.builtin} if method else set()
-    functions = {n.name: n for n in ast.parse((PKG / "cli.py").read_text()).body
-                 if isinstance(n, ast.FunctionDef)}
+    functions = {n.name: n for n in ast.parse((PKG / "cli.py").read_text()).body if isinstance(n, ast.FunctionDef)}
     name = f"cmd_{command.replace('-', '_')}"
     if name not in functions:
         raise KeyError(f"zslrepro has no command {command!r}")
@@ -108,16 +107,23 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
         if fn in used:
             continue
         used.add(fn)
-        todo_fns += [n.func.id for n in ast.walk(functions[fn])
-                     if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions]
+        todo_fns += [
+            n.func.id
+            for n in ast.walk(functions[fn])
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions
+        ]
     todo, plugin_files = ["zslrepro.errors"], set()
     if entry is not None and entry.builtin:
         todo.append(entry.module)
     elif entry is not None:
         plugin_files = set(entry.files)
         todo += sorted({m for f in plugin_files if f.suffix == ".py" for m in imported_modules(f)})
-    todo += [f"zslrepro.{n.module}" for fn in used for n in ast.walk(functions[fn])
-             if isinstance(n, ast.ImportFrom) and n.level == 1]
+    todo += [
+        f"zslrepro.{n.module}"
+        for fn in used
+        for n in ast.walk(functions[fn])
+        if isinstance(n, ast.ImportFrom) and n.level == 1
+    ]
     seen: set[str] = set()
     while todo:
         mod = todo.pop()
@@ -153,30 +159,46 @@ def _digest_files(files) -> str:
     return h.hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_digest(command: str, method: str | None = None) -> str:
     """Short digest of the source files behind one command (for one method)."""
     return _digest_files(command_files(command, method))
 
 
-@lru_cache(maxsize=None)
+@cache
 def package_digest() -> str:
     """Short digest of the whole package source (modules and schemas)."""
     return _digest_files([*PKG.rglob("*.py"), *(PKG / "schemas").glob("*.yaml")])
 
 
-@lru_cache(maxsize=None)
+@cache
 def git_state() -> dict | None:
     """Commit and dirty flag of the checkout the package runs from (None when not a git checkout)."""
     repo = PKG.parents[1]
     if not (repo / ".git").exists():
         return None
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
-                                "--", "src", "workflow", "config"],
-                               capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(repo),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "src",
+                "workflow",
+                "config",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(dirty)}
@@ -211,13 +233,24 @@ def device_description(device) -> str:
 
 
 def code_record(command: str, method: str | None = None) -> dict:
-    return {"command": command, "closure_digest": code_digest(command, method),
-            "package_digest": package_digest(), "git": git_state()}
+    return {
+        "command": command,
+        "closure_digest": code_digest(command, method),
+        "package_digest": package_digest(),
+        "git": git_state(),
+    }
 
 
-def record(command: str, *, method: str | None = None, config: dict | None = None,
-           data: dict | None = None, seed: int | None = None, device=None,
-           determinism: dict | None = None) -> dict:
+def record(
+    command: str,
+    *,
+    method: str | None = None,
+    config: dict | None = None,
+    data: dict | None = None,
+    seed: int | None = None,
+    device=None,
+    determinism: dict | None = None,
+) -> dict:
     """The provenance of one command's output; ``data`` maps a role to an input file."""
     from .config import config_digest
 
@@ -249,8 +282,9 @@ def code_identity(prov: dict | None) -> str:
 def main(argv=None) -> None:
     """``python -m zslrepro.provenance COMMAND [METHOD]``: print a command's code digest."""
     args = sys.argv[1:] if argv is None else argv
-    print(json.dumps({"digest": code_digest(*args[:2]),
-                      "files": [_label(p) for p in command_files(*args[:2])]}, indent=1))
+    print(
+        json.dumps({"digest": code_digest(*args[:2]), "files": [_label(p) for p in command_files(*args[:2])]}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ the papers' table: ``compare --paper`` prints ours beside it.
 from __future__ import annotations
 
 import json
-import platform
 import re
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -89,8 +88,11 @@ def fingerprint_differences(ref: dict[str, dict], ours: dict[str, dict]) -> list
 
 def result_files(results: Path) -> list[Path]:
     """The small files a reference holds: metrics, tuning choices and attention scores, relative to ``results``."""
-    files = (sorted(results.glob("metrics/*/*/*/rep*.json")) + sorted(results.glob("runs/*/*/*/tuning/selected.json"))
-             + sorted(results.glob("attention/*/*/*/scores.json")))
+    files = (
+        sorted(results.glob("metrics/*/*/*/rep*.json"))
+        + sorted(results.glob("runs/*/*/*/tuning/selected.json"))
+        + sorted(results.glob("attention/*/*/*/scores.json"))
+    )
     return [f.relative_to(results) for f in files]
 
 
@@ -105,13 +107,23 @@ def snapshot(results: str | Path, out: str | Path, note: str = "") -> dict:
     for rel in files:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(results / rel, out / rel)
-    codes = sorted({code_identity((json.loads((results / rel).read_text()).get("provenance") or {}).get("train"))
-                    for rel in files if rel.parts[0] == "metrics"})
+    codes = sorted(
+        {
+            code_identity((json.loads((results / rel).read_text()).get("provenance") or {}).get("train"))
+            for rel in files
+            if rel.parts[0] == "metrics"
+        }
+    )
     records = [r for rel in files for r in _records(json.loads((results / rel).read_text()).get("provenance"))]
     modes = sorted({(r.get("machine") or {}).get("numerics", "unrecorded") for r in records})
-    manifest = {"created": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_summary(records),
-                "numerics": modes,
-                "code": codes, "files": [str(f) for f in files], "note": note}
+    manifest = {
+        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine_summary(records),
+        "numerics": modes,
+        "code": codes,
+        "files": [str(f) for f in files],
+        "note": note,
+    }
     write_json(out / "manifest.json", manifest)
     return manifest
 
@@ -156,10 +168,14 @@ def compare(reference: str | Path, results: str | Path, tolerance: float | None 
     reference, results = Path(reference), Path(results)
     manifest_path = reference / "manifest.json"
     if not manifest_path.exists():
-        raise ZslError(f"{reference} is not a reference snapshot (no manifest.json); make one with `zslrepro reference`")
+        raise ZslError(
+            f"{reference} is not a reference snapshot (no manifest.json); make one with `zslrepro reference`"
+        )
     manifest = json.loads(manifest_path.read_text())
     files = [Path(f) for f in manifest["files"]]
-    differences = fingerprint_differences(deciding_fingerprints(reference, files), deciding_fingerprints(results, files))
+    differences = fingerprint_differences(
+        deciding_fingerprints(reference, files), deciding_fingerprints(results, files)
+    )
     same_machine = not differences
     if tolerance is None:
         tolerance = 0.0 if same_machine else CROSS_PLATFORM_TOLERANCE
@@ -171,24 +187,43 @@ def compare(reference: str | Path, results: str | Path, tolerance: float | None 
             rows.append({"cell": cell, "reference": want, "ours": None, "delta": None, "status": "missing"})
         elif isinstance(want, float):
             delta = got - want
-            rows.append({"cell": cell, "reference": want, "ours": got, "delta": delta,
-                         "status": "ok" if abs(delta) <= tolerance else "moved"})
+            rows.append(
+                {
+                    "cell": cell,
+                    "reference": want,
+                    "ours": got,
+                    "delta": delta,
+                    "status": "ok" if abs(delta) <= tolerance else "moved",
+                }
+            )
         else:
-            rows.append({"cell": cell, "reference": want, "ours": got, "delta": None,
-                         "status": "ok" if got == want else "moved"})
+            rows.append(
+                {
+                    "cell": cell,
+                    "reference": want,
+                    "ours": got,
+                    "delta": None,
+                    "status": "ok" if got == want else "moved",
+                }
+            )
     table = pd.DataFrame(rows, columns=["cell", "reference", "ours", "delta", "status"])
     moved = int((table.status == "moved").sum())
-    summary = {"cells": len(table), "moved": moved,
-               "missing": int((table.status == "missing").sum()), "tolerance": tolerance,
-               "same_machine_type": same_machine, "differences": differences,
-               "nondeterministic": same_machine and tolerance == 0 and moved > 0,
-               "reference_machine": manifest["machine"]}
+    summary = {
+        "cells": len(table),
+        "moved": moved,
+        "missing": int((table.status == "missing").sum()),
+        "tolerance": tolerance,
+        "same_machine_type": same_machine,
+        "differences": differences,
+        "nondeterministic": same_machine and tolerance == 0 and moved > 0,
+        "reference_machine": manifest["machine"],
+    }
     return table, summary
 
 
 def _machine_label(machine: dict) -> str:
     cpu = machine.get("cpu") or {}
-    if isinstance(cpu, str):   # a manifest written before fingerprints
+    if isinstance(cpu, str):  # a manifest written before fingerprints
         return cpu
     return cpu.get("model_name") or cpu.get("platform") or "unknown CPU"
 
@@ -207,20 +242,27 @@ def report(table: pd.DataFrame, summary: dict) -> str:
     if summary["same_machine_type"]:
         kind = "same numerics fingerprint: exact"
     else:
-        kind = (f"fingerprints differ: {', '.join(summary['differences'])} (reference made on "
-                f"{_machine_label(summary['reference_machine'])}): cross-machine tolerance")
-    lines.append(f"{summary['cells'] - summary['moved'] - summary['missing']} of {summary['cells']} cells agree "
-                 f"({kind} {summary['tolerance']:g} points); {summary['moved']} moved, {summary['missing']} missing")
+        kind = (
+            f"fingerprints differ: {', '.join(summary['differences'])} (reference made on "
+            f"{_machine_label(summary['reference_machine'])}): cross-machine tolerance"
+        )
+    lines.append(
+        f"{summary['cells'] - summary['moved'] - summary['missing']} of {summary['cells']} cells agree "
+        f"({kind} {summary['tolerance']:g} points); {summary['moved']} moved, {summary['missing']} missing"
+    )
     if summary.get("nondeterministic"):
-        lines.append("NONDETERMINISM: the fingerprints that decide the bits match the reference's, yet cells "
-                     "moved: the same code, data and kernels computed other numbers (docs/reproducibility.md)")
+        lines.append(
+            "NONDETERMINISM: the fingerprints that decide the bits match the reference's, yet cells "
+            "moved: the same code, data and kernels computed other numbers (docs/reproducibility.md)"
+        )
     return "\n".join(lines)
 
 
 # ---- tables in README and docs, generated from a snapshot ----------------------------------------
 
-BLOCK = re.compile(r"(<!-- zslrepro:(?P<name>[\w-]+) begin[^>]*-->\n)(?P<body>.*?)(<!-- zslrepro:(?P=name) end -->)",
-                   flags=re.S)
+BLOCK = re.compile(
+    r"(<!-- zslrepro:(?P<name>[\w-]+) begin[^>]*-->\n)(?P<body>.*?)(<!-- zslrepro:(?P=name) end -->)", flags=re.DOTALL
+)
 
 
 def _table_body(render_md) -> str:
@@ -238,22 +280,26 @@ def results_block(reference: str | Path, paper_results: str | Path) -> str:
     manifest = json.loads((reference / "manifest.json").read_text())
     metrics = sorted(reference.glob("metrics/*/*/*/rep*.json"))
     body = _table_body(lambda out: render(metrics, paper_results, out)["md"]).replace("## ", "#### ")
-    origin = (f"Generated by `python -m zslrepro docs-tables` from the reference snapshot `{reference}` "
-              f"(made {manifest['created']} on {machine_description(manifest)}; code {', '.join(manifest['code'])}). "
-              "Regenerate the run with the main job and check it with `python -m zslrepro compare`.")
+    origin = (
+        f"Generated by `python -m zslrepro docs-tables` from the reference snapshot `{reference}` "
+        f"(made {manifest['created']} on {machine_description(manifest)}; code {', '.join(manifest['code'])}). "
+        "Regenerate the run with the main job and check it with `python -m zslrepro compare`."
+    )
     return f"{origin}\n\n{body.strip()}\n"
 
 
 def machine_description(manifest: dict) -> str:
     """'AMD EPYC (x86_64, family 26 model 2), no GPU, torch 2.14.1, portable numerics'."""
     m = manifest["machine"]
-    if isinstance(m.get("cpu"), str):   # a manifest written before fingerprints
+    if isinstance(m.get("cpu"), str):  # a manifest written before fingerprints
         return f"{m['cpu']}, {m['platform']}{', ' + m['gpu'] if m.get('gpu') else ', no GPU'}, torch {m['torch']}"
     cpu = m["cpu"]
     gpu = (m.get("gpu") or {}).get("name")
-    return (f"{cpu.get('model_name')} ({cpu.get('platform')}, {cpu.get('vendor')} family {cpu.get('family')} "
-            f"model {cpu.get('model')}), {gpu or 'no GPU'}, torch {m['libraries']['torch']}, "
-            f"{'/'.join(manifest.get('numerics', []))} numerics")
+    return (
+        f"{cpu.get('model_name')} ({cpu.get('platform')}, {cpu.get('vendor')} family {cpu.get('family')} "
+        f"model {cpu.get('model')}), {gpu or 'no GPU'}, torch {m['libraries']['torch']}, "
+        f"{'/'.join(manifest.get('numerics', []))} numerics"
+    )
 
 
 def localisation_block(reference: str | Path) -> str:
@@ -266,8 +312,10 @@ def localisation_block(reference: str | Path) -> str:
     if not scores:
         return "(the reference snapshot holds no attention scores)\n"
     body = _table_body(lambda out: render_localisation(scores, out)["md"])
-    return (f"Generated by `python -m zslrepro docs-tables` from the attention scores in `{reference}` "
-            f"(made {manifest['created']}, {machine_description(manifest)}).\n\n{body.strip()}\n")
+    return (
+        f"Generated by `python -m zslrepro docs-tables` from the attention scores in `{reference}` "
+        f"(made {manifest['created']}, {machine_description(manifest)}).\n\n{body.strip()}\n"
+    )
 
 
 def update_blocks(paths: list[str | Path], blocks: dict[str, str], check: bool = False) -> list[Path]:

@@ -27,8 +27,8 @@ from . import provenance
 from .errors import ZslError
 from .io import save_torch, write_json
 
-HEAD = {"V": "V", "W_1": "W_1", "W_2": "W_2", "W_1_1": "W_11", "W_2_1": "W_21"}   # theirs -> ours
-UNUSED = ("W_3", "W_3_1")          # trained but dead in the test-time forward
+HEAD = {"V": "V", "W_1": "W_1", "W_2": "W_2", "W_1_1": "W_11", "W_2_1": "W_21"}  # theirs -> ours
+UNUSED = ("W_3", "W_3_1")  # trained but dead in the test-time forward
 FIXED = ("att", "bias", "mask_bias", "prob_prune")
 EXPECTED_KEYS = (*HEAD, *UNUSED, *FIXED)
 BACKBONE = "resnet101."
@@ -47,17 +47,23 @@ def read_release(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or one that holds code rather than tensors
-        raise ZslError(f"{path} is not a readable state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
-                       f"an MSDN release file holds the keys {', '.join(EXPECTED_KEYS)} and resnet101.*") from None
+    except Exception as exc:  # noqa: BLE001 - not a torch file, or one that holds code rather than tensors
+        raise ZslError(
+            f"{path} is not a readable state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+            f"an MSDN release file holds the keys {', '.join(EXPECTED_KEYS)} and resnet101.*"
+        ) from None
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ZslError(f"{path} is not a state dict (a mapping of names to tensors); an MSDN release file holds "
-                       f"the keys {', '.join(EXPECTED_KEYS)} and resnet101.*")
+        raise ZslError(
+            f"{path} is not a state dict (a mapping of names to tensors); an MSDN release file holds "
+            f"the keys {', '.join(EXPECTED_KEYS)} and resnet101.*"
+        )
     missing = [k for k in (*HEAD, "att", "bias", "mask_bias") if k not in obj]
     if missing:
         found = ", ".join(sorted(obj)[:8]) + (", ..." if len(obj) > 8 else "")
-        raise ZslError(f"{path} is not an MSDN release file: it lacks {', '.join(missing)}. Expected the keys "
-                       f"{', '.join(EXPECTED_KEYS)} and resnet101.*; found {found}")
+        raise ZslError(
+            f"{path} is not an MSDN release file: it lacks {', '.join(missing)}. Expected the keys "
+            f"{', '.join(EXPECTED_KEYS)} and resnet101.*; found {found}"
+        )
     return obj
 
 
@@ -74,14 +80,21 @@ def compare_backbone(release: dict, reference: dict[str, torch.Tensor] | None, n
         return {"compared": False, "why": "the file holds no resnet101.* weights"}
     if reference is None:
         return {"compared": False, "tensors": len(theirs), "why": note}
-    per_tensor = {name: float((t.double() - reference[name].double()).abs().max()) if t.shape == reference[name].shape
-                  else None for name, t in theirs.items() if name in reference and t.is_floating_point()}
+    per_tensor = {
+        name: float((t.double() - reference[name].double()).abs().max()) if t.shape == reference[name].shape else None
+        for name, t in theirs.items()
+        if name in reference and t.is_floating_point()
+    }
     differing = {k: v for k, v in per_tensor.items() if v is None or v > 0}
-    return {"compared": True, "reference": note, "tensors": len(per_tensor),
-            "missing_in_reference": sorted(set(theirs) - set(reference))[:10],
-            "max_abs_difference": max((v for v in per_tensor.values() if v is not None), default=0.0),
-            "equal": not differing and len(per_tensor) > 0,
-            "differing_tensors": dict(sorted(differing.items(), key=lambda kv: -(kv[1] or np.inf))[:10])}
+    return {
+        "compared": True,
+        "reference": note,
+        "tensors": len(per_tensor),
+        "missing_in_reference": sorted(set(theirs) - set(reference))[:10],
+        "max_abs_difference": max((v for v in per_tensor.values() if v is not None), default=0.0),
+        "equal": not differing and len(per_tensor) > 0,
+        "differing_tensors": dict(sorted(differing.items(), key=lambda kv: -(kv[1] or np.inf))[:10]),
+    }
 
 
 def imagenet_reference(weights_path: str | Path | None) -> tuple[dict | None, str]:
@@ -90,9 +103,13 @@ def imagenet_reference(weights_path: str | Path | None) -> tuple[dict | None, st
 
     path = Path(weights_path) if weights_path else weights_file("resnet101", "IMAGENET1K_V1")
     if not path.is_file():
-        return None, (f"not compared: torchvision's ResNet-101 IMAGENET1K_V1 weights are not at {path} "
-                      "(offline); put the file there or give --imagenet-weights")
-    return torch.load(path, map_location="cpu", weights_only=True), f"torchvision ResNet-101 IMAGENET1K_V1 ({path.name})"
+        return None, (
+            f"not compared: torchvision's ResNet-101 IMAGENET1K_V1 weights are not at {path} "
+            "(offline); put the file there or give --imagenet-weights"
+        )
+    return torch.load(
+        path, map_location="cpu", weights_only=True
+    ), f"torchvision ResNet-101 IMAGENET1K_V1 ({path.name})"
 
 
 def _data(data_path: Path):
@@ -104,13 +121,34 @@ def _data(data_path: Path):
     from .data.xlsa17 import IngestedDataset
 
     index = IngestedDataset.load(data_path)
-    return SimpleNamespace(**{k: getattr(index, k) for k in ("att", "w2v_att", "labels", "trainval_loc", "test_seen_loc",
-                                                             "test_unseen_loc", "train_loc", "val_loc")},
-                           input_shape=None, path=data_path, close=lambda: None)
+    return SimpleNamespace(
+        **{
+            k: getattr(index, k)
+            for k in (
+                "att",
+                "w2v_att",
+                "labels",
+                "trainval_loc",
+                "test_seen_loc",
+                "test_unseen_loc",
+                "train_loc",
+                "val_loc",
+            )
+        },
+        input_shape=None,
+        path=data_path,
+        close=lambda: None,
+    )
 
 
-def diagnose(release: dict, att: np.ndarray, seen: np.ndarray, unseen: np.ndarray,
-             backbone_reference: dict | None, backbone_note: str) -> dict:
+def diagnose(
+    release: dict,
+    att: np.ndarray,
+    seen: np.ndarray,
+    unseen: np.ndarray,
+    backbone_reference: dict | None,
+    backbone_note: str,
+) -> dict:
     """What the release file says about our data and features (see docs/methods/msdn.md)."""
     ours = F.normalize(torch.as_tensor(att, dtype=torch.float64), dim=1)
     theirs = release["att"].double()
@@ -119,13 +157,18 @@ def diagnose(release: dict, att: np.ndarray, seen: np.ndarray, unseen: np.ndarra
     their_seen = set(np.flatnonzero(mask.numpy() < 0).tolist())
     unused = {k: float(release[k].abs().max()) for k in UNUSED if k in release}
     return {
-        "att": {"max_abs_difference": float((theirs - ours).abs().max()),
-                "compared_with": "our ingest's class-attribute matrix, rows L2-normalised as the model uses it"},
-        "split": {"seen_agree": their_seen == set(seen.tolist()), "unseen_agree": their_unseen == set(unseen.tolist()),
-                  "theirs": {"seen": len(their_seen), "unseen": len(their_unseen)},
-                  "ours": {"seen": len(seen), "unseen": len(unseen)},
-                  "unseen_only_theirs": sorted(their_unseen - set(unseen.tolist()))[:20],
-                  "unseen_only_ours": sorted(set(unseen.tolist()) - their_unseen)[:20]},
+        "att": {
+            "max_abs_difference": float((theirs - ours).abs().max()),
+            "compared_with": "our ingest's class-attribute matrix, rows L2-normalised as the model uses it",
+        },
+        "split": {
+            "seen_agree": their_seen == set(seen.tolist()),
+            "unseen_agree": their_unseen == set(unseen.tolist()),
+            "theirs": {"seen": len(their_seen), "unseen": len(their_unseen)},
+            "ours": {"seen": len(seen), "unseen": len(unseen)},
+            "unseen_only_theirs": sorted(their_unseen - set(unseen.tolist()))[:20],
+            "unseen_only_ours": sorted(set(unseen.tolist()) - their_unseen)[:20],
+        },
         "bias": float(release["bias"]),
         "prob_prune": float(release["prob_prune"]) if "prob_prune" in release else None,
         "unused_parameters_max_abs": unused,
@@ -146,8 +189,14 @@ def verify_release(checkpoint: Path, sources: str | Path, lock: str | Path) -> N
         record_sha256(lock, name, file_digests(checkpoint)["sha256"])
 
 
-def import_msdn(checkpoint: str | Path, data: str | Path, cfg: dict, setting: str, out: str | Path,
-                imagenet_weights: str | Path | None = None) -> dict:
+def import_msdn(
+    checkpoint: str | Path,
+    data: str | Path,
+    cfg: dict,
+    setting: str,
+    out: str | Path,
+    imagenet_weights: str | Path | None = None,
+) -> dict:
     """Write the release file ``checkpoint`` as our model file ``out`` (for ``evaluate`` and
     ``attention``) and its diagnostics beside it (``<out stem>.diagnostics.json``); returns them."""
     from .methods import build_method
@@ -163,37 +212,69 @@ def import_msdn(checkpoint: str | Path, data: str | Path, cfg: dict, setting: st
         n_classes, n_att = np.asarray(source.att).shape
         c, a = release["att"].shape
         if (c, a) != (n_classes, n_att) or release["V"].shape[0] != n_att:
-            raise ZslError(f"{checkpoint.name} is for another dataset: it has {c} classes and {a} attributes; "
-                           f"{cfg['dataset']} ({data}) has {n_classes} classes and {n_att} attributes")
+            raise ZslError(
+                f"{checkpoint.name} is for another dataset: it has {c} classes and {a} attributes; "
+                f"{cfg['dataset']} ({data}) has {n_classes} classes and {n_att} attributes"
+            )
         split = make_split(source, "test")
         channels = release["W_1"].shape[1]
         if source.input_shape is not None and source.input_shape[0] != channels:
-            raise ZslError(f"{checkpoint.name} reads {channels}-channel feature maps; the store {data} holds "
-                           f"{source.input_shape[0]} channels")
+            raise ZslError(
+                f"{checkpoint.name} reads {channels}-channel feature maps; the store {data} holds "
+                f"{source.input_shape[0]} channels"
+            )
         if source.input_shape is None:
             source.input_shape = (channels, 14, 14)
-        cfg = {**cfg, "model": {**cfg["model"], "logit_bias": float(release["bias"])}, "run": f"released_{setting}",
-               "reports": REPORTS[setting], "table_row": TABLE_ROW, "chosen_on_test": None}
+        cfg = {
+            **cfg,
+            "model": {**cfg["model"], "logit_bias": float(release["bias"])},
+            "run": f"released_{setting}",
+            "reports": REPORTS[setting],
+            "table_row": TABLE_ROW,
+            "chosen_on_test": None,
+        }
         model = build_method(cfg, data_spec(source, cfg, split))
         state = model.state_dict()
         for theirs, ours in HEAD.items():
             if release[theirs].shape != state[ours].shape:
-                raise ZslError(f"{checkpoint.name}: {theirs} has shape {tuple(release[theirs].shape)}, our MSDN "
-                               f"expects {tuple(state[ours].shape)} for {ours}")
+                raise ZslError(
+                    f"{checkpoint.name}: {theirs} has shape {tuple(release[theirs].shape)}, our MSDN "
+                    f"expects {tuple(state[ours].shape)} for {ours}"
+                )
             state[ours] = release[theirs].to(state[ours].dtype)
         model.load_state_dict(state)
         reference, note = imagenet_reference(imagenet_weights)
-        diagnostics = diagnose(release, np.asarray(source.att), split.seen_classes, split.unseen_classes, reference, note)
+        diagnostics = diagnose(
+            release, np.asarray(source.att), split.seen_classes, split.unseen_classes, reference, note
+        )
     finally:
         source.close()
-    weights = {"source": "official release", "release": RELEASE, "file": checkpoint.name,
-               "sha256": provenance.file_digest(checkpoint, full=True), "setting": setting}
+    weights = {
+        "source": "official release",
+        "release": RELEASE,
+        "file": checkpoint.name,
+        "sha256": provenance.file_digest(checkpoint, full=True),
+        "setting": setting,
+    }
     diagnostics = {"file": checkpoint.name, "setting": setting, "dataset": cfg["dataset"], **diagnostics}
     prov = provenance.record("import-official", method="msdn", config=cfg, data={"data": data}, device="cpu")
     prov["weights"] = weights
-    save_torch(out, {"method": "msdn", "dataset": cfg["dataset"], "config": cfg, "replicate": 0, "seed": None,
-                     "model": model.state_dict(), "updates": 0, "split": "test", "provenance": prov,
-                     "weights": weights, "artefacts": {}})
+    save_torch(
+        out,
+        {
+            "method": "msdn",
+            "dataset": cfg["dataset"],
+            "config": cfg,
+            "replicate": 0,
+            "seed": None,
+            "model": model.state_dict(),
+            "updates": 0,
+            "split": "test",
+            "provenance": prov,
+            "weights": weights,
+            "artefacts": {},
+        },
+    )
     write_json(diagnostics_path(out), diagnostics)
     return diagnostics
 
@@ -207,14 +288,21 @@ def summary(d: dict) -> str:
     """The diagnostics in a few lines, for the terminal."""
     split = d["split"]
     bb = d["backbone"]
-    backbone = (f"backbone vs {bb['reference']}: {'equal' if bb['equal'] else 'DIFFERENT'} "
-                f"(max |diff| {bb['max_abs_difference']:.3g} over {bb['tensors']} tensors)"
-                if bb["compared"] else f"backbone {bb['why']}")
-    return "\n".join([
-        f"{d['file']} ({d['setting']}) on {d['dataset']}:",
-        f"  att vs our class-attribute matrix: max |diff| {d['att']['max_abs_difference']:.3g}",
-        f"  split: seen {'agrees' if split['seen_agree'] else 'DIFFERS'}, unseen "
-        f"{'agrees' if split['unseen_agree'] else 'DIFFERS'} (theirs {split['theirs']}, ours {split['ours']})",
-        f"  bias {d['bias']:g}; unused W_3, W_3_1 {'zero' if d['unused_parameters_zero'] else d['unused_parameters_max_abs']}",
-        f"  {backbone}",
-    ])
+    backbone = (
+        f"backbone vs {bb['reference']}: {'equal' if bb['equal'] else 'DIFFERENT'} "
+        f"(max |diff| {bb['max_abs_difference']:.3g} over {bb['tensors']} tensors)"
+        if bb["compared"]
+        else f"backbone {bb['why']}"
+    )
+    return "\n".join(
+        [
+            f"{d['file']} ({d['setting']}) on {d['dataset']}:",
+            f"  att vs our class-attribute matrix: max |diff| {d['att']['max_abs_difference']:.3g}",
+            (
+                f"  split: seen {'agrees' if split['seen_agree'] else 'DIFFERS'}, unseen "
+                f"{'agrees' if split['unseen_agree'] else 'DIFFERS'} (theirs {split['theirs']}, ours {split['ours']})"
+            ),
+            f"  bias {d['bias']:g}; unused W_3, W_3_1 {'zero' if d['unused_parameters_zero'] else d['unused_parameters_max_abs']}",
+            f"  {backbone}",
+        ]
+    )

@@ -84,9 +84,12 @@ def set_determinism(deterministic: bool) -> dict:
     torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = False
-    return {"deterministic": deterministic,
-            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-            "cudnn_benchmark": False, "threads": torch.get_num_threads()}
+    return {
+        "deterministic": deterministic,
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "cudnn_benchmark": False,
+        "threads": torch.get_num_threads(),
+    }
 
 
 _NONDETERMINISTIC = re.compile(r"(\w+) does not have a deterministic implementation")
@@ -97,6 +100,8 @@ def nondeterministic_op_error(exc: BaseException, config_hint: str) -> ZslError 
     m = _NONDETERMINISTIC.search(str(exc))
     if not m:
         return None
-    return ZslError(f"{m.group(1)} has no deterministic kernel on this device, and the run asks for "
-                    f"deterministic: true. Set 'deterministic: false' in {config_hint} to run it "
-                    "nondeterministically (recorded in the results' provenance; see docs/reproducibility.md)")
+    return ZslError(
+        f"{m.group(1)} has no deterministic kernel on this device, and the run asks for "
+        f"deterministic: true. Set 'deterministic: false' in {config_hint} to run it "
+        "nondeterministically (recorded in the results' provenance; see docs/reproducibility.md)"
+    )

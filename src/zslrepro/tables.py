@@ -22,8 +22,10 @@ from .io import write_text
 from .provenance import code_identity
 
 METRICS = ("T1", "U", "S", "H")
-LEGEND = ("Values in %, mean ± std over replicates (n). 'paper' = the number the paper reports, "
-          "Δ = ours − paper; blank where the paper gives none.")
+LEGEND = (
+    "Values in %, mean ± std over replicates (n). 'paper' = the number the paper reports, "
+    "Δ = ours − paper; blank where the paper gives none."
+)
 PROTOCOL_TITLES = {
     "paper": "Authors' protocol (best evaluation on the test set; H and T1 maximised separately)",
     "clean": "Clean protocol (final model, no selection on the test set, fixed gamma)",
@@ -51,20 +53,45 @@ def collect(metric_files: list[str | Path]) -> pd.DataFrame:
         for protocol, values in m["protocols"].items():
             for metric in (*METRICS, "AUSUC"):
                 if metric in values and metric in reported:
-                    rows.append({"method": m["method"], "variant": m.get("table_row") or "",
-                                 "dataset": m["dataset"], "protocol": protocol,
-                                 "metric": metric, "run": m.get("run", "main"), "replicate": m["replicate"],
-                                 "value": values[metric], "code": code,
-                                 "chosen_on_test": m.get("chosen_on_test") or ""})
-    return pd.DataFrame(rows, columns=["method", "variant", "dataset", "protocol", "metric", "run", "replicate",
-                                       "value", "code", "chosen_on_test"])
+                    rows.append(
+                        {
+                            "method": m["method"],
+                            "variant": m.get("table_row") or "",
+                            "dataset": m["dataset"],
+                            "protocol": protocol,
+                            "metric": metric,
+                            "run": m.get("run", "main"),
+                            "replicate": m["replicate"],
+                            "value": values[metric],
+                            "code": code,
+                            "chosen_on_test": m.get("chosen_on_test") or "",
+                        }
+                    )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "method",
+            "variant",
+            "dataset",
+            "protocol",
+            "metric",
+            "run",
+            "replicate",
+            "value",
+            "code",
+            "chosen_on_test",
+        ],
+    )
 
 
 def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     """Mean, std and count over replicates, joined with the paper's numbers."""
     grouped = runs.groupby(["method", "variant", "dataset", "protocol", "metric", "run"], sort=True)
-    table = grouped["value"].agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan,
-                                 n="count").reset_index()
+    table = (
+        grouped["value"]
+        .agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count")
+        .reset_index()
+    )
     table["code"] = grouped["code"].agg(lambda v: "; ".join(sorted(set("; ".join(v).split("; "))))).values
     table["chosen_on_test"] = grouped["chosen_on_test"].agg(lambda v: next((x for x in v if x), "")).values
 
@@ -97,9 +124,14 @@ def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
     rows = []
     for (method, variant, dataset), g in sub.groupby(["method", "variant", "dataset"], sort=True):
         info = paper.get(method, {})
-        row = {"Method": info.get("title", method) + (f" [{info['label']}]" if info.get("label") else "")
-               + (f" — {variant}" if variant else "") + (" ⚠test-tuned" if any(g.chosen_on_test) else ""),
-               "Dataset": dataset, "n": int(g.n.max())}
+        row = {
+            "Method": info.get("title", method)
+            + (f" [{info['label']}]" if info.get("label") else "")
+            + (f" — {variant}" if variant else "")
+            + (" ⚠test-tuned" if any(g.chosen_on_test) else ""),
+            "Dataset": dataset,
+            "n": int(g.n.max()),
+        }
         codes = sorted(set("; ".join(g.code).split("; ")))
         row["Code"] = codes[0] if len(codes) == 1 else "⚠ mixed: " + ", ".join(codes)
         for metric in metrics:
@@ -130,26 +162,36 @@ def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: s
             continue
         md += [f"## {PROTOCOL_TITLES[protocol]}", "", w.to_markdown(index=False), ""]
         html += [f"<h3>{PROTOCOL_TITLES[protocol]}</h3>", w.to_html(index=False, border=0)]
-        tex += [f"% {PROTOCOL_TITLES[protocol]}",
-                w.to_latex(index=False, caption=PROTOCOL_TITLES[protocol], label=f"tab:{protocol}"), ""]
+        tex += [
+            f"% {PROTOCOL_TITLES[protocol]}",
+            w.to_latex(index=False, caption=PROTOCOL_TITLES[protocol], label=f"tab:{protocol}"),
+            "",
+        ]
     versions = sorted(set("; ".join(table.code).split("; "))) if len(table) else []
-    provenance_line = (f"Code (commit/package digest, from each metrics file's provenance): {versions[0]}, all rows."
-                       if len(versions) == 1 else
-                       f"⚠ Mixed provenance: these rows come from {len(versions)} code versions "
-                       f"({', '.join(versions)}); rerun the workflow to bring them to one.")
+    provenance_line = (
+        f"Code (commit/package digest, from each metrics file's provenance): {versions[0]}, all rows."
+        if len(versions) == 1
+        else f"⚠ Mixed provenance: these rows come from {len(versions)} code versions "
+        f"({', '.join(versions)}); rerun the workflow to bring them to one."
+    )
     md += [provenance_line, ""]
     html += [f"<p>{provenance_line}</p>"]
     tuned = table[table.chosen_on_test != ""].drop_duplicates(["method", "dataset", "chosen_on_test"])
     for _, r in tuned.iterrows():
-        line = (f"⚠test-tuned: {paper.get(r['method'], {}).get('title', r['method'])} on {r['dataset']}: some "
-                f"values of its config were chosen looking at test numbers ({r['chosen_on_test']}); its "
-                "'clean' row is therefore not free of test-set selection.")
+        line = (
+            f"⚠test-tuned: {paper.get(r['method'], {}).get('title', r['method'])} on {r['dataset']}: some "
+            f"values of its config were chosen looking at test numbers ({r['chosen_on_test']}); its "
+            "'clean' row is therefore not free of test-set selection."
+        )
         md += [f"- {line}"]
         html += [f"<p>{line}</p>"]
     if len(tuned):
         md += [""]
-    notes = [(info.get("title", name), info["note"]) for name, info in paper.items()
-             if info.get("note") and name in set(table.method)]
+    notes = [
+        (info.get("title", name), info["note"])
+        for name, info in paper.items()
+        if info.get("note") and name in set(table.method)
+    ]
     md += [LEGEND, *[f"- **{title}**: {note}" for title, note in notes], ""]
     html += [f"<p>{LEGEND}</p>", "<ul>", *[f"<li><b>{title}</b>: {note}</li>" for title, note in notes], "</ul>"]
     write_text(paths["md"], "\n".join(md))
@@ -165,18 +207,32 @@ def render_tuning(selected_files: list[str | Path], out_dir: str | Path) -> dict
         s = json.loads(Path(f).read_text())
         best = s["validation"]
         ties = s.get("ties", [])
-        rows.append({"Method": s["method"], "Dataset": s["dataset"], "Run": s["run"],
-                     "Chosen on validation classes": ", ".join(f"{k} = {v}" for k, v in sorted(s["selected"].items())),
-                     "by": s["metric"], "candidates": len(s["candidates"]),
-                     "tied": (f"tie: {len(ties)} other(s) within {s['tie_within']:g}" if ties else "clear"),
-                     **{f"val {m}": round(best[m], 1) for m in METRICS}})
-    legend = ("Hyper-parameters chosen on the validation split (train_loc minus a held-out part as seen, "
-              "val_loc as unseen classes), never on the test set; 'val' columns are validation figures, "
-              "not test results. 'tied': how many other candidates scored within the config's tie_within "
-              "points of the choice (a choice among ties is not a finding). "
-              "Every candidate's figures: results/runs/<method>/<DS>/<run>/tuning/selected.json.")
-    return write_small_table(pd.DataFrame(rows), Path(out_dir) / "tuning",
-                             "Hyper-parameters chosen on the validation classes", legend, "(no tuned run)")
+        rows.append(
+            {
+                "Method": s["method"],
+                "Dataset": s["dataset"],
+                "Run": s["run"],
+                "Chosen on validation classes": ", ".join(f"{k} = {v}" for k, v in sorted(s["selected"].items())),
+                "by": s["metric"],
+                "candidates": len(s["candidates"]),
+                "tied": (f"tie: {len(ties)} other(s) within {s['tie_within']:g}" if ties else "clear"),
+                **{f"val {m}": round(best[m], 1) for m in METRICS},
+            }
+        )
+    legend = (
+        "Hyper-parameters chosen on the validation split (train_loc minus a held-out part as seen, "
+        "val_loc as unseen classes), never on the test set; 'val' columns are validation figures, "
+        "not test results. 'tied': how many other candidates scored within the config's tie_within "
+        "points of the choice (a choice among ties is not a finding). "
+        "Every candidate's figures: results/runs/<method>/<DS>/<run>/tuning/selected.json."
+    )
+    return write_small_table(
+        pd.DataFrame(rows),
+        Path(out_dir) / "tuning",
+        "Hyper-parameters chosen on the validation classes",
+        legend,
+        "(no tuned run)",
+    )
 
 
 def write_small_table(table: pd.DataFrame, stem: Path, title: str, legend: str, empty: str) -> dict[str, Path]:
@@ -184,10 +240,14 @@ def write_small_table(table: pd.DataFrame, stem: Path, title: str, legend: str, 
     paths = {ext: stem.with_name(f"{stem.name}.{ext}") for ext in ("csv", "md", "html")}
     write_text(paths["csv"], table.to_csv(index=False))
     shown = table.astype(object).where(table.notna(), "")
-    write_text(paths["md"], "\n".join([f"# {title}", "", shown.to_markdown(index=False) if len(table) else empty, "",
-                                       legend, ""]))
-    write_text(paths["html"], (table.to_html(index=False, border=0, na_rep="") if len(table) else f"<p>{empty}</p>")
-               + f"<p>{legend}</p>")
+    write_text(
+        paths["md"],
+        "\n".join([f"# {title}", "", shown.to_markdown(index=False) if len(table) else empty, "", legend, ""]),
+    )
+    write_text(
+        paths["html"],
+        (table.to_html(index=False, border=0, na_rep="") if len(table) else f"<p>{empty}</p>") + f"<p>{legend}</p>",
+    )
     return paths
 
 
@@ -196,8 +256,13 @@ def render_localisation(score_files: list[str | Path], out_dir: str | Path) -> d
     rows = []
     for f in score_files:
         s = json.loads(Path(f).read_text())
-        base = {"Method": s["method"], "Dataset": s["dataset"], "Run": s["run"], "Truth": s["truth"],
-                "images": s["images"]}
+        base = {
+            "Method": s["method"],
+            "Dataset": s["dataset"],
+            "Run": s["run"],
+            "Truth": s["truth"],
+            "images": s["images"],
+        }
         if not s.get("scores"):
             rows.append({**base, "Maps": "—", "note": s.get("note", "")})
         for kind, v in (s.get("scores") or {}).items():
@@ -212,13 +277,20 @@ def render_localisation(score_files: list[str | Path], out_dir: str | Path) -> d
                 row["fixed-box IoU"] = round(s["boxes"]["fixed_box_iou"], 1)
                 row["box centre spread (px)"] = round(s["boxes"]["centre_spread_px"], 1)
             rows.append(row)
-    legend = ("Attention scored against ground truth on a fixed, seeded sample of test images (half seen, half "
-              "unseen classes); values in %. mass_on_object: share of an attribute map's mass inside the object, "
-              "for the object attributes of the image's class; uniform_mass: the object's area share (what uniform "
-              "attention scores). pointing: the map's peak cell overlaps the object (chance: a random peak cell). "
-              "On CUB: pointing = a visible point of the attribute's body part lies in the peak cell, pcp = in a "
-              "box of fixed relative size around it. Box IoU: SGMA's part boxes against the object's box, beside "
-              "the IoU of the mean box (boxes identical for every image). Per run: "
-              "results/attention/<method>/<DS>/<run>/scores.json and figure.png.")
-    return write_small_table(pd.DataFrame(rows), Path(out_dir) / "localisation",
-                             "Where each method looks (attention localisation)", legend, "(no run)")
+    legend = (
+        "Attention scored against ground truth on a fixed, seeded sample of test images (half seen, half "
+        "unseen classes); values in %. mass_on_object: share of an attribute map's mass inside the object, "
+        "for the object attributes of the image's class; uniform_mass: the object's area share (what uniform "
+        "attention scores). pointing: the map's peak cell overlaps the object (chance: a random peak cell). "
+        "On CUB: pointing = a visible point of the attribute's body part lies in the peak cell, pcp = in a "
+        "box of fixed relative size around it. Box IoU: SGMA's part boxes against the object's box, beside "
+        "the IoU of the mean box (boxes identical for every image). Per run: "
+        "results/attention/<method>/<DS>/<run>/scores.json and figure.png."
+    )
+    return write_small_table(
+        pd.DataFrame(rows),
+        Path(out_dir) / "localisation",
+        "Where each method looks (attention localisation)",
+        legend,
+        "(no run)",
+    )

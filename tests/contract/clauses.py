@@ -37,6 +37,7 @@ def require(ok: bool, method: str, clause: str, detail: str) -> None:
 
 # ---- shapes, scores, gradients, attention ---------------------------------------------------------
 
+
 def check_shapes(method: str, model, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
     model.train()
     loss, parts = model.loss(model(x), y)
@@ -45,8 +46,12 @@ def check_shapes(method: str, model, x: torch.Tensor, y: torch.Tensor, num_class
     model.eval()
     with torch.no_grad():
         scores = model.scores(x)
-    require(tuple(scores.shape) == (len(x), num_classes), method, "shapes",
-            f"scores are {tuple(scores.shape)}, expected {(len(x), num_classes)}")
+    require(
+        tuple(scores.shape) == (len(x), num_classes),
+        method,
+        "shapes",
+        f"scores are {tuple(scores.shape)}, expected {(len(x), num_classes)}",
+    )
     require(bool(torch.isfinite(scores).all()), method, "shapes", "scores are not all finite")
 
 
@@ -60,10 +65,14 @@ def check_gradients(method: str, model, stages: list[str | None], x: torch.Tenso
         loss.backward()
         trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         missed = [n for n, p in trained if p.grad is None or not bool(torch.isfinite(p.grad).all())]
-        require(not missed, method, "gradients",
-                f"stage {stage or 'main'}: no finite gradient reaches {', '.join(missed[:5])}"
-                + (f" (+{len(missed) - 5} more)" if len(missed) > 5 else "")
-                + "; freeze them in set_stage if they do not train there")
+        require(
+            not missed,
+            method,
+            "gradients",
+            f"stage {stage or 'main'}: no finite gradient reaches {', '.join(missed[:5])}"
+            + (f" (+{len(missed) - 5} more)" if len(missed) > 5 else "")
+            + "; freeze them in set_stage if they do not train there",
+        )
         model.zero_grad(set_to_none=True)
 
 
@@ -74,19 +83,39 @@ def check_attention(method: str, model, x: torch.Tensor, num_attributes: int) ->
     if attn is None:
         return
     for name, maps in attn.maps.items():
-        require(maps.dim() == 4 and maps.shape[0] == len(x), method, "attention",
-                f"map {name!r} is {tuple(maps.shape)}, expected B x K x h x w")
-        require(bool((maps >= 0).all()) and bool(torch.isfinite(maps).all()), method, "attention",
-                f"map {name!r} has negative or non-finite values")
+        require(
+            maps.dim() == 4 and maps.shape[0] == len(x),
+            method,
+            "attention",
+            f"map {name!r} is {tuple(maps.shape)}, expected B x K x h x w",
+        )
+        require(
+            bool((maps >= 0).all()) and bool(torch.isfinite(maps).all()),
+            method,
+            "attention",
+            f"map {name!r} has negative or non-finite values",
+        )
         if attn.per == "attribute":
-            require(maps.shape[1] == num_attributes, method, "attention",
-                    f"map {name!r} has {maps.shape[1]} maps, expected one per attribute ({num_attributes})")
+            require(
+                maps.shape[1] == num_attributes,
+                method,
+                "attention",
+                f"map {name!r} has {maps.shape[1]} maps, expected one per attribute ({num_attributes})",
+            )
             sums = maps.flatten(2).sum(-1)
-            require(torch.allclose(sums, torch.ones_like(sums), atol=1e-4), method, "attention",
-                    f"map {name!r}: an attribute's attention is not a distribution over the regions")
+            require(
+                torch.allclose(sums, torch.ones_like(sums), atol=1e-4),
+                method,
+                "attention",
+                f"map {name!r}: an attribute's attention is not a distribution over the regions",
+            )
     if attn.boxes is not None:
-        require(attn.boxes.dim() == 3 and attn.boxes.shape[0] == len(x) and attn.boxes.shape[-1] == 4,
-                method, "attention", f"boxes are {tuple(attn.boxes.shape)}, expected B x n x 4")
+        require(
+            attn.boxes.dim() == 3 and attn.boxes.shape[0] == len(x) and attn.boxes.shape[-1] == 4,
+            method,
+            "attention",
+            f"boxes are {tuple(attn.boxes.shape)}, expected B x n x 4",
+        )
 
 
 def check_round_trip(method: str, model, fresh, x: torch.Tensor) -> None:
@@ -101,22 +130,32 @@ def check_round_trip(method: str, model, fresh, x: torch.Tensor) -> None:
 def check_seeded(method: str, build, steps, x: torch.Tensor, y: torch.Tensor) -> None:
     """``build()`` builds the method after seeding; ``steps(model, k)`` takes k optimiser steps."""
     a, b = build(), build()
-    require(all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values())),
-            method, "seeded", "two builds from the same seed differ")
+    require(
+        all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values())),
+        method,
+        "seeded",
+        "two builds from the same seed differ",
+    )
     for model in (a, b):
         steps(model, 3)
-    require(all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values())),
-            method, "seeded", "the same first three steps from the same seed give different parameters")
+    require(
+        all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values())),
+        method,
+        "seeded",
+        "the same first three steps from the same seed give different parameters",
+    )
 
 
 # ---- config keys ----------------------------------------------------------------------------------
+
 
 class RecordingDict(dict):
     """A config that records the key paths read from it (nested sections too)."""
 
     def __init__(self, data: dict, reads: set, prefix: tuple = ()):
-        super().__init__({k: RecordingDict(v, reads, (*prefix, k)) if isinstance(v, dict) else v
-                          for k, v in data.items()})
+        super().__init__(
+            {k: RecordingDict(v, reads, (*prefix, k)) if isinstance(v, dict) else v for k, v in data.items()}
+        )
         self._reads, self._prefix = reads, prefix
 
     def __getitem__(self, key):
@@ -135,7 +174,7 @@ def undeclared(schema: dict, path: tuple) -> bool:
     node = schema
     for key in path:
         props = node.get("properties") if isinstance(node, dict) else None
-        if props is None:          # a free-form value (a list, a mapping of runs): nothing to declare
+        if props is None:  # a free-form value (a list, a mapping of runs): nothing to declare
             return False
         if key not in props:
             return True
@@ -146,11 +185,16 @@ def undeclared(schema: dict, path: tuple) -> bool:
 def check_declared_keys(method: str, reads: set, schema_of: str | None = None) -> None:
     schema = method_schema(schema_of or method)
     missing = sorted(".".join(map(str, p)) for p in reads if undeclared(schema, p))
-    require(not missing, method, "declared keys",
-            f"reads {', '.join(missing)}, which schemas/method_{method}.yaml and method_common.yaml do not declare")
+    require(
+        not missing,
+        method,
+        "declared keys",
+        f"reads {', '.join(missing)}, which schemas/method_{method}.yaml and method_common.yaml do not declare",
+    )
 
 
 # ---- code digest ----------------------------------------------------------------------------------
+
 
 def check_code_digest(method: str, module_name: str) -> None:
     """The train digest holds the method's own file (a plugin: every file of its package) and every

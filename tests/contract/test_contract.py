@@ -6,25 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import clauses
 import numpy as np
 import pytest
 import torch
-
-import clauses
 from method_workloads import TinyPaths, method_config, stages, workload_paths
+
 from zslrepro.config import apply_overrides
-from zslrepro.methods import ZslMethod, build_method, list_methods
-from zslrepro.methods import registry
+from zslrepro.methods import ZslMethod, build_method, list_methods, registry
 from zslrepro.training.runfiles import data_spec
-from zslrepro.training.sources import open_source, make_split
+from zslrepro.training.sources import make_split, open_source
 
 METHODS = list_methods()
 
 
 @pytest.fixture(scope="module")
 def paths(tiny, tmp_path_factory) -> TinyPaths:
-    return workload_paths(tiny.index_path, Path(tiny.cfg["images_root"]), tiny.store_path, tiny.cfg,
-                          tmp_path_factory.mktemp("contract"))
+    return workload_paths(
+        tiny.index_path, Path(tiny.cfg["images_root"]), tiny.store_path, tiny.cfg, tmp_path_factory.mktemp("contract")
+    )
 
 
 class Subject:
@@ -71,10 +71,18 @@ def subjects(paths):
 def test_builds_from_its_validated_config(subjects, method):
     s = subjects(method)
     model = s.build()
-    clauses.require(isinstance(model, ZslMethod) and model.registry_name == method, method, "builds",
-                    f"build_method gave {type(model).__name__}, registered as {getattr(model, 'registry_name', None)!r}")
-    clauses.require(model.consumes == s.source.kind, method, "builds",
-                    f"it consumes {model.consumes} but its config gives {s.source.kind}")
+    clauses.require(
+        isinstance(model, ZslMethod) and model.registry_name == method,
+        method,
+        "builds",
+        f"build_method gave {type(model).__name__}, registered as {getattr(model, 'registry_name', None)!r}",
+    )
+    clauses.require(
+        model.consumes == s.source.kind,
+        method,
+        "builds",
+        f"it consumes {model.consumes} but its config gives {s.source.kind}",
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -93,10 +101,18 @@ def test_no_score_outside_the_split(subjects, method):
     scores = test_scores(s.build(), s.source, split, 4, torch.device("cpu"))
     outside = np.setdiff1d(np.arange(split.num_classes), split.active_classes)
     for block in scores.values():
-        clauses.require(np.isneginf(block[:, outside]).all(), method, "no score outside the split",
-                        "a class outside the split has a finite score")
-        clauses.require(np.isfinite(block[:, split.active_classes]).all(), method, "no score outside the split",
-                        "a class of the split has no finite score")
+        clauses.require(
+            np.isneginf(block[:, outside]).all(),
+            method,
+            "no score outside the split",
+            "a class outside the split has a finite score",
+        )
+        clauses.require(
+            np.isfinite(block[:, split.active_classes]).all(),
+            method,
+            "no score outside the split",
+            "a class of the split has no finite score",
+        )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -171,27 +187,41 @@ def test_a_stopped_run_resumes_bitwise(paths, tmp_path, monkeypatch, method):
 
                 monkeypatch.setattr(trainer, "save_torch", save_then_stop)
                 with pytest.raises(KeyboardInterrupt):
-                    trainer.train(cfg, s.source, tmp_path / name, device="cpu", artefacts=s.artefacts,
-                                  log=lambda *_: None)
+                    trainer.train(
+                        cfg, s.source, tmp_path / name, device="cpu", artefacts=s.artefacts, log=lambda *_: None
+                    )
                 monkeypatch.setattr(trainer, "save_torch", save)
-                clauses.require((tmp_path / name / "checkpoint.pt").exists(), method, "resumes",
-                                "no checkpoint was written before the stop")
+                clauses.require(
+                    (tmp_path / name / "checkpoint.pt").exists(),
+                    method,
+                    "resumes",
+                    "no checkpoint was written before the stop",
+                )
             said = []
             trainer.train(cfg, s.source, tmp_path / name, device="cpu", artefacts=s.artefacts, log=said.append)
             if name == "resumed":
-                clauses.require(any("resuming from" in line for line in said), method, "resumes",
-                                "the second run did not resume from the checkpoint")
+                clauses.require(
+                    any("resuming from" in line for line in said),
+                    method,
+                    "resumes",
+                    "the second run did not resume from the checkpoint",
+                )
         finally:
             s.source.close()
         runs[name] = torch.load(tmp_path / name / "model.pt", weights_only=False)
         runs[name]["history"] = (tmp_path / name / "history.jsonl").read_text()
     a, b = runs["whole"], runs["resumed"]
     clauses.require(a["history"] == b["history"], method, "resumes", "the resumed run's history differs")
-    clauses.require(all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), method, "resumes",
-                    "the resumed run's parameters differ from an uninterrupted run's")
+    clauses.require(
+        all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]),
+        method,
+        "resumes",
+        "the resumed run's parameters differ from an uninterrupted run's",
+    )
 
 
 # ---- a broken method fails, and the failure names the clause --------------------------------------
+
 
 def test_a_broken_method_fails_the_contract_naming_the_clause(subjects, monkeypatch):
     from zslrepro.methods.msdn import MSDN
@@ -207,7 +237,9 @@ def test_a_broken_method_fails_the_contract_naming_the_clause(subjects, monkeypa
     monkeypatch.setitem(registry._REGISTRY, "broken", Broken)
     s = subjects("msdn")
     model = Broken(s.cfg, s.spec)
-    with pytest.raises(clauses.ContractError, match=r"^broken: gradients: stage main: no finite gradient reaches unused"):
+    with pytest.raises(
+        clauses.ContractError, match=r"^broken: gradients: stage main: no finite gradient reaches unused"
+    ):
         clauses.check_gradients("broken", model, [None], s.x, s.y)
     reads: set = set()
     Broken(clauses.RecordingDict(s.cfg, reads), s.spec)

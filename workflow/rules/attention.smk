@@ -17,9 +17,6 @@ rule attention_maps:
             category="5. Attention maps",
             labels={"method": "{method}", "dataset": "{dataset}", "run": "{run}"},
         ),
-    params:
-        code=code_of("attention", per_method=True),
-        images=lambda wc: f"--images-root {DATASETS[wc.dataset]['images_root']}",
     log:
         "logs/attention_maps/{method}/{dataset}/{run}.log",
     benchmark:
@@ -27,6 +24,9 @@ rule attention_maps:
     conda:
         "../envs/torch.yaml"
     threads: 1  # seconds of work: two run side by side on the 2-core main job
+    params:
+        code=code_of("attention", per_method=True),
+        images=lambda wc: f"--images-root {DATASETS[wc.dataset]['images_root']}",
     shell:
         "python -m zslrepro attention --model {input.model} --data {input.data} --index {input.index}"
         " --truth {input.truth} --dataset-config {input.config} {params.images} --threads {threads}"
@@ -44,11 +44,11 @@ rule localisation_table:
             caption="../report/localisation.rst",
             category="1. Results tables",
         ),
-    params:
-        code=code_of("localisation-table"),
     log:
         "logs/localisation_table.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=code_of("localisation-table"),
     shell:
         'python -m zslrepro localisation-table --scores {input} --out-dir "$(dirname {output.csv})" > {log} 2>&1'

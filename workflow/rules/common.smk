@@ -25,7 +25,6 @@ from zslrepro.features.store import store_problem  # noqa: E402
 from zslrepro.numerics import export_line, shell_exports  # noqa: E402
 from zslrepro.provenance import code_digest  # noqa: E402
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 
@@ -102,8 +101,9 @@ def write_report(path):
 
     Path("logs").mkdir(exist_ok=True)
     with open("logs/report.log", "w") as log:
-        done = subprocess.run([sys.executable, "-m", "snakemake", *sys.argv[1:], "--report", path],
-                              stdout=log, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [sys.executable, "-m", "snakemake", *sys.argv[1:], "--report", path], stdout=log, stderr=subprocess.STDOUT
+        )
     if done.returncode == 0:
         print(f"Report: {path}")
     else:
@@ -122,10 +122,7 @@ def method_config_path(method, name):
 def _load_configs():
     """Validate every dataset and method config the run needs, before any job starts."""
     try:
-        datasets = {
-            name: load_dataset_config(dataset_config_path(name))
-            for name in config["datasets"]
-        }
+        datasets = {name: load_dataset_config(dataset_config_path(name)) for name in config["datasets"]}
         runs = {}
         for method in config["methods"]:
             for name in config["datasets"]:
@@ -167,7 +164,7 @@ wildcard_constraints:
     dataset="[A-Z0-9]+",
     download=r"[A-Za-z0-9_.+-]+",
     method="[a-z0-9_]+",
-    run="(?!released_)[a-z0-9_]+",   # released_<setting>: the authors' released models (released.smk)
+    run="(?!released_)[a-z0-9_]+",  # released_<setting>: the authors' released models (released.smk)
     store="[A-Za-z0-9_]+",
     rep=r"\d+",
     point=r"\d+",
@@ -203,8 +200,9 @@ def installed_marker(download):
 
 
 def _providers(path, cfg):
-    return [d for d in cfg["downloads"]
-            if any(path == Path(p) or Path(p) in path.parents for p in DOWNLOADS[d]["provides"])]
+    return [
+        d for d in cfg["downloads"] if any(path == Path(p) or Path(p) in path.parents for p in DOWNLOADS[d]["provides"])
+    ]
 
 
 def plan_real_dataset(name, cfg):
@@ -225,8 +223,7 @@ def plan_real_dataset(name, cfg):
         elif not path.exists():
             if not covering:
                 raise WorkflowError(
-                    f"dataset {name}: {path} is missing and no download provides it.\n"
-                    f"To obtain it: {cfg['obtain']}"
+                    f"dataset {name}: {path} is missing and no download provides it.\n" f"To obtain it: {cfg['obtain']}"
                 )
             chosen = covering
         else:
@@ -236,11 +233,7 @@ def plan_real_dataset(name, cfg):
     return downloads, user_files
 
 
-REAL_DATASET_PLANS = {
-    name: plan_real_dataset(name, cfg)
-    for name, cfg in DATASETS.items()
-    if cfg["kind"] == "xlsa17"
-}
+REAL_DATASET_PLANS = {name: plan_real_dataset(name, cfg) for name, cfg in DATASETS.items() if cfg["kind"] == "xlsa17"}
 
 
 def raw_dataset_files(wildcards):
@@ -288,11 +281,12 @@ def run_dir(wildcards):
 
 def artefact_files(split):
     """Input function: the pipeline artefacts a method declares (its schema's x-artefacts), per split."""
+
     def files(wildcards):
         return {
-            name: f"{run_dir(wildcards)}/artefacts/{split}/{name}.pt"
-            for name in method_artefacts(wildcards.method)
+            name: f"{run_dir(wildcards)}/artefacts/{split}/{name}.pt" for name in method_artefacts(wildcards.method)
         }
+
     return files
 
 
@@ -324,9 +318,7 @@ def all_runs(pattern):
 
 def all_feature_stores():
     stores = {
-        (dataset, cfg["feature_store"])
-        for (_, dataset, _), cfg in RUN_CONFIGS.items()
-        if cfg.get("feature_store")
+        (dataset, cfg["feature_store"]) for (_, dataset, _), cfg in RUN_CONFIGS.items() if cfg.get("feature_store")
     }
     return [f"results/features/{d}/{s}.h5" for d, s in sorted(stores)]
 
@@ -350,8 +342,10 @@ def all_benchmarks():
         files += [f"results/benchmarks/method_artefact/{key}/test/{a}.tsv" for a in method_artefacts(method)]
         if tuning_enabled(cfg):
             files += [f"results/benchmarks/method_artefact/{key}/validation/{a}.tsv" for a in method_artefacts(method)]
-            files += [f"results/benchmarks/train_validation_point/{key}/point{k}.tsv"
-                      for k in range(len(grid_points(cfg["tuning"]["train_grid"])))]
+            files += [
+                f"results/benchmarks/train_validation_point/{key}/point{k}.tsv"
+                for k in range(len(grid_points(cfg["tuning"]["train_grid"])))
+            ]
             files.append(f"results/benchmarks/select_hyperparameters/{key}.tsv")
     files += all_runs("results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv")
     files += [f"results/benchmarks/attention_maps/{m}/{d}/{r}.tsv" for (m, d, r) in RUN_CONFIGS]
@@ -363,8 +357,10 @@ def all_compute_records():
     files = all_runs("results/runs/{method}/{dataset}/{run}/rep{rep}/compute.json")
     for (method, dataset, run), cfg in RUN_CONFIGS.items():
         if tuning_enabled(cfg):
-            files += [f"results/runs/{method}/{dataset}/{run}/tuning/point{k}/compute.json"
-                      for k in range(len(grid_points(cfg["tuning"]["train_grid"])))]
+            files += [
+                f"results/runs/{method}/{dataset}/{run}/tuning/point{k}/compute.json"
+                for k in range(len(grid_points(cfg["tuning"]["train_grid"])))
+            ]
     return files
 
 
@@ -373,9 +369,7 @@ def optional_word_vector_reports():
     if not config["regenerate_word_vectors"]:
         return []
     return [
-        f"results/word_vectors/{name}/comparison.csv"
-        for name, cfg in DATASETS.items()
-        if cfg.get("word2vec_cleaning")
+        f"results/word_vectors/{name}/comparison.csv" for name, cfg in DATASETS.items() if cfg.get("word2vec_cleaning")
     ]
 
 
@@ -417,8 +411,7 @@ def all_intermediates():
 
 # workflow.dryrun is not yet set while the Snakefile is parsed; the command line says it.
 DRY_RUN = workflow.dryrun or any(
-    a in ("--dry-run", "--dryrun", "--just-print") or re.fullmatch(r"-[a-zA-Z]*n[a-zA-Z]*", a)
-    for a in sys.argv[1:]
+    a in ("--dry-run", "--dryrun", "--just-print") or re.fullmatch(r"-[a-zA-Z]*n[a-zA-Z]*", a) for a in sys.argv[1:]
 )
 
 
@@ -436,13 +429,16 @@ def set_aside_damaged_stores():
         if problem is None:
             continue
         if DRY_RUN:
-            print(f"feature store {store} is damaged ({problem}); a run will set it aside and extract it anew",
-                  file=sys.stderr)
+            print(
+                f"feature store {store} is damaged ({problem}); a run will set it aside and extract it anew",
+                file=sys.stderr,
+            )
             continue
         aside = store.with_name(f"{store.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
         store.rename(aside)
-        print(f"feature store {store} is damaged ({problem}): moved aside to {aside}; extracting it anew",
-              file=sys.stderr)
+        print(
+            f"feature store {store} is damaged ({problem}): moved aside to {aside}; extracting it anew", file=sys.stderr
+        )
 
 
 set_aside_damaged_stores()
@@ -464,9 +460,11 @@ def released_datasets():
     present = [d for d in config["datasets"] if all(released_file(d, s).exists() for s in RELEASED_SETTINGS)]
     absent = [d for d in config["datasets"] if d in ("CUB", "SUN", "AWA2") and d not in present]
     if absent and workflow.is_main_process:  # once per run, not in every cluster job's log
-        print(f"evaluate_released is off for {', '.join(absent)}: the MSDN authors' released models are not in "
-              f"{RELEASED_DIR}/ (e.g. {released_file(absent[0], 'gzsl').name}); see docs/methods/msdn.md",
-              file=sys.stderr)
+        print(
+            f"evaluate_released is off for {', '.join(absent)}: the MSDN authors' released models are not in "
+            f"{RELEASED_DIR}/ (e.g. {released_file(absent[0], 'gzsl').name}); see docs/methods/msdn.md",
+            file=sys.stderr,
+        )
     return present
 
 
@@ -479,5 +477,8 @@ def released_store(wildcards):
 
 
 def all_released_metrics():
-    return expand("results/metrics/msdn/{dataset}/released_{setting}/rep0.json",
-                  dataset=RELEASED_DATASETS, setting=RELEASED_SETTINGS)
+    return expand(
+        "results/metrics/msdn/{dataset}/released_{setting}/rep0.json",
+        dataset=RELEASED_DATASETS,
+        setting=RELEASED_SETTINGS,
+    )

@@ -47,12 +47,12 @@ rule synthesize_dataset:
         w2v="resources/datasets/{dataset}/w2v/{dataset}_attribute.pkl",
         names="resources/datasets/{dataset}/attributes.txt",
         objects="resources/datasets/{dataset}/objects.json",
-    params:
-        code=code_of("synthesize"),
     log:
         "logs/synthesize_dataset/{dataset}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=code_of("synthesize"),
     shell:
         "python -m zslrepro synthesize --dataset-config {input.config}"
         " --out resources/datasets/{wildcards.dataset} > {log} 2>&1"
@@ -66,12 +66,12 @@ rule regenerate_word_vectors:
     output:
         pkl="results/word_vectors/{dataset}/regenerated.pkl",
         report="results/word_vectors/{dataset}/comparison.csv",
-    params:
-        code=code_of("word-vectors"),
     log:
         "logs/regenerate_word_vectors/{dataset}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=code_of("word-vectors"),
     shell:
         "python -m zslrepro word-vectors --dataset-config {input.config} --model {input.model}"
         " --out-pkl {output.pkl} --report {output.report} > {log} 2>&1"
@@ -82,13 +82,13 @@ rule verify_user_files:
         config=dataset_config_file,
     output:
         "resources/installed/user/{dataset}.ok",
-    params:
-        code=code_of("verify-files"),
-        files=user_files_of,
     log:
         "logs/verify_user_files/{dataset}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=code_of("verify-files"),
+        files=user_files_of,
     shell:
         "python -m zslrepro verify-files {params.files:q} --marker {output} > {log} 2>&1"
 
@@ -100,12 +100,12 @@ rule ingest_dataset:
         index="results/data/{dataset}/index.npz",
         summary="results/data/{dataset}/summary.json",
         localisation="results/data/{dataset}/localisation.npz",
-    params:
-        code=code_of("ingest"),
     log:
         "logs/ingest_dataset/{dataset}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=code_of("ingest"),
     shell:
         "python -m zslrepro ingest --dataset-config {input.config}"
         " --out {output.index} --summary {output.summary} --localisation {output.localisation} > {log} 2>&1"

@@ -9,9 +9,6 @@ rule evaluate_run:
     output:
         metrics="results/metrics/{method}/{dataset}/{run}/rep{rep}.json",
         curve="results/curves/{method}/{dataset}/{run}/rep{rep}.csv",
-    params:
-        code=code_of("evaluate", per_method=True),
-        images=images_flag,
     log:
         "logs/evaluate_run/{method}/{dataset}/{run}/rep{rep}.log",
     benchmark:
@@ -19,6 +16,9 @@ rule evaluate_run:
     conda:
         "../envs/torch.yaml"
     threads: 2
+    params:
+        code=code_of("evaluate", per_method=True),
+        images=images_flag,
     shell:
         "python -m zslrepro evaluate --model {input.model} --history {input.history}"
         " --data {input.data} {params.images} --metrics {output.metrics} --curve {output.curve}"

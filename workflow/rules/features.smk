@@ -7,8 +7,6 @@ rule extract_features:
         index="results/data/{dataset}/index.npz",
     output:
         "results/features/{dataset}/{store}.h5",
-    params:
-        code=code_of("extract"),
     log:
         "logs/extract_features/{dataset}/{store}.log",
     benchmark:
@@ -18,6 +16,8 @@ rule extract_features:
     threads: 2
     resources:
         gpu=1,
+    params:
+        code=code_of("extract"),
     shell:
         "python -m zslrepro extract --dataset-config {input.config} --index {input.index}"
         " --store {wildcards.store} --threads {threads} --out {output} > {log} 2>&1"

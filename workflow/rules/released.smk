@@ -3,6 +3,7 @@
 # resources/released/msdn/ (bring your own: config/downloads.yaml); otherwise the DAG is unchanged
 # and the log says why the rule is off.
 
+
 rule import_released:
     input:
         checkpoint=lambda w: released_file(w.dataset, w.setting),
@@ -12,16 +13,16 @@ rule import_released:
     output:
         model="results/released/msdn/{dataset}/{setting}/model.pt",
         diagnostics="results/released/msdn/{dataset}/{setting}/model.diagnostics.json",
-    params:
-        code=code_of("import-official"),
-        lock=DOWNLOADS_LOCK,
-    wildcard_constraints:
-        setting="czsl|gzsl",
     log:
         "logs/import_released/{dataset}/{setting}.log",
+    wildcard_constraints:
+        setting="czsl|gzsl",
     conda:
         "../envs/torch.yaml"
     threads: 2
+    params:
+        code=code_of("import-official"),
+        lock=DOWNLOADS_LOCK,
     shell:
         "python -m zslrepro import-official --method msdn --checkpoint {input.checkpoint} --data {input.data}"
         " --setting {wildcards.setting} --method-config {input.config} --sources {input.sources}"
@@ -35,17 +36,17 @@ rule evaluate_released:
     output:
         metrics="results/metrics/msdn/{dataset}/released_{setting}/rep0.json",
         curve="results/curves/msdn/{dataset}/released_{setting}/rep0.csv",
-    params:
-        code=code_of("evaluate", method="msdn"),
-    wildcard_constraints:
-        setting="czsl|gzsl",
     log:
         "logs/evaluate_released/{dataset}/{setting}.log",
+    wildcard_constraints:
+        setting="czsl|gzsl",
     conda:
         "../envs/torch.yaml"
     threads: 2
     resources:
         gpu=1,
+    params:
+        code=code_of("evaluate", method="msdn"),
     shell:
         "python -m zslrepro evaluate --model {input.model} --data {input.data} --metrics {output.metrics}"
         " --curve {output.curve} --threads {threads} > {log} 2>&1"

@@ -14,12 +14,12 @@ rule results_tables:
             caption="../report/results_table.rst",
             category="1. Results tables",
         ),
-    params:
-        code=code_of("tables"),
     log:
         "logs/results_tables.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=code_of("tables"),
     shell:
         "python -m zslrepro tables --metrics {input.metrics} --paper-results {input.paper}"
         ' --out-dir "$(dirname {output.csv})" > {log} 2>&1'
@@ -36,21 +36,19 @@ rule tuning_table:
             caption="../report/tuning.rst",
             category="1. Results tables",
         ),
-    params:
-        code=code_of("tuning-table"),
     log:
         "logs/tuning_table.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=code_of("tuning-table"),
     shell:
         'python -m zslrepro tuning-table --selected {input} --out-dir "$(dirname {output.csv})" > {log} 2>&1'
 
 
 rule plot_run:
     input:
-        curves=lambda wc: expand(
-            "results/curves/{method}/{dataset}/{run}/rep{rep}.csv", rep=REPLICATES, **wc
-        ),
+        curves=lambda wc: expand("results/curves/{method}/{dataset}/{run}/rep{rep}.csv", rep=REPLICATES, **wc),
         histories=lambda wc: expand(
             "results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
             rep=REPLICATES,
@@ -93,12 +91,12 @@ rule benchmark_summary:
             caption="../report/benchmarks.rst",
             category="4. Compute",
         ),
-    params:
-        code=code_of("benchmarks"),
     log:
         "logs/benchmark_summary.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=code_of("benchmarks"),
     shell:
         "python -m zslrepro benchmarks {input.benchmarks} --compute {input.compute} --out-csv {output.csv}"
         " --out-html {output.html} > {log} 2>&1"

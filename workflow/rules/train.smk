@@ -10,10 +10,6 @@ rule method_artefact:
         data=run_data,
     output:
         "results/runs/{method}/{dataset}/{run}/artefacts/{split}/{artefact}.pt",
-    params:
-        code=code_of("artefact", per_method=True),
-        images=images_flag,
-        split=lambda w: "--validation-point 0" if w.split == "validation" else "",
     log:
         "logs/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.log",
     benchmark:
@@ -23,6 +19,10 @@ rule method_artefact:
     threads: 2
     resources:
         gpu=1,
+    params:
+        code=code_of("artefact", per_method=True),
+        images=images_flag,
+        split=lambda w: "--validation-point 0" if w.split == "validation" else "",
     shell:
         "python -m zslrepro artefact --method-config {input.config} --run {wildcards.run}"
         " --data {input.data} {params.images} {params.split} --name {wildcards.artefact}"
@@ -38,10 +38,6 @@ rule train_validation_point:
         model="results/runs/{method}/{dataset}/{run}/tuning/point{point}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/tuning/point{point}/history.jsonl",
         compute="results/runs/{method}/{dataset}/{run}/tuning/point{point}/compute.json",
-    params:
-        code=code_of("train", per_method=True),
-        images=images_flag,
-        artefacts=lambda w, input: artefact_flags(input),
     log:
         "logs/train_validation_point/{method}/{dataset}/{run}/point{point}.log",
     benchmark:
@@ -51,6 +47,10 @@ rule train_validation_point:
     threads: 2
     resources:
         gpu=1,
+    params:
+        code=code_of("train", per_method=True),
+        images=images_flag,
+        artefacts=lambda w, input: artefact_flags(input),
     shell:
         "python -m zslrepro train --method-config {input.config} --run {wildcards.run}"
         " --validation-point {wildcards.point} --data {input.data} {params.images} {params.artefacts}"
@@ -65,9 +65,6 @@ rule select_hyperparameters:
         models=validation_models,
     output:
         "results/runs/{method}/{dataset}/{run}/tuning/selected.json",
-    params:
-        code=code_of("tune", per_method=True),
-        images=images_flag,
     log:
         "logs/select_hyperparameters/{method}/{dataset}/{run}.log",
     benchmark:
@@ -77,6 +74,9 @@ rule select_hyperparameters:
     threads: 2
     resources:
         gpu=1,
+    params:
+        code=code_of("tune", per_method=True),
+        images=images_flag,
     shell:
         "python -m zslrepro tune --method-config {input.config} --run {wildcards.run}"
         " --data {input.data} {params.images} --models {input.models} --threads {threads}"
@@ -93,11 +93,6 @@ rule train_method:
         model="results/runs/{method}/{dataset}/{run}/rep{rep}/model.pt",
         history="results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
         compute="results/runs/{method}/{dataset}/{run}/rep{rep}/compute.json",
-    params:
-        code=code_of("train", per_method=True),
-        images=images_flag,
-        artefacts=lambda w, input: artefact_flags(input),
-        selected=lambda w, input: f"--selected {input.selected}" if "selected" in input.keys() else "",
     log:
         "logs/train_method/{method}/{dataset}/{run}/rep{rep}.log",
     benchmark:
@@ -107,6 +102,11 @@ rule train_method:
     threads: 2
     resources:
         gpu=1,
+    params:
+        code=code_of("train", per_method=True),
+        images=images_flag,
+        artefacts=lambda w, input: artefact_flags(input),
+        selected=lambda w, input: f"--selected {input.selected}" if "selected" in input.keys() else "",
     shell:
         "python -m zslrepro train --method-config {input.config} --data {input.data} {params.images}"
         " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep} --threads {threads}"

@@ -49,7 +49,7 @@ class ALE(ZslMethod):
         return self.theta(x) @ self.W @ self.phi.T
 
     def loss(self, outputs, labels):
-        compat = outputs[:, self.seen]                           # B x S
+        compat = outputs[:, self.seen]  # B x S
         target = self.seen_row[labels]
         true = compat.gather(1, target[:, None])
         delta = torch.full_like(compat, self.margin).scatter_(1, target[:, None], 0.0)

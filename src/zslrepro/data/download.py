@@ -31,7 +31,7 @@ import urllib.request
 import zipfile
 import zlib
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -82,8 +82,10 @@ def record_sha256(lock_path: Path, name: str, sha256: str) -> None:
             return
         lock[name] = sha256
         tmp = lock_path.with_name(lock_path.name + ".tmp")
-        tmp.write_text("# SHA-256 of downloads without a published checksum, recorded by the first run.\n"
-                       "# Commit this file: later downloads must match.\n" + yaml.safe_dump(lock, sort_keys=True))
+        tmp.write_text(
+            "# SHA-256 of downloads without a published checksum, recorded by the first run.\n"
+            "# Commit this file: later downloads must match.\n" + yaml.safe_dump(lock, sort_keys=True)
+        )
         os.replace(tmp, lock_path)
 
 
@@ -129,15 +131,18 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         raise http.client.IncompleteRead(b"", int(announced) - received)
 
 
-def fetch(name: str, source: dict, dest: Path, lock_path: Path, attempts: int = 3, timeout: float = 60.0,
-          log=print) -> None:
+def fetch(
+    name: str, source: dict, dest: Path, lock_path: Path, attempts: int = 3, timeout: float = 60.0, log=print
+) -> None:
     """Download ``name`` to ``dest`` unless a file is already there, then verify it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         log(f"{dest} is present: verifying it instead of downloading")
     elif source.get("bring_your_own"):
-        raise DatasetError(f"{name} is not downloaded here: its page ({source['urls'][0]}) needs a browser. "
-                           f"Download it there and put it at {dest}, then run again.")
+        raise DatasetError(
+            f"{name} is not downloaded here: its page ({source['urls'][0]}) needs a browser. "
+            f"Download it there and put it at {dest}, then run again."
+        )
     else:
         part = dest.with_name(dest.name + ".part")
         errors = []
@@ -150,13 +155,14 @@ def fetch(name: str, source: dict, dest: Path, lock_path: Path, attempts: int = 
                     break
                 except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                     errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
-                    time.sleep(min(2 ** attempt, 10) if attempt + 1 < attempts else 0)
+                    time.sleep(min(2**attempt, 10) if attempt + 1 < attempts else 0)
             if dest.exists():
                 break
         else:
             raise DatasetError(
                 f"could not download {name} ({'; '.join(errors[-2:])}). Without network access, put the file at "
-                f"{dest} ({_checksum_hint(name, source, lock_path)}) and run again.")
+                f"{dest} ({_checksum_hint(name, source, lock_path)}) and run again."
+            )
     verify(name, source, dest, lock_path)
 
 
@@ -171,13 +177,15 @@ def verify(name: str, source: dict, path: Path, lock_path: Path) -> None:
         problems += [f"{k} {actual[k]} instead of {v}" for k, v in expected.items() if actual[k] != v]
     if problems:
         aside = _move_aside(path)
-        raise DatasetError(f"{name} failed verification ({'; '.join(problems)}); it was moved aside to {aside}. "
-                           f"Run again to download it anew, or put a good copy at {path}.")
+        raise DatasetError(
+            f"{name} failed verification ({'; '.join(problems)}); it was moved aside to {aside}. "
+            f"Run again to download it anew, or put a good copy at {path}."
+        )
 
 
 def _move_aside(path: Path) -> Path:
     """Rename a bad file to ``<name>.bad-<UTC time>`` so that it is never used, but kept to inspect."""
-    aside = path.with_name(f"{path.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+    aside = path.with_name(f"{path.name}.bad-{datetime.now(UTC):%Y%m%dT%H%M%S}")
     os.replace(path, aside)
     return aside
 
@@ -197,18 +205,24 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
     except DAMAGED_ARCHIVE as exc:
         shutil.rmtree(staging, ignore_errors=True)
         aside = _move_aside(archive)
-        raise DatasetError(f"{name} could not be extracted ({type(exc).__name__}: {exc}); it is damaged and was "
-                           f"moved aside to {aside}. Run again to download it anew.") from None
+        raise DatasetError(
+            f"{name} could not be extracted ({type(exc).__name__}: {exc}); it is damaged and was "
+            f"moved aside to {aside}. Run again to download it anew."
+        ) from None
     except OSError as exc:  # a full disk, permissions: the archive is not at fault and stays where it is
         shutil.rmtree(staging, ignore_errors=True)
-        raise DatasetError(f"{name} could not be extracted into {target}: {exc.strerror or exc}. The archive "
-                           f"{archive} is kept; fix the problem (e.g. free disk space) and run again.") from None
+        raise DatasetError(
+            f"{name} could not be extracted into {target}: {exc.strerror or exc}. The archive "
+            f"{archive} is kept; fix the problem (e.g. free disk space) and run again."
+        ) from None
     _merge(staging, target)
     shutil.rmtree(staging, ignore_errors=True)
     missing = [p for p in source["provides"] if not Path(p).exists()]
     if missing:
-        raise DatasetError(f"{name} was extracted into {target} but {missing[0]} is not there: "
-                           "is 'extract_to' in config/downloads.yaml right for this archive?")
+        raise DatasetError(
+            f"{name} was extracted into {target} but {missing[0]} is not there: "
+            "is 'extract_to' in config/downloads.yaml right for this archive?"
+        )
     if not expected_checksums(name, source, lock_path):
         record_sha256(lock_path, name, file_digests(archive)["sha256"])
     write_text(marker, f"{name} extracted into {target}\n")  # atomic: a marker is whole or absent
@@ -243,7 +257,9 @@ def verify_user_files(paths: list[str | Path], marker: Path) -> dict:
         elif path.is_dir() and any(path.iterdir()):
             found[str(path)] = {"files": sum(1 for p in path.rglob("*") if p.is_file())}
         else:
-            raise DatasetError(f"{path} is missing or empty: put the dataset's file there (see the README, "
-                               "'Reproducing the paper numbers'), or remove it so that the workflow downloads it")
+            raise DatasetError(
+                f"{path} is missing or empty: put the dataset's file there (see the README, "
+                "'Reproducing the paper numbers'), or remove it so that the workflow downloads it"
+            )
     write_text(marker, yaml.safe_dump(found, sort_keys=True))
     return found

@@ -50,4 +50,5 @@ def check_images_present(root: Path, rel_paths) -> None:
             f"{len(missing)} of {len(rel_paths)} images are missing under {root} (first: {missing[0]}). "
             "Put them back: for the synthetic dataset, `snakemake --cores all --forcerun synthesize_dataset` "
             "writes it again (identically, from its seed); for a real dataset, "
-            "`snakemake --cores all --forcerun extract_download` extracts the verified archives again.")
+            "`snakemake --cores all --forcerun extract_download` extracts the verified archives again."
+        )

@@ -54,8 +54,9 @@ def read_objects(path: Path, image_paths: np.ndarray) -> dict:
         raise DatasetError(f"{path}: not a readable objects file ({exc}); regenerate the dataset") from exc
     missing = [p for p in image_paths if str(p) not in by_image]
     if missing:
-        raise DatasetError(f"{path} has no objects for {len(missing)} images (first: {missing[0]}); "
-                           "regenerate the dataset")
+        raise DatasetError(
+            f"{path} has no objects for {len(missing)} images (first: {missing[0]}); regenerate the dataset"
+        )
     most = max(len(by_image[str(p)]) for p in image_paths)
     boxes = np.full((len(image_paths), most, 4), np.nan)
     masks = np.zeros((len(image_paths), height, width), dtype=np.uint8)
@@ -74,8 +75,11 @@ def read_cub_parts(root: Path, image_paths: np.ndarray) -> dict:
         if line.strip():
             image_id, rel = line.split(maxsplit=1)
             ids[rel.strip()] = int(image_id)
-    names = [line.split(maxsplit=1)[1].strip() for line in (root / "parts/parts.txt").read_text().splitlines()
-             if line.strip()]
+    names = [
+        line.split(maxsplit=1)[1].strip()
+        for line in (root / "parts/parts.txt").read_text().splitlines()
+        if line.strip()
+    ]
     table = np.loadtxt(root / "parts/part_locs.txt", ndmin=2)
     by_id: dict[int, np.ndarray] = {}
     for image_id, part_id, x, y, visible in table:
@@ -87,7 +91,7 @@ def read_cub_parts(root: Path, image_paths: np.ndarray) -> dict:
         if str(rel) not in ids:
             raise DatasetError(f"{root / 'images.txt'} does not list {rel} (an image of the xlsa17 index)")
         points[i] = by_id.get(ids[str(rel)], points[i])
-        with Image.open(images_dir / str(rel)) as img:   # reads the header only
+        with Image.open(images_dir / str(rel)) as img:  # reads the header only
             sizes[i] = img.size
     return {"kind": "parts", "points": points, "part_names": np.array(names), "image_sizes": sizes}
 

@@ -115,8 +115,9 @@ def draw_object(draw: ImageDraw.ImageDraw, geometry: dict, fill: int = 255) -> N
         draw.polygon([tuple(p) for p in geometry["polygon"]], fill=fill)
 
 
-def render(values: dict[str, str], size: int, rng: np.random.Generator,
-           noise_std: float) -> tuple[Image.Image, list[dict]]:
+def render(
+    values: dict[str, str], size: int, rng: np.random.Generator, noise_std: float
+) -> tuple[Image.Image, list[dict]]:
     """Draw one image showing the given attribute values; also return its objects' geometry."""
     bg = BACKGROUND[values["background"]] + rng.normal(0, 6)
     canvas = np.full((size, size, 3), bg, dtype=np.float32)
@@ -135,8 +136,11 @@ def render(values: dict[str, str], size: int, rng: np.random.Generator,
             cx, cy = rng.uniform(lo, max(lo, hi)), rng.uniform(r * 1.6, size - r * 1.6)
         mask = Image.new("L", (size, size), 0)
         poly = _shape_polygon(values["shape"], cx, cy, r, rng.uniform(0, 2 * np.pi) * 0.15)
-        geometry = ({"ellipse": [float(cx - r), float(cy - r), float(cx + r), float(cy + r)]} if poly is None
-                    else {"polygon": [[float(x), float(y)] for x, y in poly]})
+        geometry = (
+            {"ellipse": [float(cx - r), float(cy - r), float(cx + r), float(cy + r)]}
+            if poly is None
+            else {"polygon": [[float(x), float(y)] for x, y in poly]}
+        )
         draw_object(ImageDraw.Draw(mask), geometry)
         objects.append({"shape": values["shape"], **geometry})
         tint = np.clip(colour + rng.normal(0, 12, size=3), 0, 255)
@@ -219,7 +223,7 @@ def generate(spec: SyntheticSpec, out: str | Path) -> dict:
             test_unseen.extend(idx)
             continue
         idx = rng.permutation(idx)
-        n_test = max(1, int(round(spec.test_seen_fraction * len(idx))))
+        n_test = max(1, round(spec.test_seen_fraction * len(idx)))
         test_seen.extend(idx[:n_test])
         trainval.extend(idx[n_test:])
     trainval = np.sort(trainval)
@@ -230,20 +234,45 @@ def generate(spec: SyntheticSpec, out: str | Path) -> dict:
     train_loc = seen_images[~np.isin(labels_arr[seen_images], val_classes)]
 
     xdir = out / "xlsa17" / "data" / "SYNTH"
-    write_xlsa17(xdir, image_files, labels_arr,
-                 {"trainval_loc": trainval, "test_seen_loc": test_seen, "test_unseen_loc": test_unseen,
-                  "train_loc": train_loc, "val_loc": val_loc},
-                 att, original_att, [f.split(".", 1)[1] for f in folders])
+    write_xlsa17(
+        xdir,
+        image_files,
+        labels_arr,
+        {
+            "trainval_loc": trainval,
+            "test_seen_loc": test_seen,
+            "test_unseen_loc": test_unseen,
+            "train_loc": train_loc,
+            "val_loc": val_loc,
+        },
+        att,
+        original_att,
+        [f.split(".", 1)[1] for f in folders],
+    )
     write_text(xdir / "trainvalclasses.txt", "".join(f"{folders[c]}\n" for c in seen_classes))
     write_text(xdir / "testclasses.txt", "".join(f"{folders[c]}\n" for c in np.flatnonzero(unseen)))
     write_text(out / "attributes.txt", "".join(f"{i + 1} {n}\n" for i, n in enumerate(names)))
-    write_text(out / "objects.json", json.dumps(
-        {"format": "zslrepro-objects-1", "image_size": [spec.image_size, spec.image_size],
-         "description": "per image (path under images/): its objects, an ellipse box or a polygon in pixels",
-         "images": geometry}, indent=None))
+    write_text(
+        out / "objects.json",
+        json.dumps(
+            {
+                "format": "zslrepro-objects-1",
+                "image_size": [spec.image_size, spec.image_size],
+                "description": "per image (path under images/): its objects, an ellipse box or a polygon in pixels",
+                "images": geometry,
+            },
+            indent=None,
+        ),
+    )
     (out / "w2v").mkdir(exist_ok=True)
     with atomic_path(out / "w2v" / "SYNTH_attribute.pkl", suffix=".pkl") as tmp:
         tmp.write_bytes(pickle.dumps(pseudo_word2vec(names, spec.seed)))
-    return {"images": len(labels), "classes": len(combos), "unseen_classes": int(unseen.sum()),
-            "attributes": len(names), "trainval": len(trainval), "test_seen": len(test_seen),
-            "test_unseen": len(test_unseen)}
+    return {
+        "images": len(labels),
+        "classes": len(combos),
+        "unseen_classes": int(unseen.sum()),
+        "attributes": len(names),
+        "trainval": len(trainval),
+        "test_seen": len(test_seen),
+        "test_unseen": len(test_unseen),
+    }

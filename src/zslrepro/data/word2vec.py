@@ -21,11 +21,25 @@ from ..io import atomic_path
 from .xlsa17 import read_attribute_names
 
 CUB_SUBSTITUTIONS = {"spatulate": "broad", "upperparts": "upper parts", "grey": "gray"}
-AWA2_SUBSTITUTIONS = {"newworld": "new world", "oldworld": "old world", "nestspot": "nest spot",
-                      "toughskin": "tough skin", "longleg": "long leg", "chewteeth": "chew teeth",
-                      "meatteeth": "meat teeth", "strainteeth": "strain teeth", "quadrapedal": "quadrupedal"}
-SUN_SUBSTITUTIONS = {"rockstone": "rock stone", "dirtsoil": "dirt soil", "sunsunny": "sun sunny",
-                     "electricindoor": "electric indoor", "semi-enclosed": "semi enclosed", "far-away": "faraway"}
+AWA2_SUBSTITUTIONS = {
+    "newworld": "new world",
+    "oldworld": "old world",
+    "nestspot": "nest spot",
+    "toughskin": "tough skin",
+    "longleg": "long leg",
+    "chewteeth": "chew teeth",
+    "meatteeth": "meat teeth",
+    "strainteeth": "strain teeth",
+    "quadrapedal": "quadrupedal",
+}
+SUN_SUBSTITUTIONS = {
+    "rockstone": "rock stone",
+    "dirtsoil": "dirt soil",
+    "sunsunny": "sun sunny",
+    "electricindoor": "electric indoor",
+    "semi-enclosed": "semi enclosed",
+    "far-away": "faraway",
+}
 
 
 def _substitute(text: str, table: dict[str, str]) -> str:
@@ -98,7 +112,6 @@ def cosine_per_attribute(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cos = np.einsum("ij,ij->i", a, b) / np.where(na * nb > 0, na * nb, 1.0)
     cos[(na == 0) & (nb == 0)] = 1.0
     return cos
-
 
 
 def compare_with_published(cfg: dict, model: str | Path, out_pkl: str | Path, report: str | Path) -> np.ndarray:

@@ -35,8 +35,10 @@ def sample_test_images(split: Split, n: int, seed: int) -> np.ndarray:
     """``n`` test images, half of seen and half of unseen classes, drawn with a fixed seed; sorted."""
     rng = np.random.default_rng(seed)
     half = [n // 2, n - n // 2]
-    picked = [rng.choice(pool, min(k, len(pool)), replace=False)
-              for pool, k in zip((split.test_seen_loc, split.test_unseen_loc), half)]
+    picked = [
+        rng.choice(pool, min(k, len(pool)), replace=False)
+        for pool, k in zip((split.test_seen_loc, split.test_unseen_loc), half)
+    ]
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
@@ -90,11 +92,12 @@ def _chance_maps(grid: tuple[int, int]) -> torch.Tensor:
     return torch.eye(h * w).view(h * w, h, w)
 
 
-def score_objects(attn, truth: dict, index: IngestedDataset, images: np.ndarray, spec: dict,
-                  resize: int, crop: int) -> dict:
+def score_objects(
+    attn, truth: dict, index: IngestedDataset, images: np.ndarray, spec: dict, resize: int, crop: int
+) -> dict:
     object_attr = loc.object_attributes(index.attribute_names, spec["object_attribute_groups"])
     seen = set(index.seen_classes.tolist())
-    masks = [input_mask(truth["masks"][i], resize, crop) for i in images]     # once per image, not per map kind
+    masks = [input_mask(truth["masks"][i], resize, crop) for i in images]  # once per image, not per map kind
     result = {}
     for name, maps in attn.maps.items():
         rows, flags = [], []
@@ -111,8 +114,14 @@ def score_objects(attn, truth: dict, index: IngestedDataset, images: np.ndarray,
             mass = loc.mass_on_target(m, cov).numpy()
             hits = loc.pointing_hits(m, cov).numpy()
             for k in range(len(picked)):
-                rows.append({"mass_on_object": mass[k], "uniform_mass": loc.uniform_mass(cov),
-                             "pointing": float(hits[k]), "pointing_chance": loc.uniform_pointing(cov)})
+                rows.append(
+                    {
+                        "mass_on_object": mass[k],
+                        "uniform_mass": loc.uniform_mass(cov),
+                        "pointing": float(hits[k]),
+                        "pointing_chance": loc.uniform_pointing(cov),
+                    }
+                )
                 flags.append(c in seen)
         result[name] = {"per": attn.per, **_summarise(rows, flags)}
     return result
@@ -120,24 +129,28 @@ def score_objects(attn, truth: dict, index: IngestedDataset, images: np.ndarray,
 
 def score_boxes(boxes: torch.Tensor, truth: dict, images: np.ndarray, resize: int, crop: int) -> dict:
     """Each part box's IoU with the image's best object box, beside the fixed (mean) box's IoU."""
-    boxes = boxes.double().numpy()                                      # B x n x 4, input pixels
+    boxes = boxes.double().numpy()  # B x n x 4, input pixels
     objects = []
     for i in images:
         h, w = truth["masks"][i].shape
         sx, sy, left, top = loc.input_frame(w, h, resize, crop)
         objects.append(truth["boxes"][i] * [sx, sy, sx, sy] - [left, top, left, top])
-    fixed = boxes.mean(0)                                               # n x 4
+    fixed = boxes.mean(0)  # n x 4
     iou = np.array([loc.best_object_iou(boxes[b], objects[b]) for b in range(len(images))])
     iou_fixed = np.array([loc.best_object_iou(fixed, objects[b]) for b in range(len(images))])
     centres = (boxes[..., :2] + boxes[..., 2:]) / 2
-    return {"iou": 100.0 * float(iou.mean()), "fixed_box_iou": 100.0 * float(iou_fixed.mean()),
-            "per_part_iou": (100.0 * iou.mean(0)).tolist(),
-            "centre_spread_px": float(np.linalg.norm(centres.std(0), axis=-1).mean()),
-            "side_spread_px": float((boxes[..., 2] - boxes[..., 0]).std(0).mean())}
+    return {
+        "iou": 100.0 * float(iou.mean()),
+        "fixed_box_iou": 100.0 * float(iou_fixed.mean()),
+        "per_part_iou": (100.0 * iou.mean(0)).tolist(),
+        "centre_spread_px": float(np.linalg.norm(centres.std(0), axis=-1).mean()),
+        "side_spread_px": float((boxes[..., 2] - boxes[..., 0]).std(0).mean()),
+    }
 
 
-def score_parts(attn, truth: dict, index: IngestedDataset, images: np.ndarray, spec: dict,
-                resize: int, crop: int) -> dict:
+def score_parts(
+    attn, truth: dict, index: IngestedDataset, images: np.ndarray, spec: dict, resize: int, crop: int
+) -> dict:
     body = read_yaml(spec["body_parts"])["parts"]
     names = [str(n) for n in truth["part_names"]]
     unknown = sorted({p for part in body.values() for p in part["points"]} - set(names))
@@ -162,8 +175,11 @@ def score_parts(attn, truth: dict, index: IngestedDataset, images: np.ndarray, s
                 if len(pts) == 0:
                     continue
                 if attn.per == "attribute":
-                    picks = [int(np.flatnonzero(groups == g)[np.argmax(index.original_att[c, groups == g])])
-                             for g in info["attribute_groups"] if (groups == g).any()]
+                    picks = [
+                        int(np.flatnonzero(groups == g)[np.argmax(index.original_att[c, groups == g])])
+                        for g in info["attribute_groups"]
+                        if (groups == g).any()
+                    ]
                 else:
                     picks = list(range(maps.shape[1]))
                 m = maps[b, torch.as_tensor(picks)]
@@ -171,8 +187,14 @@ def score_parts(attn, truth: dict, index: IngestedDataset, images: np.ndarray, s
                 chance_hit = loc.point_hits(chance_maps, pts, crop).mean()
                 chance_pcp = loc.pcp_hits(chance_maps, pts, crop, spec["pcp_box"]).mean()
                 for k in range(len(picks)):
-                    per_part[part].append({"pointing": float(hits[k]), "pointing_chance": chance_hit,
-                                           "pcp": float(pcp[k]), "pcp_chance": chance_pcp})
+                    per_part[part].append(
+                        {
+                            "pointing": float(hits[k]),
+                            "pointing_chance": chance_hit,
+                            "pcp": float(pcp[k]),
+                            "pcp_chance": chance_pcp,
+                        }
+                    )
                     flags[part].append(c in seen)
         parts = {p: _summarise(rows, flags[p]) for p, rows in per_part.items() if rows}
         keys = ("pointing", "pointing_chance", "pcp", "pcp_chance")
@@ -192,13 +214,23 @@ def collect_attention(model, source, images: np.ndarray, batch_size: int, device
             return None
         parts.append(attn)
     boxes = [p.boxes for p in parts if p.boxes is not None]
-    return AttentionMaps({k: torch.cat([p.maps[k].float().cpu() for p in parts]) for k in parts[0].maps},
-                         per=parts[0].per, boxes=torch.cat([b.cpu() for b in boxes]) if boxes else None)
+    return AttentionMaps(
+        {k: torch.cat([p.maps[k].float().cpu() for p in parts]) for k in parts[0].maps},
+        per=parts[0].per,
+        boxes=torch.cat([b.cpu() for b in boxes]) if boxes else None,
+    )
 
 
-def attention_run(model_path: str | Path, data_path: str | Path, index_path: str | Path,
-                  truth_path: str | Path, dataset_cfg: dict, out_dir: str | Path,
-                  images_root: str | Path | None = None, device: str | None = None) -> dict:
+def attention_run(
+    model_path: str | Path,
+    data_path: str | Path,
+    index_path: str | Path,
+    truth_path: str | Path,
+    dataset_cfg: dict,
+    out_dir: str | Path,
+    images_root: str | Path | None = None,
+    device: str | None = None,
+) -> dict:
     from ..attention_figure import draw
 
     device_ = pick_device(device)
@@ -215,8 +247,15 @@ def attention_run(model_path: str | Path, data_path: str | Path, index_path: str
         source.close()
     out_dir = Path(out_dir)
     resize, crop = input_size(cfg, dataset_cfg)
-    result = {"method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "split": split.name,
-              "images": int(len(images)), "truth": truth["kind"], "input": {"resize": resize, "crop": crop}}
+    result = {
+        "method": cfg["method"],
+        "dataset": cfg["dataset"],
+        "run": cfg["run"],
+        "split": split.name,
+        "images": len(images),
+        "truth": truth["kind"],
+        "input": {"resize": resize, "crop": crop},
+    }
     if attn is None:
         result["note"] = f"{cfg['method']} has no spatial attention"
     else:
@@ -231,12 +270,26 @@ def attention_run(model_path: str | Path, data_path: str | Path, index_path: str
         else:
             result["note"] = f"no ground truth: {truth.get('reason', 'none')}"
     shown = figure_images(index.labels[images], split.seen_classes, sample_cfg["figure_images"])
-    pictures = [input_image(Path(dataset_cfg["images_root"]) / str(index.image_paths[images[s]]), resize, crop)
-                for s in shown]
-    draw(pictures, images[shown], attn.subset(shown) if attn is not None else None, index, truth["kind"],
-         dataset_cfg, out_dir / "figure.png", result)
-    result["provenance"] = provenance.record("attention", method=cfg["method"], config=cfg,
-                                             data={"model": model_path, "truth": truth_path},
-                                             device=device_, determinism=determinism)
+    pictures = [
+        input_image(Path(dataset_cfg["images_root"]) / str(index.image_paths[images[s]]), resize, crop) for s in shown
+    ]
+    draw(
+        pictures,
+        images[shown],
+        attn.subset(shown) if attn is not None else None,
+        index,
+        truth["kind"],
+        dataset_cfg,
+        out_dir / "figure.png",
+        result,
+    )
+    result["provenance"] = provenance.record(
+        "attention",
+        method=cfg["method"],
+        config=cfg,
+        data={"model": model_path, "truth": truth_path},
+        device=device_,
+        determinism=determinism,
+    )
     write_json(out_dir / "scores.json", result)
     return result

@@ -36,7 +36,7 @@ def input_frame(width: int, height: int, resize: int, crop: int) -> tuple[float,
     short, long = sorted((width, height))
     new_short, new_long = resize, int(resize * long / short)
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-    left, top = int(round((new_w - crop) / 2.0)), int(round((new_h - crop) / 2.0))
+    left, top = round((new_w - crop) / 2.0), round((new_h - crop) / 2.0)
     return new_w / width, new_h / height, float(left), float(top)
 
 
@@ -98,7 +98,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = w * h
-    area = lambda t: (t[..., 2] - t[..., 0]) * (t[..., 3] - t[..., 1])  # noqa: E731
+    area = lambda t: (t[..., 2] - t[..., 0]) * (t[..., 3] - t[..., 1])
     return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 

@@ -53,8 +53,14 @@ class GzslResult:
     H: float
 
 
-def gzsl(scores_seen: np.ndarray, labels_seen: np.ndarray, scores_unseen: np.ndarray,
-         labels_unseen: np.ndarray, seen: np.ndarray, gamma: float = 0.0) -> GzslResult:
+def gzsl(
+    scores_seen: np.ndarray,
+    labels_seen: np.ndarray,
+    scores_unseen: np.ndarray,
+    labels_unseen: np.ndarray,
+    seen: np.ndarray,
+    gamma: float = 0.0,
+) -> GzslResult:
     """U, S and H with calibrated stacking ``gamma`` (argmax over all classes)."""
     s = per_class_accuracy(np.argmax(calibrated(scores_seen, seen, gamma), axis=1), labels_seen)
     u = per_class_accuracy(np.argmax(calibrated(scores_unseen, seen, gamma), axis=1), labels_unseen)
@@ -67,9 +73,14 @@ def _class_weights(labels: np.ndarray) -> np.ndarray:
     return 1.0 / (len(counts) * counts[inverse])
 
 
-def seen_unseen_curve(scores_seen: np.ndarray, labels_seen: np.ndarray, scores_unseen: np.ndarray,
-                      labels_unseen: np.ndarray, seen: np.ndarray, unseen: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def seen_unseen_curve(
+    scores_seen: np.ndarray,
+    labels_seen: np.ndarray,
+    scores_unseen: np.ndarray,
+    labels_unseen: np.ndarray,
+    seen: np.ndarray,
+    unseen: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The exact seen-unseen accuracy curve as gamma sweeps the real line.
 
     For a sample, calibrated stacking predicts its best seen class while gamma < gap, where

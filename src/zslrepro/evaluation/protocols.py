@@ -16,7 +16,6 @@ import numpy as np
 
 from . import metrics
 
-
 PAPER_SELECTIONS = ("separate_maxima", "best_H")
 
 
@@ -29,24 +28,31 @@ def paper_protocol(history: list[dict], selection: str = "separate_maxima") -> d
         raise ValueError(f"unknown paper selection {selection!r}")
     best_h = max(history, key=lambda r: r["H"])
     best_t1 = best_h if selection == "best_H" else max(history, key=lambda r: r["T1"])
-    return {"T1": best_t1["T1"], "U": best_h["U"], "S": best_h["S"], "H": best_h["H"],
-            "update_best_T1": best_t1["update"], "update_best_H": best_h["update"],
-            "evaluations": len(history)}
+    return {
+        "T1": best_t1["T1"],
+        "U": best_h["U"],
+        "S": best_h["S"],
+        "H": best_h["H"],
+        "update_best_T1": best_t1["update"],
+        "update_best_H": best_h["update"],
+        "evaluations": len(history),
+    }
 
 
-def test_metrics(scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray,
-                 seen: np.ndarray, unseen: np.ndarray, gamma: float) -> dict:
+def test_metrics(
+    scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray, seen: np.ndarray, unseen: np.ndarray, gamma: float
+) -> dict:
     """T1, U, S, H (in %) of test scores, with calibrated stacking ``gamma`` for GZSL."""
     g = metrics.gzsl(scores["seen"], labels_seen, scores["unseen"], labels_unseen, seen, gamma)
     t1 = metrics.zsl_top1(scores["unseen"], labels_unseen, unseen)
     return {"T1": 100 * t1, "U": 100 * g.U, "S": 100 * g.S, "H": 100 * g.H}
 
 
-def clean_protocol(scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray,
-                   seen: np.ndarray, unseen: np.ndarray, gamma: float) -> tuple[dict, dict]:
+def clean_protocol(
+    scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray, seen: np.ndarray, unseen: np.ndarray, gamma: float
+) -> tuple[dict, dict]:
     """Metrics (in %) of the final model, and its seen-unseen curve (gamma, U, S in %)."""
     result = test_metrics(scores, labels_seen, labels_unseen, seen, unseen, gamma)
-    gammas, u, s = metrics.seen_unseen_curve(scores["seen"], labels_seen, scores["unseen"], labels_unseen,
-                                             seen, unseen)
+    gammas, u, s = metrics.seen_unseen_curve(scores["seen"], labels_seen, scores["unseen"], labels_unseen, seen, unseen)
     result.update(AUSUC=100 * metrics.ausuc(u, s), gamma=gamma)
     return result, {"gamma": gammas, "U": 100 * u, "S": 100 * s}

@@ -12,16 +12,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import provenance
 from ..config import apply_overrides, grid_points
 from ..io import write_json
-from ..training.sources import open_source
-from .. import provenance
 from ..training.runfiles import load_trained, pick_device, read_model_file
+from ..training.sources import open_source
 from .scoring import summarize, test_scores
 
 
-def select(cfg: dict, model_paths: list[str | Path], data_path: str | Path, out: str | Path,
-           images_root: str | Path | None = None, device: str | None = None) -> dict:
+def select(
+    cfg: dict,
+    model_paths: list[str | Path],
+    data_path: str | Path,
+    out: str | Path,
+    images_root: str | Path | None = None,
+    device: str | None = None,
+) -> dict:
     """Score every (train point, eval point) on the validation split; write and return the choice."""
     device_ = pick_device(device)
     train_points = grid_points(cfg["tuning"]["train_grid"])
@@ -45,19 +51,35 @@ def select(cfg: dict, model_paths: list[str | Path], data_path: str | Path, out:
                 del model
                 for j, ep in points:
                     gamma = ep.get("evaluation.gamma", run_cfg["evaluation"]["gamma"])
-                    candidates.append({"overrides": {**train_points[k], **ep}, "train_point": k, "eval_point": j,
-                                       **summarize(scores, split, gamma)})
+                    candidates.append(
+                        {
+                            "overrides": {**train_points[k], **ep},
+                            "train_point": k,
+                            "eval_point": j,
+                            **summarize(scores, split, gamma),
+                        }
+                    )
     finally:
         source.close()
     candidates.sort(key=lambda c: (c["train_point"], c["eval_point"]))  # grid order: ties go to the first
     best = max(candidates, key=lambda c: (c[metric], c["T1"]))
     tie_within = cfg["tuning"]["tie_within"]
     ties = [c["overrides"] for c in candidates if c is not best and best[metric] - c[metric] <= tie_within]
-    result = {"method": cfg["method"], "dataset": cfg["dataset"], "run": cfg["run"], "split": "validation",
-              "metric": metric, "selected": best["overrides"], "validation": {m: best[m] for m in ("T1", "U", "S", "H")},
-              "tie_within": tie_within, "ties": ties, "candidates": candidates,
-              "provenance": provenance.record("tune", method=cfg["method"], config=cfg, data={"data": data_path},
-                                              device=device_)}
+    result = {
+        "method": cfg["method"],
+        "dataset": cfg["dataset"],
+        "run": cfg["run"],
+        "split": "validation",
+        "metric": metric,
+        "selected": best["overrides"],
+        "validation": {m: best[m] for m in ("T1", "U", "S", "H")},
+        "tie_within": tie_within,
+        "ties": ties,
+        "candidates": candidates,
+        "provenance": provenance.record(
+            "tune", method=cfg["method"], config=cfg, data={"data": data_path}, device=device_
+        ),
+    }
     write_json(out, result)
     return result
 
@@ -66,4 +88,3 @@ def apply_selection(cfg: dict, selected_path: str | Path) -> dict:
     """The final run's config: the values chosen on the validation split override the file's."""
     chosen = json.loads(Path(selected_path).read_text())["selected"]
     return apply_overrides(cfg, chosen)
-

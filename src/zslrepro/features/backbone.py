@@ -6,8 +6,8 @@ import pickle
 from pathlib import Path
 
 import torch
-from torch import nn
 import torchvision
+from torch import nn
 
 from ..errors import ConfigError, ZslError
 
@@ -22,7 +22,9 @@ def load_torchvision(arch: str, weights: str | None, init_seed: int = 0) -> nn.M
     not the V1 weights every paper used. Offline, the error says where to put the weight file.
     """
     if weights == "DEFAULT":
-        raise ConfigError("weights: DEFAULT is ambiguous (it is V2 for ResNet-101); name the weights, e.g. IMAGENET1K_V1")
+        raise ConfigError(
+            "weights: DEFAULT is ambiguous (it is V2 for ResNet-101); name the weights, e.g. IMAGENET1K_V1"
+        )
     if weights is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -36,7 +38,8 @@ def load_torchvision(arch: str, weights: str | None, init_seed: int = 0) -> nn.M
         raise ZslError(
             f"the {arch} {weights} weights file {path} cannot be read ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:120]}): it is damaged or incomplete. Delete it and run again to "
-            f"download it anew, or put an intact copy there") from None
+            f"download it anew, or put an intact copy there"
+        ) from None
     except OSError as exc:  # URLError is an OSError: offline, or the host is unreachable
         path = weights_file(arch, weights)
         raise ZslError(
@@ -100,8 +103,9 @@ def pool_and_concat(maps: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([pool_to(m, size) for m in maps], 1)
 
 
-def build_backbone(arch: str, weights: str | None, layer: str = "layer4", init_seed: int = 0,
-                   extra_layers: tuple[str, ...] = ()) -> nn.Module:
+def build_backbone(
+    arch: str, weights: str | None, layer: str = "layer4", init_seed: int = 0, extra_layers: tuple[str, ...] = ()
+) -> nn.Module:
     """``arch`` (a ResNet) up to the residual stage ``layer``, in eval mode; see :func:`load_torchvision`.
 
     With ``extra_layers`` (earlier stages), their maps are pooled to ``layer``'s resolution and

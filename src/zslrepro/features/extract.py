@@ -25,6 +25,7 @@ from ..runtime import loader_workers
 from .backbone import build_backbone
 from .store import META_KEYS, NAME_KEYS
 
+
 class FeatureError(ZslError):
     """Extraction produced values the float16 store cannot hold."""
 
@@ -42,17 +43,24 @@ class ImageFiles(Dataset):
         return self.transform(load_rgb(self.root / str(self.rel_paths[i])))
 
 
-def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, out: str | Path,
-            device: str | None = None) -> None:
+def extract(
+    index: IngestedDataset, images_root: str | Path, store_cfg: dict, out: str | Path, device: str | None = None
+) -> None:
     """Fill the feature store ``out`` for all images of ``index`` with the backbone of ``store_cfg``."""
     out = Path(out)
     check_images_present(Path(images_root), index.image_paths)
     partial = out.with_name(out.name + ".partial")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    spec = json.dumps({k: store_cfg[k] for k in sorted(store_cfg) if k not in ("batch_size", "num_workers", "amp")},
-                      sort_keys=True)
-    net = build_backbone(store_cfg["arch"], store_cfg["weights"], store_cfg["layer"], store_cfg["init_seed"],
-                         tuple(store_cfg["extra_layers"]))
+    spec = json.dumps(
+        {k: store_cfg[k] for k in sorted(store_cfg) if k not in ("batch_size", "num_workers", "amp")}, sort_keys=True
+    )
+    net = build_backbone(
+        store_cfg["arch"],
+        store_cfg["weights"],
+        store_cfg["layer"],
+        store_cfg["init_seed"],
+        tuple(store_cfg["extra_layers"]),
+    )
     net = net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
@@ -66,11 +74,15 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
     if done:
         print(f"resuming extraction at image {done} of {n}")
     dataset = ImageFiles(Path(images_root), index.image_paths[done:], transform)
-    loader = DataLoader(dataset, batch_size=store_cfg["batch_size"], shuffle=False,
-                        num_workers=loader_workers(store_cfg["num_workers"], device), pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=store_cfg["batch_size"],
+        shuffle=False,
+        num_workers=loader_workers(store_cfg["num_workers"], device),
+        pin_memory=device.type == "cuda",
+    )
     use_amp = store_cfg["amp"] and device.type == "cuda"
-    bar = tqdm(total=n, initial=done, unit="img", desc=f"extract {index.name}", dynamic_ncols=True,
-               mininterval=2.0)
+    bar = tqdm(total=n, initial=done, unit="img", desc=f"extract {index.name}", dynamic_ncols=True, mininterval=2.0)
     with torch.inference_mode():
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
@@ -78,7 +90,7 @@ def extract(index: IngestedDataset, images_root: str | Path, store_cfg: dict, ou
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 maps = net(batch)
-            h5["features"][done:done + len(batch)] = to_float16(maps.float().cpu().numpy(), done, index.image_paths)
+            h5["features"][done : done + len(batch)] = to_float16(maps.float().cpu().numpy(), done, index.image_paths)
             done += len(batch)
             h5.attrs["done"] = done
             h5.flush()
@@ -110,7 +122,8 @@ def to_float16(maps: np.ndarray, first: int, image_paths) -> np.ndarray:
             f"image {first + i} ({image_paths[first + i]}) gives non-finite features in float16 "
             f"(largest |value| {peak:.4g}; float16 holds up to 65504, NaN means the backbone itself "
             f"overflowed). Check the image and the backbone weights; if the store's amp is on, set "
-            f"'amp: false' for this feature store in the dataset config and run again")
+            f"'amp: false' for this feature store in the dataset config and run again"
+        )
     return half
 
 

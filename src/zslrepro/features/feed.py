@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,15 +35,15 @@ from ..errors import ConfigError
 ReadInto = Callable[[np.ndarray, np.ndarray], None]
 _DONE = object()
 _POLL_S = 0.1
-STAGING_ROWS = 16   # float16 rows read per cast on CPU: 13 MB at 2048 x 14 x 14, not a whole batch
+STAGING_ROWS = 16  # float16 rows read per cast on CPU: 13 MB at 2048 x 14 x 14, not a whole batch
 
 
 @dataclass
 class _Buffer:
     """A preallocated batch buffer: ``rows`` x row, float16 staging (pinned on CUDA) or float32."""
 
-    array: np.ndarray | None        # float16 staging (numpy view; pinned memory on CUDA)
-    tensor: torch.Tensor             # the same memory as a tensor, or the float32 batch on CPU
+    array: np.ndarray | None  # float16 staging (numpy view; pinned memory on CUDA)
+    tensor: torch.Tensor  # the same memory as a tensor, or the float32 batch on CPU
     key: tuple = ()
     copied: torch.cuda.Event | None = None
 
@@ -56,8 +56,9 @@ class _Failure:
 def _allocate(kind: str, rows: int, row_shape: tuple[int, ...], dtype: np.dtype, device: torch.device) -> _Buffer:
     if kind == "float32":
         return _Buffer(None, torch.empty((rows, *row_shape), dtype=torch.float32))
-    half = torch.empty((rows, *row_shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
-                       pin_memory=device.type == "cuda")
+    half = torch.empty(
+        (rows, *row_shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=device.type == "cuda"
+    )
     return _Buffer(half.numpy(), half)
 
 
@@ -69,8 +70,7 @@ class SlotPool:
         self._free: dict[tuple, list[_Buffer]] = {}
         self._lock = threading.Lock()
 
-    def take(self, kind: str, rows: int, row_shape: tuple[int, ...], dtype: np.dtype,
-             device: torch.device) -> _Buffer:
+    def take(self, kind: str, rows: int, row_shape: tuple[int, ...], dtype: np.dtype, device: torch.device) -> _Buffer:
         """A free buffer of this shape, else a new one; free buffers of other shapes of the same kind
         are let go first (training and evaluation batches alternate: memory holds one set, not both)."""
         key = (kind, rows, tuple(row_shape), np.dtype(dtype).str, device.type)
@@ -96,9 +96,15 @@ class SlotPool:
             self._free.clear()
 
 
-def prefetched(read_into: ReadInto, batches: Iterable[np.ndarray], row_shape: tuple[int, ...],
-               dtype: np.dtype, device: torch.device | str = "cpu", depth: int = 1,
-               pool: SlotPool | None = None) -> Iterator[torch.Tensor]:
+def prefetched(
+    read_into: ReadInto,
+    batches: Iterable[np.ndarray],
+    row_shape: tuple[int, ...],
+    dtype: np.dtype,
+    device: torch.device | str = "cpu",
+    depth: int = 1,
+    pool: SlotPool | None = None,
+) -> Iterator[torch.Tensor]:
     """float32 batches (on ``device``) of the rows in ``batches``, in order, read ahead by a thread.
 
     The thread works up to ``depth`` batches ahead (one is enough while the step is slower than the
@@ -112,8 +118,7 @@ def prefetched(read_into: ReadInto, batches: Iterable[np.ndarray], row_shape: tu
     rows = max(len(b) for b in batches)
     pool = pool or SlotPool()
     on_gpu = device.type == "cuda"
-    slots = [pool.take("float16" if on_gpu else "float32", rows, row_shape, dtype, device)
-             for _ in range(depth + 1)]
+    slots = [pool.take("float16" if on_gpu else "float32", rows, row_shape, dtype, device) for _ in range(depth + 1)]
     staging = None if on_gpu else pool.take("float16", min(rows, STAGING_ROWS), row_shape, dtype, device)
     free: queue.Queue = queue.Queue()
     for slot in slots:
@@ -149,13 +154,13 @@ def prefetched(read_into: ReadInto, batches: Iterable[np.ndarray], row_shape: tu
                     read_into(idx, slot.array)
                 else:  # a few rows at a time through the staging buffer; torch's cast (F16C: 8x numpy's)
                     for start in range(0, n, STAGING_ROWS):
-                        part = idx[start:start + STAGING_ROWS]
+                        part = idx[start : start + STAGING_ROWS]
                         read_into(part, staging.array)
-                        slot.tensor[start:start + len(part)].copy_(staging.tensor[:len(part)])
+                        slot.tensor[start : start + len(part)].copy_(staging.tensor[: len(part)])
                 if not put((slot, n)):
                     return
             put(_DONE)
-        except BaseException as exc:  # surfaces in the consumer, whatever it was
+        except BaseException as exc:  # noqa: BLE001 - surfaces in the consumer, whatever it was
             put(_Failure(exc))
 
     thread = threading.Thread(target=produce, name="zslrepro-feed", daemon=True)
@@ -196,12 +201,19 @@ class HeldRows:
     ``rows`` are read once, in runs (``read_into`` on sorted indices); afterwards a batch is a
     gather from memory into the caller's buffer."""
 
-    def __init__(self, read_into: ReadInto, rows: np.ndarray, row_shape: tuple[int, ...], dtype: np.dtype,
-                 total_rows: int, chunk: int = 256):
+    def __init__(
+        self,
+        read_into: ReadInto,
+        rows: np.ndarray,
+        row_shape: tuple[int, ...],
+        dtype: np.dtype,
+        total_rows: int,
+        chunk: int = 256,
+    ):
         self.rows = np.unique(np.asarray(rows, dtype=np.int64))
         self.data = np.empty((len(self.rows), *row_shape), dtype=dtype)
         for start in range(0, len(self.rows), chunk):
-            read_into(self.rows[start:start + chunk], self.data[start:start + chunk])
+            read_into(self.rows[start : start + chunk], self.data[start : start + chunk])
         self.position = np.full(total_rows, -1, dtype=np.int64)
         self.position[self.rows] = np.arange(len(self.rows))
 

@@ -24,14 +24,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Self
 
 import h5py
 import numpy as np
 
 from ..errors import DatasetError
 
-META_KEYS = ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
-             "att", "original_att", "w2v_att", "seen_classes", "unseen_classes")
+META_KEYS = (
+    "labels",
+    "trainval_loc",
+    "test_seen_loc",
+    "test_unseen_loc",
+    "train_loc",
+    "val_loc",
+    "att",
+    "original_att",
+    "w2v_att",
+    "seen_classes",
+    "unseen_classes",
+)
 NAME_KEYS = ("class_names", "attribute_names")
 
 
@@ -59,7 +71,7 @@ class ContiguousRows:
         breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
         for run in np.split(np.arange(n), breaks):
             for part in range(0, len(run), IOV_MAX):
-                chunk = run[part:part + IOV_MAX]
+                chunk = run[part : part + IOV_MAX]
                 first = int(sorted_idx[chunk[0]])
                 got = os.preadv(self.fd, [rows[i] for i in order[chunk]], self.offset + first * self.row_bytes)
                 if got != self.row_bytes * len(chunk):
@@ -83,13 +95,18 @@ class FeatureStore:
             raise DatasetError(f"feature store {self.path} does not exist; run the workflow's extract step first")
         problem = store_problem(self.path)
         if problem:
-            raise DatasetError(f"feature store {self.path} is unusable ({problem}). Run the workflow again: "
-                               "it moves a damaged store aside and extracts it anew")
+            raise DatasetError(
+                f"feature store {self.path} is unusable ({problem}). Run the workflow again: "
+                "it moves a damaged store aside and extracts it anew"
+            )
         self._h5 = h5py.File(self.path, "r")
         self.features = self._h5["features"]
         offset = self.features.id.get_offset()
-        self._rows = (ContiguousRows(self.path, offset, self.features.shape, self.features.dtype)
-                      if offset is not None and self.features.chunks is None else None)
+        self._rows = (
+            ContiguousRows(self.path, offset, self.features.shape, self.features.dtype)
+            if offset is not None and self.features.chunks is None
+            else None
+        )
         for key in META_KEYS:
             setattr(self, key, self._h5[key][()])
         for key in NAME_KEYS:
@@ -114,7 +131,7 @@ class FeatureStore:
             return
         uniq, inverse = np.unique(indices, return_inverse=True)  # h5py needs increasing indices
         block = self.features[uniq] if len(uniq) > 1 else self.features[uniq[0]][None]
-        np.take(block, inverse, axis=0, out=out[:len(indices)])
+        np.take(block, inverse, axis=0, out=out[: len(indices)])
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """float32 features of the given images, in the given order (a new array)."""
@@ -125,7 +142,7 @@ class FeatureStore:
     def iter_batches(self, indices: np.ndarray, batch_size: int):
         """Yield (indices, features) in order, ``batch_size`` images at a time."""
         for start in range(0, len(indices), batch_size):
-            idx = np.asarray(indices[start:start + batch_size])
+            idx = np.asarray(indices[start : start + batch_size])
             yield idx, self.read(idx)
 
     def close(self) -> None:
@@ -134,7 +151,7 @@ class FeatureStore:
             self._rows = None
         self._h5.close()
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -27,9 +27,9 @@ import torch
 class Block(NamedTuple):
     """Where one attended sum's score and attention blocks lie along the logits' ``split_dim``."""
 
-    score: int       # first index of the score block
-    attention: int   # first index of the attention block
-    width: int       # indices in each block
+    score: int  # first index of the score block
+    attention: int  # first index of the attention block
+    width: int  # indices in each block
     softmax_dim: int
     reduce_dim: int
     split_dim: int = -1
@@ -58,8 +58,10 @@ class _AttendedSums(torch.autograd.Function):
         probs, outs = saved[:k], saved[k:]
         covered = sum(2 * b.width for b, g in zip(ctx.blocks, grads) if g is not None)
         # every entry is written below when the blocks cover them all (MSDN, DEDN): skip the fill
-        full = len({b.split_dim % logits.dim() for b in ctx.blocks}) == 1 and \
-            covered == logits.shape[ctx.blocks[0].split_dim]
+        full = (
+            len({b.split_dim % logits.dim() for b in ctx.blocks}) == 1
+            and covered == logits.shape[ctx.blocks[0].split_dim]
+        )
         grad = torch.empty_like(logits) if full else torch.zeros_like(logits)
         for b, p, out, g in zip(ctx.blocks, probs, outs, grads):
             if g is None:

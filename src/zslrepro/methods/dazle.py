@@ -46,8 +46,8 @@ class DAZLE(ZslMethod):
         self.lambda_cal = loss["lambda_cal"]
 
         self.V = nn.Parameter(F.normalize(spec.w2v.float(), dim=1))
-        self.W_1 = nn.Parameter(torch.randn(dim, channels))    # attribute scores, N(0, 1)
-        self.W_2 = nn.Parameter(torch.zeros(dim, channels))    # dense attention over regions
+        self.W_1 = nn.Parameter(torch.randn(dim, channels))  # attribute scores, N(0, 1)
+        self.W_2 = nn.Parameter(torch.zeros(dim, channels))  # dense attention over regions
         # attention over attributes; SUN's setting (uniform_att_2=True) replaces it by 1: frozen then
         self.W_3 = nn.Parameter(torch.zeros(dim, channels), requires_grad=self.attribute_attention)
         self.register_buffer("Z", F.normalize(spec.att.float(), dim=1))
@@ -62,7 +62,7 @@ class DAZLE(ZslMethod):
         U = normalized_regions(x)
         V = self.semantic_vectors()
         s, e, t = (U @ torch.cat([V @ self.W_1, V @ self.W_2, V @ self.W_3]).T).chunk(3, dim=2)
-        a = e.softmax(dim=1)                                   # over the regions
+        a = e.softmax(dim=1)  # over the regions
         psi = (a * s).sum(1)
         gate = torch.sigmoid((a * t).sum(1)) if self.attribute_attention else torch.ones_like(psi)
         return a, psi, gate

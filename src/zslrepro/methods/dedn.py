@@ -58,8 +58,10 @@ def parse_groups(groups: list[dict], num_attributes: int) -> list[list[int]]:
     if flat != list(range(num_attributes)):
         dup = sorted({i + 1 for i in flat if flat.count(i) > 1})
         missing = sorted(set(range(1, num_attributes + 1)) - {i + 1 for i in flat})
-        raise ConfigError(f"attribute groups must cover attributes 1..{num_attributes} exactly once "
-                          f"(repeated: {dup[:10]}, missing: {missing[:10]})")
+        raise ConfigError(
+            f"attribute groups must cover attributes 1..{num_attributes} exactly once "
+            f"(repeated: {dup[:10]}, missing: {missing[:10]})"
+        )
     return parsed
 
 
@@ -94,10 +96,10 @@ def attended_scores(x: torch.Tensor, score_proj: torch.Tensor, attn_proj: torch.
     softmax and the sum run along the contiguous last axis.
     """
     n, (b, k, d) = score_proj.shape[0], x.shape
-    columns = x.permute(2, 0, 1).reshape(d, b * k)                    # D x B*K (a view when it can be)
+    columns = x.permute(2, 0, 1).reshape(d, b * k)  # D x B*K (a view when it can be)
     logits = (torch.cat([score_proj, attn_proj]) @ columns).view(2 * n, b, k)
     out = attended_sums(logits, (Block(0, n, n, softmax_dim=2, reduce_dim=2, split_dim=0),))[0]
-    return out.T                                                      # B x n
+    return out.T  # B x n
 
 
 @register("dedn")
@@ -111,7 +113,8 @@ class DEDN(ZslMethod):
         if model["map_size"] != height or model["map_size"] != width:
             raise ConfigError(
                 f"DEDN on {cfg['dataset']} expects {model['map_size']}x{model['map_size']} feature maps, but the "
-                f"feature store {cfg['feature_store']!r} holds {height}x{width}: name the matching store")
+                f"feature store {cfg['feature_store']!r} holds {height}x{width}: name the matching store"
+            )
         groups = parse_groups(model["groups"][model["partition"]], spec.num_attributes)
         order = torch.tensor([i for g in groups for i in g])
         self.register_buffer("order", order)
@@ -123,8 +126,9 @@ class DEDN(ZslMethod):
         hidden = model["region_hidden"]
         w2v = spec.w2v[order]  # cExp's attributes in group order (a permutation: same model)
         self.cexp = DANParameters(w2v, channels, height * width, hidden)
-        self.fexp = nn.ModuleList(DANParameters(spec.w2v[torch.tensor(g)], channels, height * width, hidden)
-                                  for g in groups)
+        self.fexp = nn.ModuleList(
+            DANParameters(spec.w2v[torch.tensor(g)], channels, height * width, hidden) for g in groups
+        )
         self.register_buffer("Z", F.normalize(spec.att.float()[:, order], dim=1))
         self.register_buffer("bias", model["logit_bias"] * spec.unseen_sign())
         seen_mask = torch.zeros(spec.num_classes, dtype=torch.bool)
@@ -138,12 +142,12 @@ class DEDN(ZslMethod):
 
     def attribute_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """s^R and s^C of both experts (B x A each, group order)."""
-        regions = normalized_regions(x)                      # B x R x C, unit regions
-        channels = regions.transpose(1, 2)                   # B x C x R (rows g_c)
+        regions = normalized_regions(x)  # B x R x C, unit regions
+        channels = regions.transpose(1, 2)  # B x C x R (rows g_c)
         r_score, r_attn = zip(*(e.region_projections() for e in self._experts()))
         c_score, c_attn = zip(*(e.channel_projections() for e in self._experts()))
-        s_r = attended_scores(regions, torch.cat(r_score), torch.cat(r_attn))    # B x 2A
-        s_c = attended_scores(channels, torch.cat(c_score), torch.cat(c_attn))   # B x 2A
+        s_r = attended_scores(regions, torch.cat(r_score), torch.cat(r_attn))  # B x 2A
+        s_c = attended_scores(channels, torch.cat(c_score), torch.cat(c_attn))  # B x 2A
         a = self.n_att
         return {"R_c": s_r[:, :a], "R_f": s_r[:, a:], "C_c": s_c[:, :a], "C_f": s_c[:, a:]}
 
@@ -168,11 +172,17 @@ class DEDN(ZslMethod):
         ce = sum(self.margin_cross_entropy(outputs[k], labels) for k in ("z_c", "z_f"))
         cal = sum(self_calibration(outputs[k], self.unseen) for k in ("z_c", "z_f"))
         distill = discrepancy(outputs["z_c"], outputs["z_f"], self.eps)
-        align = (discrepancy(outputs["R_c"], outputs["C_c"], self.eps)
-                 + discrepancy(outputs["R_f"], outputs["C_f"], self.eps))
+        align = discrepancy(outputs["R_c"], outputs["C_c"], self.eps) + discrepancy(
+            outputs["R_f"], outputs["C_f"], self.eps
+        )
         total = ce + self.lambda_cal * cal + self.w_distill * distill + self.w_align * align
-        return total, {"loss": total.item(), "ce": ce.item(), "calibration": cal.item(),
-                       "distill": distill.item(), "align": align.item()}
+        return total, {
+            "loss": total.item(),
+            "ce": ce.item(),
+            "calibration": cal.item(),
+            "distill": distill.item(),
+            "align": align.item(),
+        }
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         out = self(x)
@@ -181,11 +191,11 @@ class DEDN(ZslMethod):
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
         """Each expert's region attention softmax_r(v_a W^a_R f_r), B x A x h x w, dataset attribute order."""
-        regions = normalized_regions(x)                                          # B x R x C
+        regions = normalized_regions(x)  # B x R x C
         maps = {}
         for name, experts in (("cExp", [self.cexp]), ("fExp", list(self.fexp))):
-            attn = torch.cat([e.region_projections()[1] for e in experts])      # A x C, group order
-            in_group_order = (regions @ attn.T).softmax(1)                      # B x R x A
+            attn = torch.cat([e.region_projections()[1] for e in experts])  # A x C, group order
+            in_group_order = (regions @ attn.T).softmax(1)  # B x R x A
             ordered = torch.empty_like(in_group_order)
             ordered[:, :, self.order] = in_group_order
             maps[name] = ordered.transpose(1, 2).unflatten(2, x.shape[-2:])

@@ -54,9 +54,9 @@ class AttributeSpatialAttention(nn.Module):
             self.w1 = nn.Linear(channels, channels, bias=False)
 
     def forward(self, prototypes: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keys = self.w1(prototypes)                                        # A x C: (p_a^T W1)
-        weights = torch.einsum("ac,bcr->bar", keys, v).softmax(-1)        # B x A x R
-        return torch.einsum("bar,bcr->bac", weights, v), weights           # B x A x C
+        keys = self.w1(prototypes)  # A x C: (p_a^T W1)
+        weights = torch.einsum("ac,bcr->bar", keys, v).softmax(-1)  # B x A x R
+        return torch.einsum("bar,bcr->bac", weights, v), weights  # B x A x C
 
 
 class AttributeChannelAttention(nn.Module):
@@ -83,12 +83,13 @@ class SemanticInteractionTransformer(nn.Module):
         self.axis = axis
         self.proj_in = nn.Linear(channels, width) if width != channels else nn.Identity()
         self.proj_out = nn.Linear(width, channels) if width != channels else nn.Identity()
-        layer = nn.TransformerEncoderLayer(width, heads, int(width * mlp_ratio), dropout=0.0,
-                                           batch_first=True, norm_first=False)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, int(width * mlp_ratio), dropout=0.0, batch_first=True, norm_first=False
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        tokens = h if self.axis == "attributes" else h.transpose(0, 1)   # (sequences, tokens, C)
+        tokens = h if self.axis == "attributes" else h.transpose(0, 1)  # (sequences, tokens, C)
         out = self.proj_out(self.encoder(self.proj_in(tokens)))
         return out if self.axis == "attributes" else out.transpose(0, 1)
 
@@ -127,8 +128,13 @@ class DRMN(ZslMethod):
         self.spatial = AttributeSpatialAttention(c, m["w1_rank"])
         self.channel = AttributeChannelAttention(c, m["aca_reduction"])
         sit = m["sit"]
-        self.sit = (SemanticInteractionTransformer(c, sit["width"] or c, sit["heads"], sit["layers"],
-                                                   sit["mlp_ratio"], sit["axis"]) if sit["enabled"] else None)
+        self.sit = (
+            SemanticInteractionTransformer(
+                c, sit["width"] or c, sit["heads"], sit["layers"], sit["mlp_ratio"], sit["axis"]
+            )
+            if sit["enabled"]
+            else None
+        )
         if m["attribute_score"] == "linear":
             self.attribute_head = nn.Parameter(torch.randn(spec.num_attributes, c) / math.sqrt(c))
             self.attribute_bias = nn.Parameter(torch.zeros(spec.num_attributes))
@@ -148,8 +154,7 @@ class DRMN(ZslMethod):
         backbone = list(self.backbone.parameters()) if self.backbone is not None else []
         ids = {id(p) for p in backbone}
         head = [p for p in self.parameters() if id(p) not in ids]
-        return [{"params": head, "lr_scale": 1.0},
-                {"params": backbone, "lr_scale": self.m["backbone"]["lr_scale"]}]
+        return [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr_scale": self.m["backbone"]["lr_scale"]}]
 
     def prototypes(self) -> torch.Tensor:
         """p_a (A x C): learned directly, or a learned linear map of the attribute word vectors (R4)."""
@@ -238,4 +243,3 @@ class DRMN(ZslMethod):
         p = p.clone()
         p[:, self.seen] = (1 - beta) * p[:, self.seen] + beta * g_seen.softmax(1) * mass
         return p.clamp_min(1e-30).log()
-

@@ -51,10 +51,10 @@ class MSDN(ZslMethod):
         self.lambda_cal, self.mu_distill, self.eps = loss["lambda_cal"], loss["mu_distill"], loss["eps"]
 
         self.V = nn.Parameter(F.normalize(spec.w2v.float(), dim=1))
-        self.W_1 = nn.Parameter(torch.randn(dim, channels))       # A->V score, N(0, 1)
-        self.W_2 = nn.Parameter(torch.zeros(dim, channels))       # A->V region attention
-        self.W_11 = nn.Parameter(torch.zeros(channels, dim))      # V->A score
-        self.W_21 = nn.Parameter(torch.zeros(dim, channels))      # V->A attribute attention
+        self.W_1 = nn.Parameter(torch.randn(dim, channels))  # A->V score, N(0, 1)
+        self.W_2 = nn.Parameter(torch.zeros(dim, channels))  # A->V region attention
+        self.W_11 = nn.Parameter(torch.zeros(channels, dim))  # V->A score
+        self.W_21 = nn.Parameter(torch.zeros(dim, channels))  # V->A attribute attention
         self.register_buffer("Z", F.normalize(spec.att.float(), dim=1))
         self.register_buffer("unseen", spec.unseen.clone())
         self.register_buffer("bias", model["logit_bias"] * spec.unseen_sign())  # +b unseen, -b seen
@@ -68,11 +68,14 @@ class MSDN(ZslMethod):
         V = self.semantic_vectors()
         n_att = V.shape[0]
         projections = torch.cat([V @ self.W_1, V @ self.W_2, V @ self.W_11.T, V @ self.W_21])  # 4A x D
-        logits = U @ projections.T                               # B x R x 4A: [s | e | t | g]
-        psi, phi = attended_sums(logits, (
-            Block(0, n_att, n_att, softmax_dim=1, reduce_dim=1),            # psi: softmax_r(e) * s
-            Block(2 * n_att, 3 * n_att, n_att, softmax_dim=2, reduce_dim=1),  # phi: softmax_i(g) * t
-        ))
+        logits = U @ projections.T  # B x R x 4A: [s | e | t | g]
+        psi, phi = attended_sums(
+            logits,
+            (
+                Block(0, n_att, n_att, softmax_dim=1, reduce_dim=1),  # psi: softmax_r(e) * s
+                Block(2 * n_att, 3 * n_att, n_att, softmax_dim=2, reduce_dim=1),  # phi: softmax_i(g) * t
+            ),
+        )
         return psi @ self.Z.T + self.bias, phi @ self.Z.T + self.bias
 
     def loss(self, outputs, labels):
@@ -90,5 +93,5 @@ class MSDN(ZslMethod):
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
         """The A->V region attention a_ir = softmax_r(v_i^T W_2 u_r), as B x A x h x w."""
-        e = normalized_regions(x) @ (self.semantic_vectors() @ self.W_2).T       # B x R x A
+        e = normalized_regions(x) @ (self.semantic_vectors() @ self.W_2).T  # B x R x A
         return AttentionMaps({"A->V": e.softmax(1).transpose(1, 2).unflatten(2, x.shape[-2:])})

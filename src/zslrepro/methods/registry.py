@@ -8,8 +8,9 @@ A method is an ``nn.Module`` subclass of :class:`ZslMethod`: it declares what it
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -22,10 +23,10 @@ from ..errors import ConfigError
 class DataSpec:
     """What a method needs to know about its dataset to build itself."""
 
-    att: torch.Tensor             # (C, A) class-attribute matrix as stored (xlsa17 'att')
-    w2v: torch.Tensor             # (A, d) attribute word vectors
-    seen: torch.Tensor            # (S,) long, seen class ids
-    unseen: torch.Tensor          # (U,) long, unseen class ids
+    att: torch.Tensor  # (C, A) class-attribute matrix as stored (xlsa17 'att')
+    w2v: torch.Tensor  # (A, d) attribute word vectors
+    seen: torch.Tensor  # (S,) long, seen class ids
+    unseen: torch.Tensor  # (U,) long, unseen class ids
     input_shape: tuple[int, ...]  # (channels, H, W) of a feature map, or of an image
     artefacts: dict = field(default_factory=dict)  # name -> file a pipeline step made (training/artefacts.py)
 
@@ -57,11 +58,12 @@ class AttentionMaps:
     per: str = "attribute"
     boxes: torch.Tensor | None = None
 
-    def subset(self, rows) -> "AttentionMaps":
+    def subset(self, rows) -> AttentionMaps:
         """The maps and boxes of some of the images (rows along the batch dimension)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        return AttentionMaps({k: v[rows] for k, v in self.maps.items()}, self.per,
-                             None if self.boxes is None else self.boxes[rows])
+        return AttentionMaps(
+            {k: v[rows] for k, v in self.maps.items()}, self.per, None if self.boxes is None else self.boxes[rows]
+        )
 
 
 class ZslMethod(nn.Module):
@@ -83,7 +85,9 @@ class ZslMethod(nn.Module):
     def set_stage(self, name: str) -> None:
         """Enter a training stage: which parameters learn and which losses count (default: all)."""
         if name not in self.stages:
-            raise ConfigError(f"{type(self).__name__} has no training stage {name!r} (stages: {', '.join(self.stages)})")
+            raise ConfigError(
+                f"{type(self).__name__} has no training stage {name!r} (stages: {', '.join(self.stages)})"
+            )
 
     def param_groups(self) -> list[dict]:
         """Parameter groups for the optimiser, each with an ``lr_scale`` (default: one group)."""
@@ -111,6 +115,7 @@ def register(name: str):
         _REGISTRY[name] = cls
         cls.registry_name = name
         return cls
+
     return wrap
 
 
@@ -121,8 +126,10 @@ def load_plugins() -> None:
             continue
         importlib.import_module(entry.module)
         if entry.name not in _REGISTRY:
-            raise ConfigError(f"{entry.module} (entry point {entry.name!r} of {entry.origin}) registered no "
-                              f"method named {entry.name!r}: decorate its class with @register({entry.name!r})")
+            raise ConfigError(
+                f"{entry.module} (entry point {entry.name!r} of {entry.origin}) registered no "
+                f"method named {entry.name!r}: decorate its class with @register({entry.name!r})"
+            )
 
 
 def list_methods() -> list[str]:

@@ -37,12 +37,12 @@ def peak_cells(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def gaussian_peak_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """The 'ideal concentrated' map of each map: a Gaussian of ``sigma`` cells at its argmax (no grad)."""
-    b, n, h, w = maps.shape
+    _b, _n, h, w = maps.shape
     px, py = peak_cells(maps)
     ys = torch.arange(h, device=maps.device, dtype=torch.float32).view(1, 1, h, 1)
     xs = torch.arange(w, device=maps.device, dtype=torch.float32).view(1, 1, 1, w)
     d2 = (ys - py[..., None, None]) ** 2 + (xs - px[..., None, None]) ** 2
-    return torch.exp(-d2 / (2 * sigma ** 2))
+    return torch.exp(-d2 / (2 * sigma**2))
 
 
 def compactness_loss(maps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -58,7 +58,7 @@ def diversity_loss(maps: torch.Tensor, margin: float) -> torch.Tensor:
     n = maps.shape[1]
     if n < 2:
         return maps.new_zeros(())
-    others = torch.stack([torch.cat([maps[:, :i], maps[:, i + 1:]], 1).amax(1) for i in range(n)], 1)
+    others = torch.stack([torch.cat([maps[:, :i], maps[:, i + 1 :]], 1).amax(1) for i in range(n)], 1)
     return (maps * (others - margin).clamp_min(0)).flatten(2).sum(-1).sum(1).mean()
 
 
@@ -86,10 +86,10 @@ def crop_and_zoom(images: torch.Tensor, boxes: torch.Tensor, out_size: int, k: f
     (align_corners=False, zero padding), but built from matrix products, whose CUDA backward is
     deterministic (grid_sample's is not).
     """
-    b, _, h, w = images.shape
+    _b, _, h, w = images.shape
     tx, ty, ts = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3]
     base = (torch.arange(out_size, device=images.device, dtype=images.dtype) + 0.5) / out_size - 0.5
-    u = tx + ts * base   # B x out: sampled positions in pixel units of the input image
+    u = tx + ts * base  # B x out: sampled positions in pixel units of the input image
     v = ty + ts * base
     wx, wy = bilinear_weights(u, w), bilinear_weights(v, h)
     crop = wy.unsqueeze(1) @ images @ wx.transpose(1, 2).unsqueeze(1)
@@ -114,13 +114,14 @@ def ridge_coefficients(phi_seen: torch.Tensor, phi_other: torch.Tensor, lam: flo
     return torch.linalg.solve(gram + lam * eye, phi_seen @ phi_other.T)
 
 
-def class_centre_triplet(emb: torch.Tensor, centres: torch.Tensor, target: torch.Tensor, margin: float,
-                         hardest: bool) -> torch.Tensor:
+def class_centre_triplet(
+    emb: torch.Tensor, centres: torch.Tensor, target: torch.Tensor, margin: float, hardest: bool
+) -> torch.Tensor:
     """L_CCT with L2-normalised embeddings and centres: hinge(margin + d(x, C_y) - d(x, C_k)), k != y.
 
     ``target`` indexes rows of ``centres``; averaged over negatives (or the nearest one), then the batch."""
     e, c = F.normalize(emb, dim=1), F.normalize(centres, dim=1)
-    d = torch.cdist(e, c) ** 2                                 # B x S squared distances in [0, 4]
+    d = torch.cdist(e, c) ** 2  # B x S squared distances in [0, 4]
     pos = d.gather(1, target[:, None])
     hinge = (margin + pos - d).clamp_min(0)
     neg = torch.ones_like(d, dtype=torch.bool).scatter_(1, target[:, None], False)
@@ -166,8 +167,16 @@ class BoxRegressor(nn.Module):
     soft-argmax instead of the FC output, keeping the side regressed: the centre then follows the
     attention peak image by image while gradients still reach the map."""
 
-    def __init__(self, cells: int, hidden: int, image_size: int, side_range: tuple[float, float],
-                 centre: str = "regressed", temperature: float = 10.0, standardise_input: bool = False):
+    def __init__(
+        self,
+        cells: int,
+        hidden: int,
+        image_size: int,
+        side_range: tuple[float, float],
+        centre: str = "regressed",
+        temperature: float = 10.0,
+        standardise_input: bool = False,
+    ):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(cells, hidden), nn.Linear(hidden, 3)
         self.size, self.side_range = image_size, side_range
@@ -204,10 +213,20 @@ class SGMA(ZslMethod):
             h, w = self.f_conv.eval()(torch.zeros(1, 3, self.image_size, self.image_size)).shape[-2:]
         self.f_conv.train()
         self.map_size = (int(h), int(w))
-        self.cnets = nn.ModuleList([BoxRegressor(h * w, m["cnet_hidden"], self.image_size,
-                                                 tuple(m["box_side_range"]), m["box_centre"],
-                                                 m["soft_argmax_temperature"], m["cnet_input"] == "standardised")
-                                    for _ in range(n)])
+        self.cnets = nn.ModuleList(
+            [
+                BoxRegressor(
+                    h * w,
+                    m["cnet_hidden"],
+                    self.image_size,
+                    tuple(m["box_side_range"]),
+                    m["box_centre"],
+                    m["soft_argmax_temperature"],
+                    m["cnet_input"] == "standardised",
+                )
+                for _ in range(n)
+            ]
+        )
         trunks = [conv_trunk(m["feature_backbone"], init_offset=1 + b) for b in range(n + 1)]
         if m["share_attention_backbone_with_global"]:
             trunks[0] = (self.f_conv, channels)
@@ -219,8 +238,10 @@ class SGMA(ZslMethod):
         if groups is not None:
             saved = torch.load(groups, map_location="cpu", weights_only=False)
             if saved["indicators"].shape != self.indicators.shape:
-                raise ConfigError(f"{groups}: channel groups of shape {tuple(saved['indicators'].shape)}, "
-                                  f"expected {tuple(self.indicators.shape)}")
+                raise ConfigError(
+                    f"{groups}: channel groups of shape {tuple(saved['indicators'].shape)}, "
+                    f"expected {tuple(self.indicators.shape)}"
+                )
             self.indicators.copy_(saved["indicators"])
             if m["init_attention_backbone_from_grouping"] and saved.get("backbone") is not None:
                 self.f_conv.load_state_dict(saved["backbone"])
@@ -231,16 +252,21 @@ class SGMA(ZslMethod):
         super().set_stage(name)
         self.stage = name
         if name == "localizer_init" and not self.indicators.any():
-            raise ConfigError("SGMA's localizer_init stage needs the channel_groups artefact (k-means "
-                              "indicators); the workflow builds it (rule sgma_channel_groups)")
+            raise ConfigError(
+                "SGMA's localizer_init stage needs the channel_groups artefact (k-means "
+                "indicators); the workflow builds it (rule sgma_channel_groups)"
+            )
         localiser = [self.attention, self.cnets]
-        trainable = {"localizer_init": localiser, "attention": [self.f_conv, self.attention],
-                     "features": [self.trunks, self.embeddings, self.centres],
-                     "joint": [self]}[name]
+        trainable = {
+            "localizer_init": localiser,
+            "attention": [self.f_conv, self.attention],
+            "features": [self.trunks, self.embeddings, self.centres],
+            "joint": [self],
+        }[name]
         for p in self.parameters():
             p.requires_grad_(False)
         for module in trainable:
-            for p in (module.parameters() if isinstance(module, nn.Module) else [module]):
+            for p in module.parameters() if isinstance(module, nn.Module) else [module]:
                 p.requires_grad_(True)
 
     # ---- forward --------------------------------------------------------------------------------
@@ -287,8 +313,10 @@ class SGMA(ZslMethod):
         if self.stage == "localizer_init":
             target = self.indicators.unsqueeze(0).expand_as(out["a"])
             parts["indicator_l2"] = ((out["a"] - target) ** 2).sum(-1).mean()
-            parts["box_l2"] = lw["box_init_weight"] * (
-                (out["boxes"] - self.peak_boxes(out["maps"])) / self.image_size).pow(2).sum(-1).mean()
+            parts["box_l2"] = (
+                lw["box_init_weight"]
+                * ((out["boxes"] - self.peak_boxes(out["maps"])) / self.image_size).pow(2).sum(-1).mean()
+            )
         else:
             sigma = self.m["cpt_sigma_cells"]
             if self.stage in ("attention", "joint"):
@@ -298,7 +326,8 @@ class SGMA(ZslMethod):
                 rows = self.seen_row[labels]
                 parts["cls"] = lw["alpha_cls"] * F.cross_entropy(out["scores"][:, self.seen], rows)
                 parts["cct"] = lw["beta_cct"] * class_centre_triplet(
-                    out["cct"], self.centres, rows, self.m["cct_margin"], self.m["hardest_negative"])
+                    out["cct"], self.centres, rows, self.m["cct_margin"], self.m["hardest_negative"]
+                )
         total = sum(parts.values())
         return total, {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
 
@@ -334,16 +363,17 @@ class SGMA(ZslMethod):
 
 # ---- the channel-grouping artefact (reference section 2.2) -----------------------------------------
 
+
 def channel_peaks(trunk: nn.Module, batches, device: torch.device) -> np.ndarray:
     """C x 2N matrix: per channel, the (x, y) of its peak response (in [0, 1]) on each image."""
     rows = []
     with torch.no_grad():
         for x in batches:
             z = trunk(x.to(device)).float()
-            b, c, h, w = z.shape
-            px, py = peak_cells(z)                                       # B x C each
+            _b, c, h, w = z.shape
+            px, py = peak_cells(z)  # B x C each
             xy = torch.stack([px / max(w - 1, 1), py / max(h - 1, 1)], -1)
-            rows.append(xy.permute(1, 0, 2).reshape(c, -1).cpu().numpy())   # C x 2B
+            rows.append(xy.permute(1, 0, 2).reshape(c, -1).cpu().numpy())  # C x 2B
     return np.concatenate(rows, axis=1)
 
 

@@ -8,7 +8,7 @@ over the channels' peak positions (reference section 2.2).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -30,11 +30,13 @@ _ARTEFACTS: dict[str, Callable] = {}
 
 def register_artefact(name: str):
     """Register a builder of a pipeline artefact a method needs before training (its own rule)."""
+
     def wrap(fn):
         if name in _ARTEFACTS:
             raise ValueError(f"artefact {name!r} registered twice")
         _ARTEFACTS[name] = fn
         return fn
+
     return wrap
 
 
@@ -65,10 +67,16 @@ def build_channel_groups(cfg: dict, data_path, images_root, out, device: str | N
         idx = np.sort(np.random.default_rng(cfg["seed"]).choice(idx, grouping["max_images"], replace=False))
     peaks = channel_peaks(trunk, source.iter_batches(idx, cfg["evaluation"]["batch_size"]), device_)
     ind = kmeans_indicators(peaks, m["parts"], cfg["seed"])
-    save_torch(out, {"indicators": torch.from_numpy(ind), "cluster_sizes": ind.sum(1).tolist(),
-                     "images": int(len(idx)), "split": split.name,
-                     "backbone": ({k: v.cpu() for k, v in trunk.state_dict().items()}
-                                  if grouping["pretrain_epochs"] else None)})
+    save_torch(
+        out,
+        {
+            "indicators": torch.from_numpy(ind),
+            "cluster_sizes": ind.sum(1).tolist(),
+            "images": len(idx),
+            "split": split.name,
+            "backbone": ({k: v.cpu() for k, v in trunk.state_dict().items()} if grouping["pretrain_epochs"] else None),
+        },
+    )
     print(f"channel groups over {len(idx)} images: cluster sizes {ind.sum(1).astype(int).tolist()}")
 
 
@@ -78,8 +86,9 @@ def _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device
     row = {int(c): i for i, c in enumerate(seen)}
     head = nn.Linear(channels, len(seen)).to(device)
     params = list(trunk.parameters()) + list(head.parameters())
-    opt = torch.optim.SGD(params, lr=grouping["lr"], momentum=cfg["optimizer"]["momentum"],
-                          weight_decay=cfg["optimizer"]["weight_decay"])
+    opt = torch.optim.SGD(
+        params, lr=grouping["lr"], momentum=cfg["optimizer"]["momentum"], weight_decay=cfg["optimizer"]["weight_decay"]
+    )
     batch = cfg["schedule"]["batch_size"]
     updates = max(1, len(split.trainval_loc) * grouping["pretrain_epochs"] // batch)
     sampler = IIDSampler(split.trainval_loc, batch, cfg["seed"])
@@ -93,4 +102,3 @@ def _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device
         opt.step()
         if i % max(1, updates // 5) == 0 or i + 1 == updates:
             print(f"stage A (seen-class CE) update {i + 1}/{updates}: loss {loss.item():.3f}")
-

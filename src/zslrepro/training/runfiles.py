@@ -26,10 +26,14 @@ def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | N
     att = torch.as_tensor(np.asarray(source.att)).float()
     if cfg["clamp_negative_att"]:
         att = att.clamp_min(0.0)
-    return DataSpec(att=att, w2v=torch.as_tensor(np.asarray(source.w2v_att)).float(),
-                    seen=torch.as_tensor(split.seen_classes).long(),
-                    unseen=torch.as_tensor(split.unseen_classes).long(),
-                    input_shape=tuple(source.input_shape), artefacts=dict(artefacts or {}))
+    return DataSpec(
+        att=att,
+        w2v=torch.as_tensor(np.asarray(source.w2v_att)).float(),
+        seen=torch.as_tensor(split.seen_classes).long(),
+        unseen=torch.as_tensor(split.unseen_classes).long(),
+        input_shape=tuple(source.input_shape),
+        artefacts=dict(artefacts or {}),
+    )
 
 
 def read_model_file(model_path: str | Path) -> dict:

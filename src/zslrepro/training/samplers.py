@@ -31,8 +31,9 @@ class ClassBalancedSampler:
     random images of each, drawn with replacement (MSDN's and DEDN's balanced sampler; on AWA2,
     40 seen classes, the effective batch is therefore 40)."""
 
-    def __init__(self, train_idx: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
-                 images_per_class: int | None = None):
+    def __init__(
+        self, train_idx: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, images_per_class: int | None = None
+    ):
         train_idx = np.asarray(train_idx)
         classes = np.unique(labels[train_idx])
         self.per_class = [train_idx[labels[train_idx] == c] for c in classes]

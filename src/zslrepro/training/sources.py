@@ -13,9 +13,9 @@ worker makes it and however often the run is resumed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,8 +30,19 @@ from ..features.store import FeatureStore
 from ..runtime import loader_workers
 
 # what both sources copy from their index: labels, splits and class-level data
-INDEX_KEYS = ("labels", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc",
-              "att", "w2v_att", "seen_classes", "unseen_classes", "class_names")
+INDEX_KEYS = (
+    "labels",
+    "trainval_loc",
+    "test_seen_loc",
+    "test_unseen_loc",
+    "train_loc",
+    "val_loc",
+    "att",
+    "w2v_att",
+    "seen_classes",
+    "unseen_classes",
+    "class_names",
+)
 
 
 @dataclass
@@ -60,7 +71,7 @@ class Split:
         return np.union1d(self.seen_classes, self.unseen_classes)
 
     def digest_key(self) -> dict:
-        return {"split": self.name, "train": int(len(self.trainval_loc))}
+        return {"split": self.name, "train": len(self.trainval_loc)}
 
 
 def make_split(data, name: str, holdout_fraction: float = 0.2, seed: int = 0) -> Split:
@@ -68,8 +79,16 @@ def make_split(data, name: str, holdout_fraction: float = 0.2, seed: int = 0) ->
     labels = np.asarray(data.labels)
     n_classes = len(data.class_names)
     if name == "test":
-        return Split("test", labels, data.trainval_loc, data.test_seen_loc, data.test_unseen_loc,
-                     np.asarray(data.seen_classes), np.asarray(data.unseen_classes), n_classes)
+        return Split(
+            "test",
+            labels,
+            data.trainval_loc,
+            data.test_seen_loc,
+            data.test_unseen_loc,
+            np.asarray(data.seen_classes),
+            np.asarray(data.unseen_classes),
+            n_classes,
+        )
     if name != "validation":
         raise ConfigError(f"unknown split {name!r} (test or validation)")
     train_loc, val_loc, dropped = validation_locs(data)
@@ -80,12 +99,20 @@ def make_split(data, name: str, holdout_fraction: float = 0.2, seed: int = 0) ->
     for c in np.unique(labels[train_loc]):
         idx = train_loc[labels[train_loc] == c]
         idx = idx[rng.permutation(len(idx))]
-        n_held = int(round(holdout_fraction * len(idx)))
+        n_held = round(holdout_fraction * len(idx))
         held.append(idx[:n_held])
         keep.append(idx[n_held:])
-    return Split("validation", labels, np.sort(np.concatenate(keep)), np.sort(np.concatenate(held)),
-                 val_loc, np.unique(labels[train_loc]), np.unique(labels[val_loc]), n_classes,
-                 dropped_test_images=dropped)
+    return Split(
+        "validation",
+        labels,
+        np.sort(np.concatenate(keep)),
+        np.sort(np.concatenate(held)),
+        val_loc,
+        np.unique(labels[train_loc]),
+        np.unique(labels[val_loc]),
+        n_classes,
+        dropped_test_images=dropped,
+    )
 
 
 def validation_locs(data) -> tuple[np.ndarray, np.ndarray, int]:
@@ -131,14 +158,17 @@ class FeatureSource:
         cap = int(self.ram_fraction * feed.available_memory())
         if self.cache == "ram" or (self.cache == "auto" and need <= cap):
             try:
-                self._held = feed.HeldRows(self.store.read_into, rows, self.input_shape, self.store.dtype,
-                                           len(self.labels))
+                self._held = feed.HeldRows(
+                    self.store.read_into, rows, self.input_shape, self.store.dtype, len(self.labels)
+                )
             except MemoryError:
-                raise DatasetError(f"features.cache: ram needs {need / 1e9:.1f} GB for {len(rows)} rows of "
-                                   f"{self.path} and that much memory is not free; use cache auto or stream") from None
-            self.feed = {"cache": "ram", "requested": self.cache, "rows": int(len(rows)), "bytes": int(need)}
+                raise DatasetError(
+                    f"features.cache: ram needs {need / 1e9:.1f} GB for {len(rows)} rows of "
+                    f"{self.path} and that much memory is not free; use cache auto or stream"
+                ) from None
+            self.feed = {"cache": "ram", "requested": self.cache, "rows": len(rows), "bytes": int(need)}
         else:
-            self.feed = {"cache": "stream", "requested": self.cache, "rows": int(len(rows)), "bytes": int(need)}
+            self.feed = {"cache": "stream", "requested": self.cache, "rows": len(rows), "bytes": int(need)}
         self.ram_cap = cap  # for the log only: it varies from run to run, and model files hold no such value
         return self.feed
 
@@ -149,11 +179,13 @@ class FeatureSource:
             self.store.read_into(indices, out)
 
     def _batches(self, batches: list[np.ndarray], device) -> Iterator[torch.Tensor]:
-        return feed.prefetched(self._read_into, batches, self.input_shape, self.store.dtype,
-                               device=device or "cpu", pool=self._slots)
+        return feed.prefetched(
+            self._read_into, batches, self.input_shape, self.store.dtype, device=device or "cpu", pool=self._slots
+        )
 
-    def train_batches(self, plan: list[np.ndarray], seeds: list[int],
-                      device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, plan: list[np.ndarray], seeds: list[int], device=None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(features, labels) of each index batch of ``plan``, in order; a batch is valid until the next."""
         xs = self._batches(plan, device)
         try:
@@ -165,7 +197,7 @@ class FeatureSource:
     def iter_batches(self, indices: np.ndarray, batch_size: int, device=None) -> Iterator[torch.Tensor]:
         """Features of ``indices``, ``batch_size`` at a time, in order; a batch is valid until the next."""
         indices = np.asarray(indices)
-        xs = self._batches([indices[s:s + batch_size] for s in range(0, len(indices), batch_size)], device)
+        xs = self._batches([indices[s : s + batch_size] for s in range(0, len(indices), batch_size)], device)
         try:
             yield from xs
         finally:
@@ -240,23 +272,29 @@ class ImageSource:
     def _loader(self, dataset: Dataset, batches, device) -> DataLoader:
         workers = loader_workers(self.cfg["num_workers"], device)
         on_gpu = device is not None and torch.device(device).type == "cuda"
-        return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=on_gpu,
-                          prefetch_factor=2 if workers else None, persistent_workers=False)
+        return DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=workers,
+            pin_memory=on_gpu,
+            prefetch_factor=2 if workers else None,
+            persistent_workers=False,
+        )
 
     def expect(self, rows: np.ndarray, device=None) -> dict:
         """Images are decoded per batch by the loader workers; nothing is held."""
         return {"cache": "none", "workers": loader_workers(self.cfg["num_workers"], device)}
 
-    def train_batches(self, plan: list[np.ndarray], seeds: list[int],
-                      device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, plan: list[np.ndarray], seeds: list[int], device=None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         dataset = ImageItems(self.root, self.rel_paths, self.labels, train_transform(self.cfg))
         batches = [[(int(i), int(s) * 1000 + k) for k, i in enumerate(idx)] for idx, s in zip(plan, seeds)]
-        for x, y in self._loader(dataset, batches, device):
-            yield x, y
+        yield from self._loader(dataset, batches, device)
 
     def iter_batches(self, indices: np.ndarray, batch_size: int, device=None) -> Iterator[torch.Tensor]:
         dataset = ImageItems(self.root, self.rel_paths, self.labels, test_transform(self.cfg))
-        batches = [list(map(int, indices[s:s + batch_size])) for s in range(0, len(indices), batch_size)]
+        batches = [list(map(int, indices[s : s + batch_size])) for s in range(0, len(indices), batch_size)]
         for x, _ in self._loader(dataset, batches, device):
             yield x
 
@@ -269,8 +307,10 @@ def open_source(cfg: dict, inputs: str | Path, images_root: str | Path | None = 
     if cfg.get("feature_store"):
         return FeatureSource(inputs)
     if not cfg.get("images"):
-        raise ConfigError(f"{cfg['method']} on {cfg['dataset']}: the config names neither a feature_store "
-                          "(cached features) nor an images section (end-to-end training)")
+        raise ConfigError(
+            f"{cfg['method']} on {cfg['dataset']}: the config names neither a feature_store "
+            "(cached features) nor an images section (end-to-end training)"
+        )
     if images_root is None:
         raise ConfigError(f"{cfg['method']} on {cfg['dataset']} trains from images: give the images folder")
     return ImageSource(inputs, images_root, cfg["images"])

@@ -22,6 +22,7 @@ the images of a batch, such as DRMN's cross-image SIT, see the micro-batch inste
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -47,17 +48,26 @@ def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
     """The config's optimiser over ``params``: tensors, or groups with an ``lr_scale``."""
     params = list(params)
     if params and isinstance(params[0], dict):
-        groups = [{"params": [p for p in g["params"] if p.requires_grad], "lr": cfg["lr"] * g.get("lr_scale", 1.0)}
-                  for g in params]
+        groups = [
+            {"params": [p for p in g["params"] if p.requires_grad], "lr": cfg["lr"] * g.get("lr_scale", 1.0)}
+            for g in params
+        ]
         params = [g for g in groups if g["params"]]
     else:
         params = [p for p in params if p.requires_grad]
     if cfg["name"] == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg["lr"], alpha=cfg["alpha"], eps=cfg["eps"],
-                                   weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
+        return torch.optim.RMSprop(
+            params,
+            lr=cfg["lr"],
+            alpha=cfg["alpha"],
+            eps=cfg["eps"],
+            weight_decay=cfg["weight_decay"],
+            momentum=cfg["momentum"],
+        )
     if cfg["name"] == "adam":
-        return torch.optim.Adam(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"],
-                                weight_decay=cfg["weight_decay"])
+        return torch.optim.Adam(
+            params, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"]
+        )
     return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 
@@ -66,15 +76,16 @@ def build_lr_schedule(cfg: dict, optimizer: torch.optim.Optimizer):
     if cfg["name"] == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["step_epochs"], gamma=cfg["factor"])
     if cfg["name"] == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg["factor"],
-                                                          patience=cfg["patience"], min_lr=cfg["min_lr"])
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg["factor"], patience=cfg["patience"], min_lr=cfg["min_lr"]
+        )
     return None
 
 
 @dataclass
 class Stage:
     name: str
-    first: int          # global index of its first update
+    first: int  # global index of its first update
     updates: int
     eval_every: int
     evaluate: bool
@@ -97,8 +108,7 @@ def plan_stages(schedule: dict, n_train: int) -> list[Stage]:
             raise ConfigError("schedule needs 'epochs' (or 'stages', each with its epochs)")
         updates = max(1, n_train * spec["epochs"] // schedule["batch_size"])
         every = max(1, updates // (spec["epochs"] * schedule["evals_per_epoch"]))
-        stages.append(Stage(spec["name"], first, updates, every, spec.get("evaluate", True),
-                            spec.get("lr_scale", 1.0)))
+        stages.append(Stage(spec["name"], first, updates, every, spec.get("evaluate", True), spec.get("lr_scale", 1.0)))
         first += updates
     return stages
 
@@ -106,10 +116,9 @@ def plan_stages(schedule: dict, n_train: int) -> list[Stage]:
 def segments(stage: Stage, first: int) -> list[tuple[int, int]]:
     """The updates ``first`` .. ``stage.end`` cut after each one that is evaluated (every
     ``eval_every`` of an evaluated stage) and at the stage's end, where the run is checkpointed."""
-    cuts = [it + 1 for it in range(first, stage.end)
-            if stage.evaluates_after(it)]
+    cuts = [it + 1 for it in range(first, stage.end) if stage.evaluates_after(it)]
     bounds = [first, *(c for c in cuts if c < stage.end), stage.end]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))
 
 
 def describe_feed(feed: dict, ram_cap: int | None = None) -> str:
@@ -117,8 +126,11 @@ def describe_feed(feed: dict, ram_cap: int | None = None) -> str:
     if feed["cache"] == "ram":
         return f"{feed['rows']} feature rows held in RAM ({feed['bytes'] / 1e9:.2f} GB), prefetched"
     if feed["cache"] == "stream":
-        why = (f" (they need {feed['bytes'] / 1e9:.2f} GB, over the cap of {ram_cap / 1e9:.2f} GB)"
-               if feed["requested"] == "auto" and ram_cap is not None else "")
+        why = (
+            f" (they need {feed['bytes'] / 1e9:.2f} GB, over the cap of {ram_cap / 1e9:.2f} GB)"
+            if feed["requested"] == "auto" and ram_cap is not None
+            else ""
+        )
         return f"feature rows streamed from the store, prefetched{why}"
     return f"images decoded by {feed['workers']} loader worker(s)"
 
@@ -140,8 +152,15 @@ def _forward_loss(model, x, y, accumulation: int, amp: bool, device: torch.devic
     return parts_sum
 
 
-def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: str | None = None,
-          artefacts: dict | None = None, log=print) -> Path:
+def train(
+    cfg: dict,
+    source,
+    out_dir: str | Path,
+    replicate: int = 0,
+    device: str | None = None,
+    artefacts: dict | None = None,
+    log=print,
+) -> Path:
     """Train one run of a method on one dataset; returns the path of the final model file."""
     try:
         return _train(cfg, source, Path(out_dir), replicate, device, dict(artefacts or {}), log)
@@ -152,24 +171,32 @@ def train(cfg: dict, source, out_dir: str | Path, replicate: int = 0, device: st
         raise clear from None
 
 
-def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None, artefacts: dict,
-           log) -> Path:
+def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None, artefacts: dict, log) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, history_path = out_dir / "checkpoint.pt", out_dir / "history.jsonl"
     device_ = pick_device(device)
     seed = cfg["seed"] + replicate
     split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
     code = provenance.code_digest("train", cfg["method"])
-    digest = config_digest({"config": cfg, "replicate": replicate, "source": source.spec,
-                            "split": split.digest_key(), "code": code,
-                            "artefacts": {k: _file_digest(v) for k, v in sorted(artefacts.items())}})
+    digest = config_digest(
+        {
+            "config": cfg,
+            "replicate": replicate,
+            "source": source.spec,
+            "split": split.digest_key(),
+            "code": code,
+            "artefacts": {k: _file_digest(v) for k, v in sorted(artefacts.items())},
+        }
+    )
 
     determinism = set_determinism(cfg["deterministic"])
     seed_everything(seed)
     model = build_method(cfg, data_spec(source, cfg, split, artefacts)).to(device_)
     if model.consumes != source.kind:
-        raise ConfigError(f"{cfg['method']} on {cfg['dataset']} (run {cfg['run']}) trains from "
-                          f"{model.consumes}, but its config gives {source.kind}")
+        raise ConfigError(
+            f"{cfg['method']} on {cfg['dataset']} (run {cfg['run']}) trains from "
+            f"{model.consumes}, but its config gives {source.kind}"
+        )
     schedule = cfg["schedule"]
     stages = plan_stages(schedule, len(split.trainval_loc))
     total = stages[-1].end
@@ -178,8 +205,9 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
     iters_per_epoch = max(1, len(split.trainval_loc) // schedule["batch_size"])
     amp = schedule["amp"] and device_.type == "cuda"
     evaluated = any(stage.evaluate for stage in stages)
-    feed = source.expect(np.concatenate([*plan, *((split.test_seen_loc, split.test_unseen_loc) if evaluated else ())]),
-                         device=device_)
+    feed = source.expect(
+        np.concatenate([*plan, *((split.test_seen_loc, split.test_unseen_loc) if evaluated else ())]), device=device_
+    )
     start, history, resumed, spent, sessions = 0, [], None, 0.0, 1
 
     if ckpt_path.exists():
@@ -191,26 +219,33 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
             spent, sessions = ckpt.get("seconds", 0.0), ckpt.get("sessions", 1) + 1
             log(f"resuming from {ckpt_path} at update {start} of {total}")
         elif ckpt.get("code") not in (None, code):
-            log(f"ignoring {ckpt_path}: it was written by other code (code digest {ckpt['code']}, "
-                f"now {code}); training starts over")
+            log(
+                f"ignoring {ckpt_path}: it was written by other code (code digest {ckpt['code']}, "
+                f"now {code}); training starts over"
+            )
         else:
             log(f"ignoring {ckpt_path}: it belongs to another configuration; training starts over")
 
-    log(f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {total} updates in "
+    log(
+        f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {total} updates in "
         f"{len(stages)} stage(s), seed {seed}, device {device_}, amp {amp}, "
-        f"deterministic {cfg['deterministic']}, {torch.get_num_threads()} threads, code {code}")
+        f"deterministic {cfg['deterministic']}, {torch.get_num_threads()} threads, code {code}"
+    )
     log(f"input feed: {describe_feed(feed, getattr(source, 'ram_cap', None))}")
     if split.dropped_test_images:
-        log(f"validation split: {split.dropped_test_images} train_loc/val_loc images are test images "
-            f"(not in trainval_loc) and were left out")
+        log(
+            f"validation split: {split.dropped_test_images} train_loc/val_loc images are test images "
+            f"(not in trainval_loc) and were left out"
+        )
     t0 = time.time()
     for k, stage in enumerate(stages):
         if start >= stage.end:
             continue
         model.set_stage(stage.name)
         model.train()
-        optimizer = build_optimizer({**cfg["optimizer"], "lr": cfg["optimizer"]["lr"] * stage.lr_scale},
-                                    model.param_groups())
+        optimizer = build_optimizer(
+            {**cfg["optimizer"], "lr": cfg["optimizer"]["lr"] * stage.lr_scale}, model.param_groups()
+        )
         lr_schedule = build_lr_schedule(schedule["lr_schedule"], optimizer)
         epoch_loss = [0.0, 0]
         if resumed is not None and resumed.get("stage") == k:
@@ -224,23 +259,40 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
         def checkpoint(it: int, parts: dict) -> None:
             """After update ``it``: evaluate when it is an evaluation point, then save the checkpoint."""
             evaluate = stage.evaluates_after(it)
-            row = {"update": it + 1, "stage": stage.name,
-                   "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
-                   "lr": optimizer.param_groups[0]["lr"], **parts}
+            row = {
+                "update": it + 1,
+                "stage": stage.name,
+                "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
+                "lr": optimizer.param_groups[0]["lr"],
+                **parts,
+            }
             if evaluate:
                 scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
                 row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
                 history.append(row)
                 write_jsonl(history_path, history)
-            save_torch(ckpt_path, {
-                "digest": digest, "code": code, "model": model.state_dict(), "stage": k,
-                "optimizer": optimizer.state_dict(), "epoch_loss": epoch_loss,
-                "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
-                "rng": rng_state(), "next_iter": it + 1, "history": history,
-                "seconds": spent + time.time() - t0, "sessions": sessions})
+            save_torch(
+                ckpt_path,
+                {
+                    "digest": digest,
+                    "code": code,
+                    "model": model.state_dict(),
+                    "stage": k,
+                    "optimizer": optimizer.state_dict(),
+                    "epoch_loss": epoch_loss,
+                    "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
+                    "rng": rng_state(),
+                    "next_iter": it + 1,
+                    "history": history,
+                    "seconds": spent + time.time() - t0,
+                    "sessions": sessions,
+                },
+            )
             metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
-            log(f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
-                f"({time.time() - t0:.0f}s)")
+            log(
+                f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
+                f"({time.time() - t0:.0f}s)"
+            )
 
         # A feature source is fed segment by segment, each ending where the run is evaluated or saved,
         # so the feed's buffers are let go before the test sets are read (peak memory). An image
@@ -270,15 +322,35 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
 
     final = out_dir / "model.pt"
     write_jsonl(history_path, history)
-    prov = provenance.record("train", method=cfg["method"], config=cfg, data={"data": source.path, **artefacts},
-                             seed=seed, device=device_, determinism=determinism)
+    prov = provenance.record(
+        "train",
+        method=cfg["method"],
+        config=cfg,
+        data={"data": source.path, **artefacts},
+        seed=seed,
+        device=device_,
+        determinism=determinism,
+    )
     prov["feed"] = feed  # which input path ran (RAM cache, stream, image workers); no number depends on it
-    save_torch(final, {"method": cfg["method"], "dataset": cfg["dataset"], "config": cfg,
-                       "replicate": replicate, "seed": seed, "model": model.state_dict(),
-                       "updates": total, "split": split.name, "provenance": prov,
-                       "artefacts": {k: str(v) for k, v in artefacts.items()}})
+    save_torch(
+        final,
+        {
+            "method": cfg["method"],
+            "dataset": cfg["dataset"],
+            "config": cfg,
+            "replicate": replicate,
+            "seed": seed,
+            "model": model.state_dict(),
+            "updates": total,
+            "split": split.name,
+            "provenance": prov,
+            "artefacts": {k: str(v) for k, v in artefacts.items()},
+        },
+    )
     # timings go to compute.json only: the model file holds no clock, so equal runs give equal bytes
-    write_json(out_dir / "compute.json", {"seconds": round(spent + time.time() - t0, 2), "sessions": sessions,
-                                          "updates": total, "device": str(device_)})
+    write_json(
+        out_dir / "compute.json",
+        {"seconds": round(spent + time.time() - t0, 2), "sessions": sessions, "updates": total, "device": str(device_)},
+    )
     ckpt_path.unlink(missing_ok=True)
     return final
