@@ -354,27 +354,28 @@ def build_official_msdn(checkout: Path, dataset: str, spec: DataSpec):
     """The official MSDN as ``MSDN_<ds>.py`` builds it, and the script's settings."""
     settings = msdn_script_settings(checkout, dataset)
     module = load_module(checkout / "core" / "MSDN.py", "_official_msdn")
-    model = module.MSDN(
-        2048,
-        300,
-        spec.w2v,
-        spec.att,
-        None,
-        spec.seen,
-        spec.unseen,
-        settings["lambda_"],
-        True,
-        normalize_V=settings["normalize_V"],
-        normalize_F=True,
-        is_conservative=True,
-        uniform_att_1=False,
-        uniform_att_2=settings["uniform_att_2"],
-        prob_prune=0,
-        desired_mass=1,
-        is_conv=False,
-        is_bias=settings["is_bias"],
-    )
-    return model, settings
+    return module.MSDN(*lineage_arguments(spec, settings), **lineage_options(settings)), settings
+
+
+def lineage_arguments(spec: DataSpec, settings: dict) -> tuple:
+    """The positional arguments every official script of the DAZLE lineage (DAZLE, MSDN) passes:
+    2048 channels, 300-d word vectors, trainable V, no normalised attributes."""
+    return (2048, 300, spec.w2v, spec.att, None, spec.seen, spec.unseen, settings["lambda_"], True)
+
+
+def lineage_options(settings: dict) -> dict:
+    """The keyword arguments of those scripts: fixed ones, and the three a script sets."""
+    return {
+        "normalize_V": settings["normalize_V"],
+        "normalize_F": True,
+        "is_conservative": True,
+        "uniform_att_1": False,
+        "uniform_att_2": settings["uniform_att_2"],
+        "prob_prune": 0,
+        "desired_mass": 1,
+        "is_conv": False,
+        "is_bias": settings["is_bias"],
+    }
 
 
 def official_msdn_step_loss(official, settings: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -605,26 +606,7 @@ def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, bat
     spec = dataset_spec(dataset, 14)
     torch.manual_seed(0)
     module = load_module(checkout / "core" / "DAZLE.py", "_official_dazle")
-    official = module.DAZLE(
-        2048,
-        300,
-        spec.w2v,
-        spec.att,
-        None,
-        spec.seen,
-        spec.unseen,
-        nb["lambda_"],
-        True,
-        normalize_V=nb["normalize_V"],
-        normalize_F=True,
-        is_conservative=True,
-        uniform_att_1=False,
-        uniform_att_2=nb["uniform_att_2"],
-        prob_prune=0,
-        desired_mass=1,
-        is_conv=False,
-        is_bias=nb["is_bias"],
-    ).to(dtype)
+    official = module.DAZLE(*lineage_arguments(spec, nb), **lineage_options(nb)).to(dtype)
     torch.manual_seed(0)
     ours = build_method(cfg, spec).to(dtype)
     case = f"DAZLE {dataset} {str(dtype).split('.')[-1]}"
