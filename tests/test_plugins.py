@@ -118,7 +118,7 @@ def test_the_plugin_runs_through_the_tiny_workflow(plugin_site, tmp_path):
     done = run(plugin_site, *snake, "--cores", "2", cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((workdir / "results/metrics/ale/SYNTH/main/rep0.json").read_text())
-    assert metrics["protocols"]["clean"]["T1"] > 100 / 8  # better than chance on the 8 unseen classes
+    assert metrics["protocols"]["clean"]["T1"] > metrics["chance"]["T1"]  # it learnt: above chance on unseen classes
     table = pd.read_csv(workdir / "results/tables/results.csv")
     assert "ale" in set(table.method.str.lower())
     # a second run has nothing to do; without the plugin, the workflow names the registered methods
