@@ -32,6 +32,7 @@ import shlex
 import sys
 import types
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,23 +227,18 @@ def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src.detach().reshape(dst.shape))
 
 
-def _side_by_side(
-    case,
-    ours,
-    official,
-    pairs,
-    ours_loss,
-    official_loss,
-    ours_scores,
-    official_scores,
-    ours_opt,
-    official_opt,
-    spec,
-    batch,
-    steps,
-    dtype,
-    seed,
-) -> list[Row]:
+@dataclass
+class Side:
+    """One model of a comparison: how it computes its loss parts (``{quantity: tensor}`` with a
+    ``"total loss"``) and its test scores, and the optimiser that steps it."""
+
+    model: torch.nn.Module
+    loss: Callable
+    scores: Callable
+    optimizer: torch.optim.Optimizer
+
+
+def _side_by_side(case, ours: Side, theirs: Side, pairs, spec, batch, steps, dtype, seed: int = 1) -> list[Row]:
     """The shared comparison: forward, losses, gradients, test scores, optimiser steps."""
     tol = TOLERANCE[dtype]
     g = torch.Generator().manual_seed(seed)
@@ -250,31 +246,31 @@ def _side_by_side(
     for step in range(steps + 1):
         x = torch.rand(batch, *spec.input_shape, generator=g, dtype=torch.float64).to(dtype)
         y = spec.seen[torch.randint(len(spec.seen), (batch,), generator=g)]
-        ours.train(), official.train()
-        ours_parts = ours_loss(x, y)
-        official_parts = official_loss(x, y)
-        for p in list(ours.parameters()) + list(official.parameters()):
+        ours.model.train(), theirs.model.train()
+        ours_parts = ours.loss(x, y)
+        official_parts = theirs.loss(x, y)
+        for p in list(ours.model.parameters()) + list(theirs.model.parameters()):
             p.grad = None
         ours_parts["total loss"].backward()
         official_parts["total loss"].backward()
         if step == 0:
             for key in official_parts:
                 rows.append(compare(case, key, ours_parts[key], official_parts[key], tol))
-            for name, mine, theirs in pairs:
-                if theirs.grad is not None or mine.grad is not None:
+            for name, mine, other in pairs:
+                if other.grad is not None or mine.grad is not None:
                     grad_m = mine.grad if mine.grad is not None else torch.zeros_like(mine)
-                    grad_t = theirs.grad if theirs.grad is not None else torch.zeros_like(theirs)
+                    grad_t = other.grad if other.grad is not None else torch.zeros_like(other)
                     rows.append(compare(case, f"grad {name}", grad_m, grad_t.reshape(grad_m.shape), tol))
-            ours.eval(), official.eval()
+            ours.model.eval(), theirs.model.eval()
             with torch.no_grad():
-                s_ours, s_off = ours_scores(x), official_scores(x)
+                s_ours, s_off = ours.scores(x), theirs.scores(x)
             rows.append(compare(case, "test scores", s_ours, s_off, tol))
             rows.append(agreement(case, s_ours, s_off, 1.0 if dtype == torch.float64 else 0.98))
-            ours.train(), official.train()
-        ours_opt.step()
-        official_opt.step()
+            ours.model.train(), theirs.model.train()
+        ours.optimizer.step()
+        theirs.optimizer.step()
     worst = max(
-        (compare(case, name, mine, theirs.reshape(mine.shape), tol) for name, mine, theirs in pairs),
+        (compare(case, name, mine, other.reshape(mine.shape), tol) for name, mine, other in pairs),
         key=lambda r: r.max_rel,
     )
     # RMSprop's first steps divide each gradient by its own magnitude, so where a gradient is near
@@ -299,11 +295,7 @@ def msdn_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batc
     official = official.to(dtype)
     ours = build_method(cfg, spec).to(dtype)
     case = f"MSDN {dataset} {str(dtype).split('.')[-1]}"
-    rows = [
-        compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
-        compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
-        compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
-    ]
+    rows = lineage_start(case, ours, official)
     pairs = [
         ("V", ours.V, official.V),
         ("W_1", ours.W_1, official.W_1),
@@ -328,25 +320,9 @@ def msdn_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, batc
         p1, p2 = official(x)
         return w1 * p1["S_pp"] + w2 * p2["S_pp"]
 
-    official_opt = official_optimizer(official, settings)
-    ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
-    rows += _side_by_side(
-        case,
-        ours,
-        official,
-        pairs,
-        ours_loss,
-        official_loss,
-        ours.scores,
-        official_scores,
-        ours_opt,
-        official_opt,
-        spec,
-        batch,
-        steps,
-        dtype,
-        seed=1,
-    )
+    mine = Side(ours, ours_loss, ours.scores, build_optimizer(cfg["optimizer"], ours.parameters()))
+    theirs = Side(official, official_loss, official_scores, official_optimizer(official, settings))
+    rows += _side_by_side(case, mine, theirs, pairs, spec, batch, steps, dtype)
     return rows
 
 
@@ -355,6 +331,15 @@ def build_official_msdn(checkout: Path, dataset: str, spec: DataSpec):
     settings = msdn_script_settings(checkout, dataset)
     module = load_module(checkout / "core" / "MSDN.py", "_official_msdn")
     return module.MSDN(*lineage_arguments(spec, settings), **lineage_options(settings)), settings
+
+
+def lineage_start(case: str, ours, official) -> list[Row]:
+    """What a model of the DAZLE lineage (DAZLE, MSDN) starts from: V, Z and the logit bias."""
+    return [
+        compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
+        compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
+        compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
+    ]
 
 
 def lineage_arguments(spec: DataSpec, settings: dict) -> tuple:
@@ -456,25 +441,9 @@ def dedn_case(
         p1, p2 = official(x)
         return args.e_mix * p1["S_pp"] + (1 - args.e_mix) * p2["S_pp"]
 
-    official_opt = official_optimizer(official, vars(args))
-    ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
-    rows += _side_by_side(
-        case,
-        ours,
-        official,
-        pairs,
-        ours_loss,
-        official_loss,
-        ours.scores,
-        official_scores,
-        ours_opt,
-        official_opt,
-        spec,
-        batch,
-        steps,
-        dtype,
-        seed=1,
-    )
+    mine = Side(ours, ours_loss, ours.scores, build_optimizer(cfg["optimizer"], ours.parameters()))
+    theirs = Side(official, official_loss, official_scores, official_optimizer(official, vars(args)))
+    rows += _side_by_side(case, mine, theirs, pairs, spec, batch, steps, dtype)
     return rows
 
 
@@ -638,12 +607,8 @@ def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, bat
         if dtype == torch.float64
         else []
     )
-    rows += [
-        compare(case, "initial W_1 under the same seed", ours.W_1, official.W_1, 0.0),
-        compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
-        compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
-        compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
-    ]
+    rows += [compare(case, "initial W_1 under the same seed", ours.W_1, official.W_1, 0.0)]
+    rows += lineage_start(case, ours, official)
     pairs = [
         ("V", ours.V, official.V),
         ("W_1", ours.W_1, official.W_1),
@@ -677,25 +642,9 @@ def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, bat
     def official_scores(x):
         return official(x)["S_pp"]
 
-    official_opt = official_optimizer(official, nb)
-    ours_opt = build_optimizer(cfg["optimizer"], ours.parameters())
-    rows += _side_by_side(
-        case,
-        ours,
-        official,
-        pairs,
-        ours_loss,
-        official_loss,
-        ours.scores,
-        official_scores,
-        ours_opt,
-        official_opt,
-        spec,
-        batch,
-        steps,
-        dtype,
-        seed=1,
-    )
+    mine = Side(ours, ours_loss, ours.scores, build_optimizer(cfg["optimizer"], ours.parameters()))
+    theirs = Side(official, official_loss, official_scores, official_optimizer(official, nb))
+    rows += _side_by_side(case, mine, theirs, pairs, spec, batch, steps, dtype)
     return rows
 
 

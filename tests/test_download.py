@@ -264,23 +264,16 @@ def _workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _dry_run(workdir: Path) -> str:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "workflow/Snakefile"),
-            "--directory",
-            str(workdir),
-            "-n",
-            "--workflow-profile",
-            "none",
-        ],
-        capture_output=True,
-        text=True,
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The workflow on ``workdir``, without the repository's default profile."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile")]
+    return subprocess.run(
+        [*command, "--directory", str(workdir), *args, "--workflow-profile", "none"], capture_output=True, text=True
     )
+
+
+def _dry_run(workdir: Path) -> str:
+    run = _snakemake(workdir, "-n")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     return run.stdout
 
@@ -337,44 +330,13 @@ def test_real_layout_run_then_nothing_to_do_twice(tmp_path):
     """download -> extract -> ingest -> features -> train -> tables on real-layout archives; then the
     plan is empty, twice (the DAG does not depend on which files exist at parse time)."""
     workdir = _mini_cub_workdir(tmp_path)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "workflow/Snakefile"),
-            "--directory",
-            str(workdir),
-            "--cores",
-            "2",
-            "--workflow-profile",
-            "none",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = _snakemake(workdir, "--cores", "2")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for rule in ("download_file", "extract_download", "ingest_dataset", "extract_features", "train_method"):
         assert f"rule {rule}:" in run.stdout + run.stderr, rule
     assert (workdir / "results/metrics/msdn/CUB/main/rep0.json").exists()
     for _ in range(2):
-        again = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--snakefile",
-                str(REPO / "workflow/Snakefile"),
-                "--directory",
-                str(workdir),
-                "-n",
-                "--workflow-profile",
-                "none",
-            ],
-            capture_output=True,
-            text=True,
-        )
+        again = _snakemake(workdir, "-n")
         assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
 
@@ -417,24 +379,7 @@ def test_offline_workflow_run_fails_with_one_clear_message(tmp_path):
     for entry in downloads["files"].values():
         entry["urls"] = [(tmp_path / "nowhere" / "x").as_uri()]
     (workdir / "config/downloads.yaml").write_text(yaml.safe_dump(downloads))
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "workflow/Snakefile"),
-            "--directory",
-            str(workdir),
-            "--cores",
-            "1",
-            "--workflow-profile",
-            "none",
-            "resources/downloads/CUB_attribute.pkl",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = _snakemake(workdir, "--cores", "1", "resources/downloads/CUB_attribute.pkl")
     log = (workdir / "logs/download_file/CUB_attribute.pkl.log").read_text()
     assert run.returncode != 0 and "Traceback" not in log
     assert log.splitlines()[-1].startswith("zslrepro: error: could not download CUB_attribute.pkl")

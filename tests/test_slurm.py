@@ -67,21 +67,8 @@ def _workdir(path: Path) -> Path:
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "workflow/Snakefile"),
-            "--directory",
-            str(workdir),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile")]
+    return subprocess.run([*command, "--directory", str(workdir), *args], capture_output=True, text=True, timeout=1500)
 
 
 # One feature-level and one image-level method cover every rule kind (SGMA adds the artefact and
