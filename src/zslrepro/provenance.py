@@ -27,7 +27,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from .catalog import catalog, method_entry
+from .catalog import METHODS_PACKAGE, catalog, method_entry
 from .numerics import fingerprint
 
 PKG = Path(__file__).resolve().parent
@@ -81,20 +81,43 @@ def imported_modules(path: Path) -> set[str]:
     return {m for m in found if module_file(m)}
 
 
-REGISTRY_PACKAGE = "zslrepro.methods"
+def import_closure(modules, follow_registrations: bool = True) -> set[str]:
+    """Every zslrepro module reachable from ``modules`` through imports. Without
+    ``follow_registrations``, the registry package's imports of the built-in methods, which only
+    register them, are not followed: a method's closure holds another method only when something
+    really imports it."""
+    registrations = set() if follow_registrations else {e.module for e in catalog().values() if e.builtin}
+    todo, seen = sorted(modules), set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        imports = imported_modules(module_file(mod))
+        todo += sorted(imports - registrations if mod == METHODS_PACKAGE else imports)
+    return seen
+
+
+def method_sources(method: str) -> list[Path]:
+    """A method's own files: its module (built in), or every file of its package (a plugin)."""
+    entry = method_entry(method)
+    return [module_file(entry.module)] if entry.builtin else list(entry.files)
+
+
+def method_closure(method: str) -> tuple[set[Path], set[str]]:
+    """A method's own files and the zslrepro modules they reach (registrations not followed)."""
+    own = set(method_sources(method))
+    imports = {m for f in own if f.suffix == ".py" for m in imported_modules(f)}
+    return own, import_closure(imports, follow_registrations=False)
 
 
 def command_files(command: str, method: str | None = None) -> list[Path]:
     """The source files behind ``python -m zslrepro <command>``: ``cli.py`` and the import closure
     of its function.
 
-    With ``method``, the closure follows the real import graph from that method's own module: the
-    registry package's ``__init__`` imports every method only to register it, so those edges are
-    not followed, and another method's module is in the closure only when something really imports
-    it. Without ``method``, every built-in method is in the closure. A plugin method's closure is
-    every file of its package (zslrepro.catalog) plus the zslrepro modules those import."""
-    entry = method_entry(method) if method else None
-    registrations = {e.module for e in catalog().values() if e.builtin} if method else set()
+    With ``method``, the closure follows the real import graph from that method's own files (see
+    :func:`import_closure`); a plugin's own files are every file of its package (zslrepro.catalog).
+    Without ``method``, every built-in method is in the closure."""
     functions = {n.name: n for n in ast.parse((PKG / "cli.py").read_text()).body if isinstance(n, ast.FunctionDef)}
     name = f"cmd_{command.replace('-', '_')}"
     if name not in functions:
@@ -112,36 +135,28 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
             for n in ast.walk(functions[fn])
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions
         ]
-    todo, plugin_files = ["zslrepro.errors"], set()
-    if entry is not None and entry.builtin:
-        todo.append(entry.module)
-    elif entry is not None:
-        plugin_files = set(entry.files)
-        todo += sorted({m for f in plugin_files if f.suffix == ".py" for m in imported_modules(f)})
-    todo += [
+    start = {"zslrepro.errors"} | {
         f"zslrepro.{n.module}"
         for fn in used
         for n in ast.walk(functions[fn])
         if isinstance(n, ast.ImportFrom) and n.level == 1
-    ]
-    seen: set[str] = set()
-    while todo:
-        mod = todo.pop()
-        if mod in seen:
-            continue
-        seen.add(mod)
-        imports = imported_modules(module_file(mod))
-        todo += sorted(imports - registrations) if mod == REGISTRY_PACKAGE else sorted(imports)
-    files = {module_file(m) for m in seen} | {PKG / "cli.py"} | plugin_files
+    }
+    seen = import_closure(start, follow_registrations=method is None)
+    own: set[Path] = set()
+    if method is not None:
+        own, reached = method_closure(method)
+        seen |= reached
+    files = {module_file(m) for m in seen} | {PKG / "cli.py"} | own
     if "zslrepro.config" in seen:  # config validation fills defaults from the shipped schemas
         schemas = ["dataset", "downloads"] + (["method_common"] if method else [])
         files |= {PKG / "schemas" / f"{s}.yaml" for s in schemas}
-        if entry is not None:
+        if method is not None:
+            entry = method_entry(method)
             files.add(PKG / "schemas" / entry.schema.name if entry.builtin else entry.schema)
     return sorted(files)
 
 
-def _label(path: Path) -> str:
+def file_label(path: Path) -> str:
     """A file's name in a digest: relative to the package, or for a plugin's file, to its package's
     parent (``<plugin package>/...``), so a digest does not depend on where things are installed."""
     if PKG in path.parents:
@@ -155,7 +170,7 @@ def _label(path: Path) -> str:
 def _digest_files(files) -> str:
     h = hashlib.sha256()
     for path in sorted(files):
-        h.update(_label(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(file_label(path).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -283,7 +298,9 @@ def main(argv=None) -> None:
     """``python -m zslrepro.provenance COMMAND [METHOD]``: print a command's code digest."""
     args = sys.argv[1:] if argv is None else argv
     print(
-        json.dumps({"digest": code_digest(*args[:2]), "files": [_label(p) for p in command_files(*args[:2])]}, indent=1)
+        json.dumps(
+            {"digest": code_digest(*args[:2]), "files": [file_label(p) for p in command_files(*args[:2])]}, indent=1
+        )
     )
 
 

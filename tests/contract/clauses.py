@@ -20,6 +20,7 @@ A method must pass all of them before it can appear in a table:
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 
@@ -196,29 +197,22 @@ def check_declared_keys(method: str, reads: set, schema_of: str | None = None) -
 # ---- code digest ----------------------------------------------------------------------------------
 
 
-def check_code_digest(method: str, module_name: str) -> None:
-    """The train digest holds the method's own file (a plugin: every file of its package) and every
-    zslrepro module reachable from it through imports (the registry package's imports of the
-    built-in methods register them; they are not followed)."""
-    from zslrepro.catalog import catalog, method_entry
-    from zslrepro.provenance import _label, command_files, imported_modules, module_file
+def check_code_digest(method: str, cls: type) -> None:
+    """The train digest holds the files that define the registered class and its bases (found at
+    run time, not from the catalog that the digest itself reads) and every zslrepro module those
+    files reach through imports (the registry's imports of the built-in methods not followed)."""
+    import inspect
 
-    entry = method_entry(method)
+    from zslrepro.provenance import command_files, file_label, import_closure, imported_modules, module_file
+
     covered = set(command_files("train", method))
-    own = [entry.module_file] if entry.builtin else list(entry.files)
-    missing = [_label(f) for f in own if f not in covered]
-    require(not missing, method, "code digest", f"its own files {', '.join(missing)} are not in the train digest")
-    todo = sorted({m for f in own if f.suffix == ".py" for m in imported_modules(f)})
-    registrations = {e.module for e in catalog().values() if e.builtin}
-    seen: set[str] = set()
-    while todo:
-        mod = todo.pop()
-        if mod in seen:
-            continue
-        seen.add(mod)
-        imports = imported_modules(module_file(mod))
-        if mod == "zslrepro.methods":
-            imports -= registrations
-        todo += sorted(imports)
-    outside = sorted(_label(module_file(m)) for m in seen if module_file(m) not in covered)
+    defining = {
+        Path(inspect.getsourcefile(k)).resolve()
+        for k in cls.__mro__
+        if k.__module__.split(".")[0] not in ("torch", "builtins")
+    }
+    missing = sorted(file_label(f) for f in defining if f not in covered)
+    require(not missing, method, "code digest", f"{', '.join(missing)} (defining its class) not in the train digest")
+    reached = import_closure({m for f in defining for m in imported_modules(f)}, follow_registrations=False)
+    outside = sorted(file_label(module_file(m)) for m in reached if module_file(m) not in covered)
     require(not outside, method, "code digest", f"imports {', '.join(outside)}, not covered by its train digest")
