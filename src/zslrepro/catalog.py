@@ -90,14 +90,14 @@ def builtin_entries() -> dict[str, MethodEntry]:
         if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None
         for a in node.names
     ]
-    out = {}
+    out, version = {}, _version()
     for mod in modules:
         path = PKG / "methods" / f"{mod}.py"
         name = registered_name(path)
         if name is None:
             raise ConfigError(f'{path}: imported to register a method, but no class in it has @register("...")')
         out[name] = MethodEntry(
-            name, f"{METHODS_PACKAGE}.{mod}", path, PKG / "schemas" / f"method_{name}.yaml", DISTRIBUTION, _version()
+            name, f"{METHODS_PACKAGE}.{mod}", path, PKG / "schemas" / f"method_{name}.yaml", DISTRIBUTION, version
         )
     return out
 

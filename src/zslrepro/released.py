@@ -119,25 +119,11 @@ def _data(data_path: Path):
 
         return FeatureSource(data_path)
     from .data.xlsa17 import IngestedDataset
+    from .training.sources import INDEX_KEYS
 
     index = IngestedDataset.load(data_path)
     return SimpleNamespace(
-        **{
-            k: getattr(index, k)
-            for k in (
-                "att",
-                "w2v_att",
-                "labels",
-                "trainval_loc",
-                "test_seen_loc",
-                "test_unseen_loc",
-                "train_loc",
-                "val_loc",
-            )
-        },
-        input_shape=None,
-        path=data_path,
-        close=lambda: None,
+        **{k: getattr(index, k) for k in INDEX_KEYS}, input_shape=None, path=data_path, close=lambda: None
     )
 
 

@@ -57,20 +57,23 @@ class DAZLE(ZslMethod):
     def semantic_vectors(self) -> torch.Tensor:
         return F.normalize(self.V, dim=1) if self.normalize_V else self.V
 
-    def attribute_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Attention a (B x R x A), attribute scores psi and gates g (B x A)."""
+    def attribute_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention a (B x R x A) and the gated attribute scores g_i psi_i (B x A); where the
+        attention over attributes is off, g = 1 and W_3's projection is not computed."""
         U = normalized_regions(x)
         V = self.semantic_vectors()
-        s, e, t = (U @ torch.cat([V @ self.W_1, V @ self.W_2, V @ self.W_3]).T).chunk(3, dim=2)
+        weights = (self.W_1, self.W_2, self.W_3) if self.attribute_attention else (self.W_1, self.W_2)
+        s, e, *t = (U @ torch.cat([V @ W for W in weights]).T).chunk(len(weights), dim=2)
         a = e.softmax(dim=1)  # over the regions
         psi = (a * s).sum(1)
-        gate = torch.sigmoid((a * t).sum(1)) if self.attribute_attention else torch.ones_like(psi)
-        return a, psi, gate
+        if t:
+            psi = torch.sigmoid((a * t[0]).sum(1)) * psi
+        return a, psi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B x C), with the +-bias added."""
-        _, psi, gate = self.attribute_terms(x)
-        return (gate * psi) @ self.Z.T + self.bias
+        _, gated = self.attribute_terms(x)
+        return gated @ self.Z.T + self.bias
 
     def loss(self, outputs, labels):
         ce = F.cross_entropy(outputs - self.bias, labels)
@@ -84,5 +87,5 @@ class DAZLE(ZslMethod):
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
         """The dense attention a_ir = softmax_r(v_i^T W_2 u_r), as B x A x h x w."""
-        a, _, _ = self.attribute_terms(x)
+        a, _ = self.attribute_terms(x)
         return AttentionMaps({"dense": a.transpose(1, 2).unflatten(2, x.shape[-2:])})
