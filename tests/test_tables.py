@@ -20,32 +20,12 @@ def _metrics(tmp_path, method, dataset, rep, paper, clean):
 
 
 def test_tables(tmp_path):
-    files = [
-        _metrics(
-            tmp_path,
-            "msdn",
-            "CUB",
-            0,
-            {"T1": 70, "U": 60, "S": 70, "H": 64.6},
-            {"T1": 68, "U": 50, "S": 72, "H": 59.0, "AUSUC": 40},
-        ),
-        _metrics(
-            tmp_path,
-            "msdn",
-            "CUB",
-            1,
-            {"T1": 72, "U": 62, "S": 70, "H": 65.8},
-            {"T1": 70, "U": 52, "S": 70, "H": 59.7, "AUSUC": 42},
-        ),
-        _metrics(
-            tmp_path,
-            "msdn",
-            "SYNTH",
-            0,
-            {"T1": 50, "U": 40, "S": 60, "H": 48},
-            {"T1": 49, "U": 41, "S": 58, "H": 48, "AUSUC": 30},
-        ),
+    runs = [  # dataset, replicate, paper protocol, clean protocol
+        ("CUB", 0, {"T1": 70, "U": 60, "S": 70, "H": 64.6}, {"T1": 68, "U": 50, "S": 72, "H": 59.0, "AUSUC": 40}),
+        ("CUB", 1, {"T1": 72, "U": 62, "S": 70, "H": 65.8}, {"T1": 70, "U": 52, "S": 70, "H": 59.7, "AUSUC": 42}),
+        ("SYNTH", 0, {"T1": 50, "U": 40, "S": 60, "H": 48}, {"T1": 49, "U": 41, "S": 58, "H": 48, "AUSUC": 30}),
     ]
+    files = [_metrics(tmp_path, "msdn", ds, rep, paper, clean) for ds, rep, paper, clean in runs]
     paper = tmp_path / "paper.yaml"
     paper.write_text(
         yaml.safe_dump(
