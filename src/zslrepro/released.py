@@ -166,13 +166,12 @@ def diagnose(
 def verify_release(checkpoint: Path, sources: str | Path, lock: str | Path) -> None:
     """Check the file against config/downloads.yaml like any download (same message on a mismatch);
     where no checksum is known, record its SHA-256 in the lock file on this first use."""
-    from .data.download import expected_checksums, file_digests, load_sources, record_sha256, source_of, verify
+    from .data.download import load_sources, pin_first_use, source_of, verify
 
     name, lock = checkpoint.name, Path(lock)
     source = source_of(load_sources(sources), name)
     verify(name, source, checkpoint, lock)
-    if not expected_checksums(name, source, lock):
-        record_sha256(lock, name, file_digests(checkpoint)["sha256"])
+    pin_first_use(name, source, checkpoint, lock)  # only once it reads as a state dict of tensors
 
 
 def import_msdn(

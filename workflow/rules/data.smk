@@ -80,6 +80,7 @@ rule regenerate_word_vectors:
 rule verify_user_files:
     input:
         config=dataset_config_file,
+        sources=DOWNLOADS_FILE,
     output:
         "resources/installed/user/{dataset}.ok",
     log:
@@ -89,8 +90,10 @@ rule verify_user_files:
     params:
         code=code_of("verify-files"),
         files=user_files_of,
+        lock=DOWNLOADS_LOCK,
     shell:
-        "python -m zslrepro verify-files {params.files:q} --marker {output} > {log} 2>&1"
+        "python -m zslrepro verify-files {params.files:q} --sources {input.sources} --lock {params.lock}"
+        " --marker {output} > {log} 2>&1"
 
 
 rule ingest_dataset:

@@ -6,30 +6,32 @@ where it goes). Guarantees:
 * a download is written to ``<name>.part`` and renamed only once complete; an interrupted HTTP
   download resumes from its ``.part`` (Range request), and every URL is tried a few times;
 * a file is verified (size, published MD5/SHA-256, else the SHA-256 recorded in the lock file by an
-  earlier successful run) before it is used; a mismatch moves it aside as ``<name>.bad-<time>`` and
-  stops with one message;
-* an archive is extracted into a temporary folder, its entries renamed into place, and a marker is
-  written last: only the marker is trusted, so a half-extracted tree is never used;
-* where nothing is published, the SHA-256 of the first download that extracts correctly is
-  recorded in the lock file (commit it); later downloads must match it;
+  earlier successful run) before it is used, whether downloaded or put in place by the user; a
+  mismatch moves it aside as ``<name>.bad-<time>`` and stops with one message;
+* an archive is extracted member by member with checks that keep every byte inside its folder
+  (zslrepro.data.archives: no absolute or ``..`` names, no link out, nothing written through a link,
+  a size limit against decompression bombs) into a temporary folder, its entries renamed into place
+  without following links, and a marker is written last: only the marker is trusted, so a
+  half-extracted tree is never used. A refused archive is moved aside like a checksum mismatch;
+* where nothing is published, the SHA-256 of the first file whose content checks out (an archive
+  that extracts completely, a stream read to its end, a pickle or .mat or torch file that parses
+  into what ingest expects: zslrepro.data.integrity) is recorded in the lock file (commit it);
+  later files must match it. Plain-http mirrors are used only for files with a published or pinned
+  checksum;
 * without network, the error names the file, where to put it and its expected checksum.
 """
 
 from __future__ import annotations
 
 import fcntl
-import gzip
 import hashlib
 import http.client
-import lzma
 import os
 import shutil
-import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,13 +40,14 @@ import yaml
 
 from ..errors import ConfigError, DatasetError
 from ..io import write_text
+from . import archives
+from .archives import DAMAGED_ARCHIVE, ArchiveRefused
 
 CHUNK = 1 << 20
-
-
-# What a damaged archive raises while it is read (gzip.BadGzipFile is an OSError: listed before the
-# OSError handler, which keeps the archive for errors that are not its fault).
-DAMAGED_ARCHIVE = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error, lzma.LZMAError)
+# An archive may unpack to at most this many times its own size (or the source's 'max_unpacked'):
+# the real archives hold images and .mat files (about x1 to x3); a decompression bomb is x1000.
+UNPACK_RATIO = 20
+UNPACK_FLOOR = 64 << 20
 
 
 def load_sources(path: str | Path) -> dict[str, dict]:
@@ -89,12 +92,14 @@ def record_sha256(lock_path: Path, name: str, sha256: str) -> None:
         os.replace(tmp, lock_path)
 
 
-def extract_archive(archive: str, target: str) -> None:
-    """torchvision's extractor (tar, tgz, zip, ...), imported when called: the workflow imports this
-    module while it parses, and that stays free of torch."""
-    from torchvision.datasets.utils import extract_archive as extract
+def extract_archive(archive: Path, target: Path, limit: int) -> None:
+    """Extract ``archive`` into the fresh folder ``target``, every member checked (zslrepro.data.archives)."""
+    archives.extract(archive, target, limit)
 
-    extract(archive, target)
+
+def unpack_limit(source: dict, archive: Path) -> int:
+    """How many bytes an archive may unpack to: the source's 'max_unpacked', else a multiple of its size."""
+    return source.get("max_unpacked") or max(UNPACK_RATIO * archive.stat().st_size, UNPACK_FLOOR)
 
 
 def expected_checksums(name: str, source: dict, lock_path: Path) -> dict[str, str]:
@@ -146,7 +151,7 @@ def fetch(
     else:
         part = dest.with_name(dest.name + ".part")
         errors = []
-        for url in source["urls"]:
+        for url in trusted_urls(name, source, lock_path, log):
             for attempt in range(attempts):
                 try:
                     log(f"downloading {name} from {url}" + (f" (attempt {attempt + 1})" if attempt else ""))
@@ -164,6 +169,22 @@ def fetch(
                 f"{dest} ({_checksum_hint(name, source, lock_path)}) and run again."
             )
     verify(name, source, dest, lock_path)
+
+
+def trusted_urls(name: str, source: dict, lock_path: Path, log=print) -> list[str]:
+    """The source's URLs, less plain-http ones where no checksum is published or pinned: a file that
+    nothing can verify is fetched over a connection that cannot be tampered with, or not at all."""
+    if expected_checksums(name, source, lock_path):
+        return list(source["urls"])
+    urls = [u for u in source["urls"] if not u.startswith("http://")]
+    if len(urls) < len(source["urls"]):
+        log(f"{name}: skipping its plain-http mirror(s): no checksum is published or pinned to verify them")
+    if not urls:
+        raise DatasetError(
+            f"{name} has only plain-http URLs and no published or pinned checksum, so a download could not be "
+            "verified: add its sha256 to config/downloads.yaml, or put the file in place yourself"
+        )
+    return urls
 
 
 def verify(name: str, source: dict, path: Path, lock_path: Path) -> None:
@@ -191,17 +212,24 @@ def _move_aside(path: Path) -> Path:
 
 
 def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Path) -> None:
-    """Extract an archive (or copy a plain file) into place; write ``marker`` last."""
+    """Verify a file (downloaded or brought), extract it (or copy a plain file) into place; write
+    ``marker`` last; pin its checksum where none is published."""
+    verify(name, source, archive, lock_path)  # a file dropped in place skipped download_file: check it here
     target = Path(source["extract_to"])
     target.mkdir(parents=True, exist_ok=True)
-    staging = target / f".extracting-{name}"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".extracting-{name}.", dir=target))  # new and empty: no planted link
     try:
         if source["kind"] == "file":
-            staging.mkdir()
             shutil.copyfile(archive, staging / Path(source["provides"][0]).name)
         else:
-            extract_archive(str(archive), str(staging))
+            extract_archive(archive, staging, unpack_limit(source, archive))
+    except ArchiveRefused as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        aside = _move_aside(archive)
+        raise DatasetError(
+            f"{name} was refused: {exc}. Nothing of it was installed; it was moved aside to {aside}. "
+            "Is the mirror trustworthy? Run again to download it anew, or put a good copy in place"
+        ) from None
     except DAMAGED_ARCHIVE as exc:
         shutil.rmtree(staging, ignore_errors=True)
         aside = _move_aside(archive)
@@ -223,22 +251,43 @@ def install(name: str, source: dict, archive: Path, marker: Path, lock_path: Pat
             f"{name} was extracted into {target} but {missing[0]} is not there: "
             "is 'extract_to' in config/downloads.yaml right for this archive?"
         )
-    if not expected_checksums(name, source, lock_path):
-        record_sha256(lock_path, name, file_digests(archive)["sha256"])
+    pin_first_use(name, source, archive, lock_path)
     write_text(marker, f"{name} extracted into {target}\n")  # atomic: a marker is whole or absent
 
 
+def pin_first_use(name: str, source: dict, path: Path, lock_path: Path) -> None:
+    """Record the SHA-256 of a file without a published or pinned checksum, once its content has
+    checked out: an archive by its complete extraction (done before this), a plain file by
+    zslrepro.data.integrity. A file that fails is moved aside and nothing is recorded."""
+    if expected_checksums(name, source, lock_path):
+        return
+    if source["kind"] == "file":
+        from .integrity import content_problem
+
+        problem = content_problem(path)
+        if problem:
+            aside = _move_aside(path)
+            raise DatasetError(
+                f"{name} has no published checksum and its content does not check out ({problem}); it was "
+                f"moved aside to {aside} and nothing was recorded. Run again to download it anew"
+            )
+    record_sha256(lock_path, name, file_digests(path)["sha256"])
+
+
 def _merge(src: Path, dst: Path) -> None:
-    """Move the entries of ``src`` into ``dst``, merging into folders that exist (xlsa17.zip's
-    data/ into a tree that already holds another dataset) and replacing files."""
+    """Move the entries of ``src`` into ``dst``, merging into real folders that exist (xlsa17.zip's
+    data/ into a tree that already holds another dataset) and replacing files. A link in ``dst`` is
+    replaced, never followed: an earlier archive cannot redirect this one's files."""
     for entry in src.iterdir():
         final = dst / entry.name
-        if final.is_dir() and entry.is_dir():
+        if entry.is_dir() and not entry.is_symlink() and final.is_dir() and not final.is_symlink():
             _merge(entry, final)
-        else:
-            if final.exists():
-                shutil.rmtree(final) if final.is_dir() else final.unlink()
-            os.replace(entry, final)
+            continue
+        if final.is_symlink() or final.is_file():
+            final.unlink()
+        elif final.is_dir():
+            shutil.rmtree(final)
+        os.replace(entry, final)
 
 
 def source_of(sources: dict, name: str) -> dict:
@@ -247,13 +296,19 @@ def source_of(sources: dict, name: str) -> dict:
     return sources[name]
 
 
-def verify_user_files(paths: list[str | Path], marker: Path) -> dict:
+def verify_user_files(
+    paths: list[str | Path], marker: Path, sources: dict | None = None, lock_path: Path | None = None
+) -> dict:
     """Check files and folders the user put in place themselves (no download of ours made them),
-    and write ``marker`` recording what was found: a file's size and SHA-256, a folder's file count."""
+    and write ``marker`` recording what was found: a file's size and SHA-256, a folder's file count.
+
+    A file that a download of ``sources`` provides as is (``kind: file``, e.g. the published word
+    vectors) must match that download's size and published or pinned checksum, as if downloaded."""
     found = {}
     for path in map(Path, paths):
         if path.is_file() and path.stat().st_size > 0:
             found[str(path)] = {"size": path.stat().st_size, "sha256": file_digests(path)["sha256"]}
+            _check_against_download(path, found[str(path)], sources or {}, lock_path)
         elif path.is_dir() and any(path.iterdir()):
             found[str(path)] = {"files": sum(1 for p in path.rglob("*") if p.is_file())}
         else:
@@ -263,3 +318,20 @@ def verify_user_files(paths: list[str | Path], marker: Path) -> dict:
             )
     write_text(marker, yaml.safe_dump(found, sort_keys=True))
     return found
+
+
+def _check_against_download(path: Path, digests: dict, sources: dict, lock_path: Path | None) -> None:
+    """Raise if ``path`` is what a plain-file download provides and differs from what it publishes."""
+    for name, source in sources.items():
+        if source["kind"] != "file" or not any(Path(p) == path for p in source["provides"]):
+            continue
+        expected = expected_checksums(name, source, lock_path or Path("/nonexistent"))
+        if source.get("size") is not None:
+            expected["size"] = source["size"]
+        actual = {**file_digests(path), "size": digests["size"]}
+        problems = [f"{k} {actual[k]} instead of {v}" for k, v in expected.items() if actual[k] != v]
+        if problems:
+            raise DatasetError(
+                f"{path} is not the published {name} ({'; '.join(problems)}). Replace it with the published file, "
+                "or remove it so that the workflow downloads it"
+            )
