@@ -379,18 +379,46 @@ def test_missing_file_no_download_provides_says_how_to_obtain_it(tmp_path):
     assert "CUB_200_2011.tgz" in out
 
 
+def tree_state(workdir: Path) -> dict[str, tuple]:
+    """Every path under ``workdir`` with its kind, size, modification time and content digest, less
+    Snakemake's own bookkeeping folder (.snakemake/: its log of each invocation, which it writes for
+    every command, --list-rules included)."""
+    import hashlib
+
+    state = {}
+    for path in sorted(workdir.rglob("*")):
+        rel = path.relative_to(workdir)
+        if rel.parts[0] == ".snakemake":
+            continue
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else ""
+        state[str(rel)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+    return state
+
+
 @pytest.mark.slow
-def test_damaged_store_is_set_aside_and_extracted_anew(tiny_workdir):
-    """Runs last: it rebuilds the store (everything downstream is then out of date)."""
+def test_damaged_store_is_set_aside_by_a_job_and_parsing_changes_nothing(tiny_workdir):
+    """Runs last: it rebuilds the store (everything downstream is then out of date).
+
+    Reading the workflow (a dry run, --list-rules, --lint, --summary) leaves the tree as it was, a
+    damaged store included; the dry run plans its set-aside job, its extraction and every job that
+    reads it; the real run sets it aside (under Snakemake's lock) and extracts it anew."""
     store = tiny_workdir / "results/features/SYNTH/rn18rand_64.h5"
     if not store.exists():
         pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
     store.write_bytes(store.read_bytes()[:2048])
+    before = tree_state(tiny_workdir)
+    for args in (["-n", "--cores", "2"], ["--list-rules"], ["--lint"], ["--summary"]):
+        run = snakemake(tiny_workdir, *args)
+        assert run.returncode == 0 or args == ["--lint"], (args, run.stderr[-2000:])
+        assert tree_state(tiny_workdir) == before, args
     dry = snakemake(tiny_workdir, "-n", "--cores", "2")
     assert f"feature store {store.relative_to(tiny_workdir)} is damaged" in dry.stderr
+    planned = {rule for rule, _ in planned_jobs(dry.stdout)}
+    assert {"set_aside_damaged_store", "extract_features", "train_method", "evaluate_run"} <= planned, planned
     run = snakemake(tiny_workdir, "--cores", "2", "results/features/SYNTH/rn18rand_64.h5")
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "moved aside to" in run.stderr and list(store.parent.glob("rn18rand_64.h5.bad-*"))
+    assert list(store.parent.glob("rn18rand_64.h5.bad-*")) and not list(store.parent.glob("*.damaged"))
     from zslrepro.features.store import store_problem
 
     assert store_problem(store) is None

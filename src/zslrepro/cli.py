@@ -66,9 +66,10 @@ def cmd_extract_archive(args) -> None:
 def cmd_verify_files(args) -> None:
     from pathlib import Path
 
-    from .data.download import verify_user_files
+    from .data.download import load_sources, verify_user_files
 
-    found = verify_user_files(args.files, Path(args.marker))
+    sources = load_sources(args.sources) if args.sources else None
+    found = verify_user_files(args.files, Path(args.marker), sources, Path(args.lock))
     print(f"{len(found)} file(s) and folder(s) of your own verified: {args.marker}")
 
 
@@ -102,6 +103,17 @@ def cmd_ingest(args) -> None:
         f"ingested {cfg['name']}: {ds.summary()}; localisation ground truth: {truth['kind']}"
         + (f" ({truth['reason']})" if truth["kind"] == "none" else "")
     )
+
+
+def cmd_set_aside_store(args) -> None:
+    from pathlib import Path
+
+    from .features.store import set_aside_if_damaged
+    from .io import write_text
+
+    aside = set_aside_if_damaged(Path(args.store))
+    write_text(args.marker, f"{args.store}: {'moved aside to ' + str(aside) if aside else 'readable, left in place'}\n")
+    print(f"{args.store}: moved aside to {aside}; it is extracted anew" if aside else f"{args.store} is readable")
 
 
 def cmd_extract(args) -> None:
@@ -355,9 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marker", required=True)
     p.set_defaults(func=cmd_extract_archive)
 
+    p = sub.add_parser("set-aside-store", help="rename a damaged feature store <store>.bad-<time>; write a marker")
+    p.add_argument("store")
+    p.add_argument("--marker", required=True)
+    p.set_defaults(func=cmd_set_aside_store)
+
     p = sub.add_parser("verify-files", help="check dataset files the user brought; write a marker")
     p.add_argument("files", nargs="+")
     p.add_argument("--marker", required=True)
+    p.add_argument("--sources", default=None, help="config/downloads.yaml: files it provides must match its checksums")
+    p.add_argument("--lock", default="config/downloads.lock.yaml", help="first-use checksums recorded earlier")
     p.set_defaults(func=cmd_verify_files)
 
     p = sub.add_parser("word-vectors", help="regenerate attribute word vectors from word2vec; compare")

@@ -21,6 +21,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,7 @@ import jsonschema
 import yaml
 
 from .catalog import method_entry
-from .errors import ConfigError
+from .errors import ConfigError, ZslError
 
 
 @cache
@@ -53,8 +54,26 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def non_finite_key(data: Any, where: str = "") -> str | None:
+    """The dotted key of the first NaN or infinite number in ``data`` (None if there is none).
+
+    JSON schema cannot say "finite": NaN fails no comparison and passes every bound, and YAML reads
+    ``.nan`` and ``.inf`` as floats; so every config is walked for them before its schema is applied."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where or "(top level)"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found = non_finite_key(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def validate(data: dict, schema: dict, source: str) -> dict:
     """Validate ``data`` in place (filling schema defaults) or raise one readable ConfigError."""
+    bad = non_finite_key(data)
+    if bad:
+        raise ConfigError(f"{source}: invalid value at '{bad}': NaN and infinity are not allowed; give a finite number")
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = _with_defaults(validator_cls)(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
@@ -112,13 +131,29 @@ def load_dataset_config(path: str | Path) -> dict:
     return validate(read_yaml(path), load_schema("dataset"), str(path))
 
 
-def load_method_config(path: str | Path) -> dict:
-    """The validated config file, with ``runs`` and ``report`` filled in; see :func:`run_config`."""
+def load_method_config(path: str | Path, method: str | None = None, dataset: str | None = None) -> dict:
+    """The validated config file, with ``runs`` and ``report`` filled in; see :func:`run_config`.
+
+    ``method`` and ``dataset``, where given, are what the file's place says it configures (the
+    workflow's ``config/methods/<method>/<DATASET>.yaml``): a file whose keys say otherwise would put
+    one dataset's numbers under another's name, so it stops here."""
     data = read_yaml(path)
-    method = data.get("method")
-    if not isinstance(method, str):
+    named = data.get("method")
+    if not isinstance(named, str):
         raise ConfigError(f"{path}: missing the key 'method' (the method's registry name)")
-    cfg = validate(data, method_schema(method), str(path))
+    for key, expected in (("method", method), ("dataset", dataset)):
+        if expected is not None and data.get(key) != expected:
+            raise ConfigError(
+                f"{path}: '{key}: {data.get(key)}' disagrees with the file's place, which configures "
+                f"{key} {expected}; fix the key or move the file"
+            )
+    try:
+        schema = method_schema(named)
+    except ZslError as exc:  # an unknown method name, its schema unreadable: say which file names it
+        if str(path) in str(exc):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
+    cfg = validate(data, schema, str(path))
     cfg.setdefault("report", {})
     for role in ("T1", "GZSL"):
         run = cfg["report"].setdefault(role, next(iter(cfg["runs"])))

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import ZslError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -59,3 +61,32 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
     # after the (random) temporary file name, so equal objects give byte-identical files.
     with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as handle:
         torch.save(obj, handle)
+
+
+class UnsafeFile(ZslError):
+    """A torch file that holds more than tensors, numbers, strings, lists and dicts: it could run code."""
+
+
+def load_torch(path: str | os.PathLike, what: str = "model file", map_location: Any = "cpu") -> Any:
+    """A torch file (model, checkpoint, artefact, weights) read with ``weights_only=True``.
+
+    Such a file is a pickle, and a pickle can name any callable to run while it loads; the files this
+    project writes hold tensors, numbers, strings, lists and dicts only, so nothing else is admitted.
+    A file holding more is refused with one message, and nothing of it runs."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise UnsafeFile(
+            f"{path} was refused and nothing of it was run: this {what} holds objects other than tensors, numbers, "
+            f"strings, lists and dicts ({found[:160] or 'an object that runs code when loaded'}). Use a file written "
+            "by this project's code, or one from a source you trust, re-made in place"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UnsafeFile(
+            f"{path} is not a readable {what} ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+        ) from None

@@ -146,7 +146,7 @@ def _cache_sizes() -> dict:
 
 def _library_versions(torch) -> dict:
     """torch's, MKL's and oneDNN's versions (the latter two from the build description)."""
-    out = {"torch": torch.__version__}
+    out = {"torch": str(torch.__version__)}  # a plain str: model files load with weights_only=True
     for line in torch.__config__.show().splitlines():
         line = line.strip(" -")
         if "Math Kernel Library Version" in line:

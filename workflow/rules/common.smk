@@ -16,6 +16,7 @@ from zslrepro.config import (  # noqa: E402
     load_dataset_config,
     load_method_config,
     method_artefacts,
+    non_finite_key,
     run_config,
     tuning_enabled,
 )
@@ -26,6 +27,8 @@ from zslrepro.numerics import export_line, shell_exports  # noqa: E402
 from zslrepro.provenance import code_digest  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
+if non_finite_key(config):
+    raise WorkflowError(f"config: invalid value at '{non_finite_key(config)}': NaN and infinity are not allowed")
 
 
 def check_method_names(names):
@@ -127,7 +130,7 @@ def _load_configs():
         for method in config["methods"]:
             for name in config["datasets"]:
                 path = method_config_path(method, name)
-                cfg = load_method_config(path)
+                cfg = load_method_config(path, method=method, dataset=name)
                 for run in cfg["runs"]:
                     runs[(method, name, run)] = run_config(cfg, run, source=str(path))
     except ZslError as exc:
@@ -409,39 +412,37 @@ def all_intermediates():
     return files + all_selections() + all_metrics()
 
 
-# workflow.dryrun is not yet set while the Snakefile is parsed; the command line says it.
-DRY_RUN = workflow.dryrun or any(
-    a in ("--dry-run", "--dryrun", "--just-print") or re.fullmatch(r"-[a-zA-Z]*n[a-zA-Z]*", a) for a in sys.argv[1:]
-)
-
-
-def set_aside_damaged_stores():
-    """Before any job runs: a feature store that cannot be read (empty, truncated, not HDF5) is
-    renamed <store>.bad-<time> and named, so the workflow extracts it anew (its jobs follow)
-    instead of starting training jobs that would delete their finished outputs and then fail.
-    A dry run only names it."""
-    from datetime import datetime, timezone
-
+def damaged_stores():
+    """Feature stores present but unreadable (empty, truncated, not HDF5), with the reason. Only read
+    here: parsing changes nothing on disk. Each one gets a set_aside_damaged_store job (under
+    Snakemake's lock, in the plan of a dry run too) that its extraction waits for, so the store is
+    extracted anew and every job that reads it follows, instead of training jobs that would fail."""
+    found = {}
     for store in map(Path, all_feature_stores()):
-        if not store.is_file():
-            continue
-        problem = store_problem(store)
-        if problem is None:
-            continue
-        if DRY_RUN:
+        if store.is_file():
+            problem = store_problem(store)
+            if problem is not None:
+                found[str(store)] = problem
+    if found and workflow.is_main_process:
+        for store, problem in found.items():
             print(
-                f"feature store {store} is damaged ({problem}); a run will set it aside and extract it anew",
+                f"feature store {store} is damaged ({problem}): it will be set aside and extracted anew",
                 file=sys.stderr,
             )
-            continue
-        aside = store.with_name(f"{store.name}.bad-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
-        store.rename(aside)
-        print(
-            f"feature store {store} is damaged ({problem}): moved aside to {aside}; extracting it anew", file=sys.stderr
-        )
+    return found
 
 
-set_aside_damaged_stores()
+DAMAGED_STORES = damaged_stores()
+
+
+def damaged_store_marker(wildcards):
+    """The set-aside job's marker, for a store found damaged at parse time (else nothing)."""
+    store = f"results/features/{wildcards.dataset}/{wildcards.store}.h5"
+    return (
+        {"damaged": f"results/features/{wildcards.dataset}/{wildcards.store}.damaged"}
+        if store in DAMAGED_STORES
+        else {}
+    )
 
 
 # The MSDN authors' released models (rules in released.smk): present files switch the rules on.

@@ -1,8 +1,23 @@
 # Phase 2: feature maps of a truncated ImageNet ResNet, one HDF5 store per dataset x backbone x size.
 
 
+rule set_aside_damaged_store:
+    output:
+        temp("results/features/{dataset}/{store}.damaged"),
+    log:
+        "logs/set_aside_damaged_store/{dataset}/{store}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code_of("set-aside-store"),
+        store="results/features/{dataset}/{store}.h5",
+    shell:
+        "python -m zslrepro set-aside-store {params.store} --marker {output} > {log} 2>&1"
+
+
 rule extract_features:
     input:
+        unpack(damaged_store_marker),
         config=dataset_config_file,
         index="results/data/{dataset}/index.npz",
     output:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
+from .pickles import read_word_vectors
 from .xlsa17 import read_attribute_names
 
 CUB_SUBSTITUTIONS = {"spatulate": "broad", "upperparts": "upper parts", "grey": "gray"}
@@ -116,10 +117,9 @@ def cosine_per_attribute(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def compare_with_published(cfg: dict, model: str | Path, out_pkl: str | Path, report: str | Path) -> np.ndarray:
     """Regenerate a dataset's vectors, save them, and write the cosine per attribute to the published ones."""
+    published = read_word_vectors(cfg["w2v"])  # first: a bad file stops before the 1.6 GB model is read
     names = read_attribute_names(cfg["attribute_names"])
     ours, cleaned = regenerate(names, cfg["word2vec_cleaning"], model)
-    with open(cfg["w2v"], "rb") as fh:
-        published = np.asarray(pickle.load(fh), dtype=np.float64)
     cos = cosine_per_attribute(ours, published)
     with atomic_path(out_pkl, suffix=".pkl") as tmp:
         tmp.write_bytes(pickle.dumps(ours))

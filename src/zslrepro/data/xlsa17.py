@@ -13,7 +13,6 @@ The result is an :class:`IngestedDataset`, saved as one ``.npz`` that feature ex
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import scipy.io
 
 from ..errors import DatasetError
 from ..io import atomic_path
+from .pickles import read_word_vectors
 
 LOC_KEYS = ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc")
 
@@ -178,8 +178,7 @@ def ingest(cfg: dict, check_files: bool = True) -> IngestedDataset:
     w2v_path = Path(cfg["w2v"])
     if not w2v_path.is_file():
         raise DatasetError(f"missing attribute word vectors {w2v_path}. To obtain them: {obtain}")
-    with open(w2v_path, "rb") as fh:
-        w2v = np.asarray(pickle.load(fh), dtype=np.float64)
+    w2v = read_word_vectors(w2v_path)
     attr_names = np.array(read_attribute_names(cfg["attribute_names"]))
 
     n = len(labels)
@@ -192,6 +191,14 @@ def ingest(cfg: dict, check_files: bool = True) -> IngestedDataset:
             f"{xdir / 'res101.mat'}: labels value {labels[row] + 1} at row {row + 1} is outside "
             f"1..{att.shape[0]} (the classes of att_splits.mat's att), 1-based"
         )
+    for key, values in (("att", att), ("original_att", original_att)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            cls, attr = map(int, np.argwhere(bad)[0])
+            raise DatasetError(
+                f"{xdir / 'att_splits.mat'}: '{key}' holds {int(bad.sum())} NaN or infinite value(s) (first: class "
+                f"{cls + 1}, attribute {attr + 1}, 1-based); replace the file with the published xlsa17 one"
+            )
     if len(class_names) != att.shape[0]:
         raise DatasetError(f"{len(class_names)} class names but att has {att.shape[0]} classes")
     if w2v.shape[0] != att.shape[1] or len(attr_names) != att.shape[1]:

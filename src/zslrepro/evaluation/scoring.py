@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ZslError
 from .protocols import test_metrics
 
 
@@ -27,9 +28,27 @@ def test_scores(model, source, split, batch_size: int, device: torch.device) -> 
         "seen": collect_scores(model, source, split.test_seen_loc, batch_size, device),
         "unseen": collect_scores(model, source, split.test_unseen_loc, batch_size, device),
     }
-    for block in scores.values():
+    for name, block in scores.items():
+        refuse_non_finite(block[:, split.active_classes], getattr(split, f"test_{name}_loc"), name, source)
         block[:, inactive] = -np.inf
     return scores
+
+
+class NonFiniteScores(ZslError):
+    """A model gave NaN or infinite class scores: no metric is computed from them."""
+
+
+def refuse_non_finite(block: np.ndarray, rows: np.ndarray, name: str, source) -> None:
+    """Raise when any test image gets a non-finite score for a class of the split (a NaN would be
+    ranked as a class like any other and move U, S, H and AUSUC without a word)."""
+    bad = ~np.isfinite(block).all(axis=1)
+    if bad.any():
+        first = int(rows[int(np.argmax(bad))])
+        raise NonFiniteScores(
+            f"{int(bad.sum())} of {len(block)} test_{name} images get NaN or infinite class scores (first: image "
+            f"{first} of {getattr(source, 'path', 'the data')}); no metric is computed from them. Non-finite input "
+            "features (re-extract the store) or model weights (retrain) are the likely cause"
+        )
 
 
 def test_labels(split) -> tuple[np.ndarray, np.ndarray]:

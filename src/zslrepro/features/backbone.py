@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
+import hashlib
+import re
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ import torchvision
 from torch import nn
 
 from ..errors import ConfigError, ZslError
+from ..io import load_torch
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -30,22 +32,39 @@ def load_torchvision(arch: str, weights: str | None, init_seed: int = 0) -> nn.M
             torch.manual_seed(init_seed)
             return torchvision.models.get_model(arch, weights=None)
     try:
-        return torchvision.models.get_model(arch, weights=weights)
+        enum = torchvision.models.get_model_weights(arch)[weights]
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"unknown weights {weights!r} for {arch}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:  # a truncated or damaged .pth file
-        path = weights_file(arch, weights)
+    net = torchvision.models.get_model(arch, weights=None)  # what torchvision builds before loading weights
+    net.load_state_dict(verified_weights(arch, weights, enum.url))
+    return net
+
+
+def verified_weights(arch: str, weights: str, url: str) -> dict:
+    """The state dict of ``arch``'s ``weights``, downloaded where missing, checked against the SHA-256
+    prefix in torchvision's file name and read without running code (io.load_torch).
+
+    torchvision checks that prefix only while downloading, and unpickles a file already in its cache
+    without restriction; a file put there by hand (as offline users are told to) is checked here."""
+    path = weights_file(arch, weights)
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=False)
+        except OSError as exc:  # URLError is an OSError: offline, or the host is unreachable
+            raise ZslError(
+                f"could not download the {arch} {weights} weights ({exc}). Without network access, put "
+                f"{path.name} into {path.parent}/ and run again."
+            ) from None
+    expected = re.search(r"-([a-f0-9]{6,})\.", path.name)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if expected and not digest.startswith(expected.group(1)):
         raise ZslError(
-            f"the {arch} {weights} weights file {path} cannot be read ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:120]}): it is damaged or incomplete. Delete it and run again to "
-            f"download it anew, or put an intact copy there"
-        ) from None
-    except OSError as exc:  # URLError is an OSError: offline, or the host is unreachable
-        path = weights_file(arch, weights)
-        raise ZslError(
-            f"could not download the {arch} {weights} weights ({exc}). Without network access, put "
-            f"{path.name} into {path.parent}/ and run again."
-        ) from None
+            f"the {arch} {weights} weights file {path} does not match the checksum in its name (SHA-256 "
+            f"{digest[:12]}..., expected {expected.group(1)}...): it is damaged or incomplete, or another file. "
+            "Delete it and run again to download it anew, or put an intact copy there"
+        )
+    return load_torch(path, f"{arch} {weights} weights file")
 
 
 def weights_file(arch: str, weights: str) -> Path:

@@ -100,6 +100,7 @@ def extract(
         h5.create_dataset(key, data=getattr(index, key))
     for key in NAME_KEYS:
         h5.create_dataset(key, data=np.array([s.encode() for s in getattr(index, key)]))
+    h5.attrs["dataset"] = index.name  # what the store was computed from: runs check it against their config
     h5.attrs["complete"] = True
     h5.close()
     os.replace(partial, out)

@@ -112,6 +112,14 @@ class FeatureStore:
         for key in NAME_KEYS:
             setattr(self, key, np.array([s.decode() for s in self._h5[key][()]]))
         self.spec = json.loads(self._h5.attrs["spec"])
+        self.dataset = self._h5.attrs.get("dataset")  # the ingested dataset's name (None: a store of older code)
+        problem = index_problem(self, len(self.features))
+        if problem:
+            self.close()
+            raise DatasetError(
+                f"feature store {self.path}: {problem}. Its labels and splits must index its own classes and "
+                "images: delete it and run the workflow to extract it anew"
+            )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -156,6 +164,44 @@ class FeatureStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def index_problem(data, n_images: int) -> str | None:
+    """Why a dataset's labels, splits or class data cannot be used as they are (None when they can):
+    a label outside the classes, an index outside the images, a NaN or infinity in att or w2v_att."""
+    n_classes = len(data.att)
+    labels = np.asarray(data.labels)
+    if len(labels) != n_images:
+        return f"{len(labels)} labels for {n_images} images"
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        row = int(np.argmax(bad))
+        return f"label {labels[row]} of image {row} is outside the {n_classes} classes of 'att'"
+    for key in ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc"):
+        loc = np.asarray(getattr(data, key))
+        if loc.size and (loc.min() < 0 or loc.max() >= n_images):
+            return f"{key} holds image index {int(loc.max() if loc.max() >= n_images else loc.min())}, outside 0..{n_images - 1}"
+    for key in ("seen_classes", "unseen_classes"):
+        ids = np.asarray(getattr(data, key))
+        if ids.size and (ids.min() < 0 or ids.max() >= n_classes):
+            return f"{key} holds a class id outside 0..{n_classes - 1}"
+    for key in ("att", "w2v_att"):
+        values = np.asarray(getattr(data, key), dtype=np.float64)
+        if not np.isfinite(values).all():
+            return f"'{key}' holds {int((~np.isfinite(values)).sum())} NaN or infinite value(s)"
+    return None
+
+
+def set_aside_if_damaged(path: Path) -> Path | None:
+    """Rename an unreadable store to ``<store>.bad-<UTC time>`` (kept to inspect, never read); returns
+    the new name, or None when the store is absent or readable."""
+    from datetime import UTC, datetime
+
+    if not path.is_file() or store_problem(path) is None:
+        return None
+    aside = path.with_name(f"{path.name}.bad-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    os.replace(path, aside)
+    return aside
 
 
 def store_problem(path: str | Path) -> str | None:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..io import load_torch
 from .backbones import conv_trunk
 from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
@@ -236,7 +237,7 @@ class SGMA(ZslMethod):
         self.register_buffer("indicators", torch.zeros(n, channels))
         groups = spec.artefacts.get("channel_groups")
         if groups is not None:
-            saved = torch.load(groups, map_location="cpu", weights_only=False)
+            saved = load_torch(groups, "channel-groups artefact")
             if saved["indicators"].shape != self.indicators.shape:
                 raise ConfigError(
                     f"{groups}: channel groups of shape {tuple(saved['indicators'].shape)}, "

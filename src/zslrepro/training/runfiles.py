@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from ..config import apply_overrides
+from ..errors import DatasetError
+from ..io import load_torch
 from ..methods import DataSpec, build_method
 from .sources import Split, make_split
 
@@ -37,8 +39,11 @@ def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | N
 
 
 def read_model_file(model_path: str | Path) -> dict:
-    """A final model file (weights, config, split, seed, provenance), on the CPU."""
-    return torch.load(model_path, map_location="cpu", weights_only=False)
+    """A final model file (weights, config, split, seed, provenance), on the CPU; never code (io.load_torch)."""
+    saved = load_torch(model_path, "model file")
+    if not isinstance(saved, dict) or not {"config", "model"} <= set(saved):
+        raise DatasetError(f"{model_path} is not a model file of this project (no 'config' and 'model' entries)")
+    return saved
 
 
 def load_trained(saved: dict, source, device: torch.device, overrides: dict | None = None):

@@ -146,6 +146,7 @@ class FeatureSource:
             setattr(self, key, getattr(self.store, key))
         self.input_shape = self.store.shape
         self.spec = self.store.spec
+        self.dataset = self.store.dataset
         self.cache, self.ram_fraction = feed.cache_settings(cache, ram_fraction)
         self._held: feed.HeldRows | None = None
         self._slots = feed.SlotPool()
@@ -263,6 +264,7 @@ class ImageSource:
         for key in INDEX_KEYS:
             setattr(self, key, getattr(index, key))
         self.rel_paths = index.image_paths
+        self.dataset = index.name
         check_images_present(self.root, self.rel_paths)
         self.cfg = images_cfg
         self.input_shape = (3, images_cfg["crop"], images_cfg["crop"])
@@ -303,7 +305,19 @@ class ImageSource:
 
 
 def open_source(cfg: dict, inputs: str | Path, images_root: str | Path | None = None):
-    """The source a run's config asks for: its feature store file, or the dataset index + images."""
+    """The source a run's config asks for: its feature store file, or the dataset index + images,
+    checked to hold the dataset the config names (a metrics file names the data it was computed on)."""
+    source = _open(cfg, inputs, images_root)
+    if source.dataset is not None and source.dataset != cfg["dataset"]:
+        source.close()
+        raise ConfigError(
+            f"{cfg['method']} config (run {cfg.get('run', 'main')}) is for dataset {cfg['dataset']}, but {inputs} holds "
+            f"{source.dataset}'s data: give the {cfg['dataset']} store or index, or the config of {source.dataset}"
+        )
+    return source
+
+
+def _open(cfg: dict, inputs: str | Path, images_root: str | Path | None):
     if cfg.get("feature_store"):
         return FeatureSource(inputs)
     if not cfg.get("images"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -33,9 +34,9 @@ import torch
 
 from .. import provenance
 from ..config import config_digest
-from ..errors import ConfigError
-from ..evaluation.scoring import summarize, test_scores
-from ..io import save_torch, write_json, write_jsonl
+from ..errors import ConfigError, ZslError
+from ..evaluation.scoring import NonFiniteScores, summarize, test_scores
+from ..io import load_torch, save_torch, write_json, write_jsonl
 from ..methods import build_method
 from ..runtime import nondeterministic_op_error, set_determinism
 from .runfiles import data_spec, pick_device
@@ -135,6 +136,40 @@ def describe_feed(feed: dict, ram_cap: int | None = None) -> str:
     return f"images decoded by {feed['workers']} loader worker(s)"
 
 
+class TrainingDiverged(ZslError):
+    """A loss or gradient became NaN or infinite: the run stops before the optimiser uses it."""
+
+
+def stop_if_not_finite(model: torch.nn.Module, loss: float, cfg: dict, replicate: int, it: int, total: int) -> None:
+    """Raise at the first non-finite loss or gradient (before the step), naming the run and the update.
+
+    One max-|g| over every gradient (NaN propagates through it) and the loss the step already read:
+    no second synchronisation, no value changed. Nothing is saved after it: the run writes no model
+    file and no metrics."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grad_max = float(torch.nn.utils.get_total_norm(grads, math.inf)) if grads else 0.0
+    if math.isfinite(loss) and math.isfinite(grad_max):
+        return
+    raise diverged(
+        cfg,
+        replicate,
+        it,
+        total,
+        f"the loss is {loss}" if not math.isfinite(loss) else f"a gradient is not finite (max |g| {grad_max})",
+    )
+
+
+def diverged(cfg: dict, replicate: int, it: int, total: int, what: str) -> TrainingDiverged:
+    """The one message of a run stopped by a non-finite value: which run, which update, why, what to check."""
+    return TrainingDiverged(
+        f"{cfg['method']} on {cfg['dataset']} (run {cfg['run']}, replicate {replicate}) stopped at update {it + 1} "
+        f"of {total}: {what}. Likely causes: a learning rate too high for these features (optimizer.lr "
+        f"{cfg['optimizer']['lr']}), non-finite input features or class attributes (re-extract the store, "
+        "re-ingest the dataset), or a setting that divides by a vanishing norm. No model file or metrics were "
+        "written; the last checkpoint, if any, is kept"
+    )
+
+
 def _file_digest(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -211,7 +246,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
     start, history, resumed, spent, sessions = 0, [], None, 0.0, 1
 
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device_, weights_only=False)
+        ckpt = load_torch(ckpt_path, "checkpoint", map_location=device_)
         if ckpt.get("digest") == digest:
             model.load_state_dict(ckpt["model"])
             restore_rng_state(ckpt["rng"])
@@ -267,7 +302,10 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
                 **parts,
             }
             if evaluate:
-                scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
+                try:
+                    scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
+                except NonFiniteScores as exc:  # weights the last step made non-finite, or non-finite test features
+                    raise diverged(cfg, replicate, it, total, str(exc).split(";")[0]) from None
                 row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
                 history.append(row)
                 write_jsonl(history_path, history)
@@ -305,6 +343,7 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
                 for it, (x, y) in zip(range(seg_first, seg_end), batches):
                     optimizer.zero_grad(set_to_none=True)
                     parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
+                    stop_if_not_finite(model, parts["loss"], cfg, replicate, it, total)
                     optimizer.step()
                     epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
                     local = it - stage.first
