@@ -19,7 +19,7 @@ def tool(name: str) -> list[str]:
     """The tool installed beside this Python (the test extras install both)."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed: pip install -e '.[test]' installs it")
+        pytest.fail(f"{name} is not installed: README's test command installs it (requirements/lock-test.txt)")
     return [found]
 
 
