@@ -9,6 +9,8 @@ first divergence inputs differ too, so later ops count only when their inputs st
     python benchmarks/numerics_bisect.py                       # native vs AVX2-capped, this machine
     python benchmarks/numerics_bisect.py --a "ZSLREPRO_NUMERICS=portable" \\
         --b "ZSLREPRO_NUMERICS=portable ATEN_CPU_CAPABILITY=default"
+    python benchmarks/numerics_bisect.py --a ZSLREPRO_NUMERICS=portable \\
+        --b ZSLREPRO_NUMERICS=portable --b-cpu Haswell --reduced   # against an emulated Intel CPU
 
 Prints, per op, how many calls had equal inputs and different outputs, with the library that runs
 it on the CPU (oneDNN: convolutions; MKL: matrix products; ATen: the rest).
@@ -68,24 +70,26 @@ def make_tiny(root: Path) -> Path:
     return save_paths(paths, root / "paths.json")
 
 
-def trace(paths: Path, out: Path) -> None:
-    """Child process: the workload under an op recorder; writes the calls as JSON."""
-    from zslrepro.numerics import apply
+def trace(paths: Path, out: Path, reduced: bool) -> None:
+    """Child process: the workload under an op recorder (and the mode's exact ops, as the workflow's
+    commands run); writes the calls as JSON."""
+    from zslrepro.numerics import apply, exact_sqrt
 
-    apply()
-    from method_workloads import fingerprints, load_paths, op_recorder
+    mode = apply()
+    from method_workloads import REDUCED, fingerprints, load_paths, op_recorder
 
     recorder = op_recorder(hash_values=True)
-    with recorder:
-        fingerprints(load_paths(paths))
+    with exact_sqrt(mode), recorder:
+        fingerprints(load_paths(paths), **(REDUCED if reduced else {}))
     out.write_text(json.dumps(recorder.calls))
 
 
-def run(paths: Path, assignments: str, out: Path) -> list:
+def run(paths: Path, assignments: str, out: Path, cpu: str | None = None, reduced: bool = False) -> list:
+    """The traced workload with ``assignments`` in its environment, under ``qemu-x86_64 -cpu CPU`` if given."""
     env = {**os.environ, **dict(a.split("=", 1) for a in assignments.split())}
-    subprocess.run(
-        [sys.executable, __file__, "--trace", str(paths), str(out)], env=env, check=True, stderr=subprocess.DEVNULL
-    )
+    prefix = ["qemu-x86_64", "-cpu", cpu] if cpu else []
+    command = [*prefix, sys.executable, __file__, "--trace", str(paths), str(out)] + (["--reduced"] if reduced else [])
+    subprocess.run(command, env=env, check=True, stderr=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
@@ -97,19 +101,26 @@ def main() -> None:
         default=f"ZSLREPRO_NUMERICS=native {SIMULATED_AVX2_CPU}",
         help="environment of the second run (default: an AVX2 CPU, simulated by capping)",
     )
+    parser.add_argument("--a-cpu", default=None, help="run A under qemu-x86_64 -cpu A_CPU (an emulated CPU)")
+    parser.add_argument("--b-cpu", default=None, help="run B under qemu-x86_64 -cpu B_CPU (e.g. Haswell, EPYC-Rome)")
+    parser.add_argument("--reduced", action="store_true", help="the reduced workload (for emulated CPUs)")
     parser.add_argument("--trace", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trace:
-        return trace(Path(args.trace[0]), Path(args.trace[1]))
+        return trace(Path(args.trace[0]), Path(args.trace[1]), args.reduced)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_tiny(Path(tmp))
-        a, b = run(paths, args.a, Path(tmp) / "a.json"), run(paths, args.b, Path(tmp) / "b.json")
+        a = run(paths, args.a, Path(tmp) / "a.json", args.a_cpu, args.reduced)
+        b = run(paths, args.b, Path(tmp) / "b.json", args.b_cpu, args.reduced)
     differ, same = collections.Counter(), collections.Counter()
     for (op_a, in_a, out_a), (op_b, in_b, out_b) in zip(a, b):
         if op_a != op_b or in_a != in_b or op_a in UNINITIALISED:
             continue
         (differ if out_a != out_b else same)[op_a] += 1
-    print(f"A: {args.a}\nB: {args.b}\n{len(a)} and {len(b)} op calls; ops with equal inputs:")
+    where = lambda cpu: f" (emulated {cpu})" if cpu else ""
+    print(
+        f"A: {args.a}{where(args.a_cpu)}\nB: {args.b}{where(args.b_cpu)}\n{len(a)} and {len(b)} op calls; ops with equal inputs:"
+    )
     print(f"{'op':32s} {'library':8s} {'differ':>7s} {'agree':>7s}")
     for op in sorted(set(differ) | set(same), key=lambda o: (-differ[o], o)):
         if differ[op]:

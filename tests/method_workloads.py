@@ -157,9 +157,10 @@ def digest(*tensors) -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprints(paths: TinyPaths, steps: int = 3) -> dict[str, str]:
+def fingerprints(paths: TinyPaths, steps: int = 3, batch: int = 8, extract_images: int | None = None) -> dict[str, str]:
     """Digests of a small extraction and, per method, of its parameters after ``steps`` steps of each
-    stage and of its test scores: what the portable-numerics test compares across kernel choices."""
+    stage on a batch of ``batch`` images and of its test scores: what the portable-numerics tests
+    compare across kernel choices and CPUs (``extract_images``: extract only the first ones)."""
     import tempfile
 
     import h5py
@@ -171,13 +172,15 @@ def fingerprints(paths: TinyPaths, steps: int = 3) -> dict[str, str]:
     torch.set_num_threads(2)
     out = {}
     index = IngestedDataset.load(paths.index)
+    if extract_images is not None:  # a smaller index: its first images, for slow (emulated) CPUs
+        index.image_paths, index.labels = index.image_paths[:extract_images], index.labels[:extract_images]
     with tempfile.TemporaryDirectory() as tmp:
         store_cfg = dict(paths.dataset_config["feature_stores"]["rn18rand_64"])
         extract(index, paths.images_root, store_cfg, Path(tmp) / "f.h5", device="cpu")
         with h5py.File(Path(tmp) / "f.h5") as h5:
             out["extraction"] = digest(torch.from_numpy(h5["features"][:]))
     for method in METHODS:
-        cfg, model, x, y = prepare(method, paths)
+        cfg, model, x, y = prepare(method, paths, batch)
         for stage in stages(cfg):
             train_steps(model, cfg, x, y, steps, stage)
         scores, _ = evaluate(model, x)
@@ -185,11 +188,15 @@ def fingerprints(paths: TinyPaths, steps: int = 3) -> dict[str, str]:
     return out
 
 
-if __name__ == "__main__":
-    # python tests/method_workloads.py PATHS.json: the fingerprints under this process's numerics
-    from zslrepro.numerics import apply, fingerprint
+REDUCED = {"steps": 1, "batch": 2, "extract_images": 4}  # for an emulated CPU (tens of times slower)
 
-    apply()
-    result = fingerprints(load_paths(Path(sys.argv[1])))
+
+if __name__ == "__main__":
+    # python tests/method_workloads.py PATHS.json [--reduced]: the fingerprints under this process's numerics
+    from zslrepro.numerics import apply, exact_sqrt, fingerprint
+
+    mode = apply()
+    with exact_sqrt(mode):  # as the workflow's computing commands run (zslrepro.cli)
+        result = fingerprints(load_paths(Path(sys.argv[1])), **(REDUCED if "--reduced" in sys.argv else {}))
     result["aten_capability"] = fingerprint()["kernels"]["aten_capability"]
     print(json.dumps(result))

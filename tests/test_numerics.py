@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import method_workloads
 import pytest
 
 from zslrepro import numerics
@@ -25,7 +27,7 @@ def test_portable_mode_pins_every_kernel_library_and_native_pins_none():
         "ATEN_CPU_CAPABILITY": "avx2",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
         "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-        "MKL_CBWR": "AVX2",
+        "MKL_CBWR": "COMPATIBLE",
     }
     assert numerics.environment("native") == {"ZSLREPRO_NUMERICS": "native"}
     assert numerics.shell_exports("portable").startswith("export ZSLREPRO_NUMERICS=portable ATEN_CPU_CAPABILITY=avx2")
@@ -52,6 +54,11 @@ def test_fingerprint_names_cpu_kernels_libraries_and_threads():
     native = numerics.deciding_parts({**fp, "numerics": "native"})
     assert "cpu" not in portable and {"kernels", "threads", "libraries"} <= set(portable)
     assert native["cpu"]["model"] == fp["cpu"].get("model")
+    proof = {**fp, "numerics": "portable", "kernels": {**fp["kernels"], "mkl_cbwr": "COMPATIBLE", "sqrt": "exact"}}
+    assert "vendor" not in numerics.deciding_parts(proof)
+    for weaker in ({"mkl_cbwr": "AVX2"}, {"sqrt": "aten"}):  # other choices: the vendor decides the bits
+        parts = numerics.deciding_parts({**proof, "kernels": {**proof["kernels"], **weaker}})
+        assert parts["vendor"] == fp["cpu"].get("vendor")
     on_gpu = numerics.deciding_parts({**fp, "gpu": {"name": "H200", "cuda": "13.0"}})
     assert on_gpu["gpu"]["name"] == "H200" and "kernels" not in on_gpu
 
@@ -96,3 +103,76 @@ def test_portable_mode_gives_the_same_bits_on_an_older_cpu_and_native_does_not(p
         differ = {k for k in native if native[k] != native_older[k]} - {"aten_capability"}
         assert differ, "native mode gave the same bits as the simulated AVX2 CPU: the simulation did nothing"
     assert portable != native  # portable mode is not native mode under another name
+
+
+# Two Intel and two AMD CPUs, older and newer, as QEMU's user-mode emulator presents them: the
+# process sees each one's CPUID (vendor, family, model, caches), which MKL dispatches on.
+EMULATED_CPUS = {"Haswell": "Intel", "Icelake-Server": "Intel", "EPYC-Rome": "AMD", "EPYC-Milan": "AMD"}
+
+
+def emulated_runs(paths_file: Path, cpus: list[str | None], lanes: int = 2) -> dict:
+    """The reduced workload's digests in portable mode per CPU (None: natively, else under
+    ``qemu-x86_64 -cpu``), ``lanes`` processes at a time (an emulated run takes minutes)."""
+    clean = {k: v for k, v in os.environ.items() if k not in numerics.KERNEL_VARIABLES}
+    env = {**clean, "ZSLREPRO_NUMERICS": "portable"}
+    results, running, waiting = {}, {}, list(cpus)
+    while waiting or running:
+        while waiting and len(running) < lanes:
+            cpu = waiting.pop(0)
+            prefix = ["qemu-x86_64", "-cpu", cpu] if cpu else []
+            command = [*prefix, sys.executable, str(TESTS / "method_workloads.py"), str(paths_file), "--reduced"]
+            running[cpu] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cpu = next(iter(running))
+        out, err = running.pop(cpu).communicate()
+        assert out.strip(), f"{cpu or 'native'}: {err[-3000:]}"
+        results[cpu] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64", reason="portable mode is x86-64's")
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs Debian's qemu-user (.ci/run installs it)")
+def test_portable_bits_hold_on_emulated_intel_and_amd_cpus(paths_file):
+    """The same bits natively and on emulated Intel and AMD CPUs of the AVX2 level (a reduced workload:
+    a 4-image extraction, one step of every stage of each method on 2 images, test scores). On
+    failure, the bisection by op (benchmarks/numerics_bisect.py) names the kernels that differ."""
+    runs = emulated_runs(paths_file, [None, *EMULATED_CPUS])
+    native = runs.pop(None)
+    assert set(native) == {"extraction", "aten_capability", *method_workloads.METHODS}
+    differ = {
+        cpu: sorted(k for k in native if k != "aten_capability" and digests.get(k) != native[k])
+        for cpu, digests in runs.items()
+    }
+    differ = {cpu: keys for cpu, keys in differ.items() if keys}
+    if differ:
+        cpu = next(iter(differ))
+        bisect = subprocess.run(
+            [sys.executable, str(TESTS.parent / "benchmarks/numerics_bisect.py"), "--a", "ZSLREPRO_NUMERICS=portable"]
+            + ["--b", "ZSLREPRO_NUMERICS=portable", "--b-cpu", cpu, "--reduced"],
+            capture_output=True,
+            text=True,
+        )
+        pytest.fail(
+            f"portable bits differ on emulated CPUs: {differ}\nbisection native vs {cpu}:\n{bisect.stdout[-3000:]}"
+        )
+
+
+def test_exact_sqrt_is_correctly_rounded_in_portable_mode_and_recorded():
+    """torch's float32 sqrt is not correctly rounded (its last bit depends on the CPU); under
+    exact_sqrt every form of it equals IEEE sqrt (numpy's), and the fingerprint says which ran."""
+    import numpy as np
+    import torch
+
+    x = torch.rand(50_000, generator=torch.Generator().manual_seed(0)) + 0.01
+    ieee = torch.from_numpy(np.sqrt(x.numpy()))
+    with numerics.exact_sqrt("portable"):
+        out = torch.empty_like(x)
+        torch.sqrt(x, out=out)
+        for result in (x.sqrt(), x.clone().sqrt_(), out, torch._foreach_sqrt([x])[0]):
+            assert torch.equal(result, ieee)
+        assert torch.equal(torch.rsqrt(x), x.double().rsqrt().float())  # rounded once from float64
+        assert numerics.fingerprint()["kernels"]["sqrt"] == "exact"
+        assert x.double().sqrt().dtype == torch.float64  # float64 is left to torch (IEEE already)
+    assert numerics.fingerprint()["kernels"]["sqrt"] == "aten"
+    with numerics.exact_sqrt("native"):
+        assert numerics.fingerprint()["kernels"]["sqrt"] == "aten"

@@ -553,18 +553,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands whose floats a numbers mode decides (zslrepro.numerics): they run its exact ops.
+COMPUTING = {"extract", "train", "artefact", "tune", "evaluate", "attention", "import-official"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # kernel choices first: they must be in the environment before any command imports torch
         from .numerics import apply as apply_numerics
 
-        apply_numerics()
+        mode = apply_numerics()
         if getattr(args, "threads", None) is not None:
             from .runtime import apply_threads
 
             apply_threads(args.threads)
-        status = args.func(args)
+        if args.command in COMPUTING:
+            from .numerics import exact_sqrt
+
+            with exact_sqrt(mode):  # portable mode: correctly rounded sqrt, the same bits on every CPU
+                status = args.func(args)
+        else:
+            status = args.func(args)
     except ZslError as exc:
         print(f"zslrepro: error: {exc}", file=sys.stderr)
         return 2

@@ -4,9 +4,13 @@ Two modes (``numerics`` in config/config.yaml; ``ZSLREPRO_NUMERICS`` for a comma
 
 * ``portable`` (the main job's and the tiny config's): every kernel library is held to the same
   instruction set, AVX2 with FMA (x86-64-v3), whatever the processor offers beyond it: ATen's
-  dispatch capability (``ATEN_CPU_CAPABILITY``), oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``) and
-  MKL's BLAS through its conditional numerical reproducibility branch (``MKL_CBWR``). With the
-  thread count fixed by the rules, two x86-64 processors with AVX2 compute the same bits.
+  dispatch capability (``ATEN_CPU_CAPABILITY``) and oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``).
+  MKL (matrix products, its vector maths, LAPACK) chooses its code by CPU *vendor* as well: its
+  conditional numerical reproducibility branch ``COMPATIBLE`` (``MKL_CBWR``) is the one that gives
+  the same bits on Intel and AMD. torch's float32 ``sqrt`` is not correctly rounded and its last bit
+  depends on the CPU: the computing commands run it correctly rounded (:func:`exact_sqrt`). With the
+  thread count fixed by the rules, x86-64 processors with AVX2 of either vendor compute the same
+  bits (tests/test_numerics.py: natively and on emulated Intel and AMD CPUs).
 * ``native``: each library takes the widest instruction set the processor has (AVX-512 where
   present), or what the environment's own variables allow: faster, but the bits then depend on the
   processor.
@@ -28,12 +32,13 @@ MODES = ("portable", "native")
 MODE_VARIABLE = "ZSLREPRO_NUMERICS"
 DEFAULT_MODE = "native"  # a command run by hand; the workflow passes its config's mode
 # The kernel choices of portable mode. MKL_ENABLE_INSTRUCTIONS caps MKL's dispatch like the other
-# two; MKL_CBWR additionally pins MKL's code branch (MKL's "conditional numerical reproducibility").
+# two; MKL_CBWR pins MKL's code branch (its "conditional numerical reproducibility"): AVX2 still
+# differs between Intel and AMD (GEMMs, exp, solve), COMPATIBLE does not (docs/reproducibility.md).
 PORTABLE_ENVIRONMENT = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "MKL_CBWR": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
 }
 KERNEL_VARIABLES = tuple(PORTABLE_ENVIRONMENT)
 PORTABLE_NEEDS = ("avx2", "fma")  # CPU flags the portable kernels need
@@ -88,6 +93,53 @@ def apply(mode: str | None = None) -> str:
                 file=sys.stderr,
             )
     return mode
+
+
+def exact_sqrt(mode: str | None = None):
+    """A context in which CPU ``sqrt``/``rsqrt`` of float32, float16 and bfloat16 are correctly rounded.
+
+    torch's own float32 ``sqrt`` is not correctly rounded (on 100,000 random floats ~20 % of results
+    differ from IEEE ``sqrt``), and its last bit depends on the instructions of the CPU it runs on,
+    which differ between vendors: the optimisers (RMSprop, Adam) would give other bits on Intel than
+    on AMD. In portable mode every such call is computed in float64 (IEEE) and rounded once, which is
+    the correctly rounded result (float64 has more than twice float32's precision), the same on every
+    CPU. Native mode leaves torch's kernels alone (a null context)."""
+    import contextlib
+
+    if check_mode(mode or current_mode()) != "portable":
+        return contextlib.nullcontext()
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    low = (torch.float32, torch.float16, torch.bfloat16)
+    exact = {aten.sqrt: torch.Tensor.sqrt, aten.rsqrt: torch.Tensor.rsqrt}
+    in_place = {aten.sqrt_: torch.Tensor.sqrt, aten.rsqrt_: torch.Tensor.rsqrt}
+    foreach = {aten._foreach_sqrt: False, aten._foreach_sqrt_: True}
+
+    def rounded(fn, t: torch.Tensor) -> torch.Tensor:
+        return fn(t.double()).to(t.dtype) if t.dtype in low and t.device.type == "cpu" else fn(t)
+
+    class ExactSqrt(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            packet = func.overloadpacket
+            if packet in exact and isinstance(args[0], torch.Tensor) and args[0].dtype in low:
+                result = rounded(exact[packet], args[0])
+                out = kwargs.get("out")
+                return out.copy_(result) if out is not None else result
+            if packet in in_place and args[0].dtype in low:
+                return args[0].copy_(rounded(in_place[packet], args[0]))
+            if packet in foreach:
+                results = [rounded(torch.Tensor.sqrt, t) for t in args[0]]
+                if foreach[packet]:
+                    for t, r in zip(args[0], results):
+                        t.copy_(r)
+                    return None
+                return results
+            return func(*args, **kwargs)
+
+    return ExactSqrt()
 
 
 def cpu_info() -> dict:
@@ -168,6 +220,7 @@ def fingerprint(device=None) -> dict:
         "kernels": {
             "aten_capability": torch.backends.cpu.get_cpu_capability(),
             **{k.lower(): os.environ.get(k, "native") for k in KERNEL_VARIABLES},
+            "sqrt": "exact" if _exact_sqrt_active() else "aten",
         },
         "libraries": _library_versions(torch),
         "threads": torch.get_num_threads(),
@@ -184,12 +237,28 @@ def fingerprint(device=None) -> dict:
     return fp
 
 
+def _exact_sqrt_active() -> bool:
+    """Whether this thread runs under :func:`exact_sqrt` (what the fingerprint records)."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    return any(type(m).__name__ == "ExactSqrt" for m in _get_current_dispatch_mode_stack())
+
+
+def vendor_proof(fp: dict) -> bool:
+    """Whether a portable-mode fingerprint's kernel choices give the same bits on Intel and AMD:
+    MKL's COMPATIBLE branch and the correctly rounded sqrt (both shown by the emulated-CPU test)."""
+    kernels = fp.get("kernels") or {}
+    return kernels.get("mkl_cbwr") == "COMPATIBLE" and kernels.get("sqrt") == "exact"
+
+
 def deciding_parts(fp: dict) -> dict:
     """The parts of a fingerprint that decide the bits, by mode.
 
     On a GPU: the GPU model and CUDA/cuDNN/torch versions. On a CPU in portable mode: the kernel
     choices in effect, the library versions, the threads and the architecture, not the processor
-    model (that is the point of the mode). In native mode the processor model and its flags too."""
+    model (that is the point of the mode), nor its vendor where the kernel choices are vendor-proof
+    (:func:`vendor_proof`); a portable file of other choices (MKL's AVX2 branch, torch's sqrt) names
+    the vendor, which then decides its bits. In native mode the processor model and its flags too."""
     parts = {
         "numerics": fp.get("numerics"),
         "libraries": fp.get("libraries"),
@@ -200,6 +269,8 @@ def deciding_parts(fp: dict) -> dict:
         return parts
     parts["kernels"] = fp.get("kernels")
     parts["threads"] = fp.get("threads")
+    if fp.get("numerics") == "portable" and not vendor_proof(fp):
+        parts["vendor"] = (fp.get("cpu") or {}).get("vendor")
     if fp.get("numerics") != "portable":
         cpu = fp.get("cpu") or {}
         parts["cpu"] = {k: cpu.get(k) for k in ("vendor", "family", "model", "flags")}
