@@ -46,6 +46,13 @@ def _one_line_error(run: subprocess.CompletedProcess, *phrases: str) -> None:
         assert phrase in run.stderr, run.stderr
 
 
+def _dry_run(repo: Path, workdir: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """``snakemake -n`` of the repository's workflow on ``workdir``; the run and all it printed."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "workflow/Snakefile")]
+    run = subprocess.run([*command, "--directory", str(workdir), "-n"], capture_output=True, text=True)
+    return run, run.stdout + run.stderr
+
+
 # ---- no code from data files -------------------------------------------------------------------
 
 
@@ -257,21 +264,7 @@ def test_a_workflow_config_with_nan_stops_at_parse(tmp_path, repo):
     shutil.copytree(repo / ".test/config", tmp_path / "config")
     config = tmp_path / "config/config.yaml"
     config.write_text(config.read_text() + "\nfeatures: {ram_fraction: .nan}\n")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(repo / "workflow/Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "-n",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    out = run.stdout + run.stderr
+    run, out = _dry_run(repo, tmp_path)
     assert run.returncode != 0 and "NaN and infinity are not allowed" in out and "Traceback" not in out, out[-2000:]
 
 
@@ -288,21 +281,7 @@ def test_a_method_config_naming_another_dataset_stops_at_parse(tmp_path, repo):
     workdir = tmp_path / "work"
     shutil.copytree(repo / ".test/config", workdir / "config")
     (workdir / "config/methods/msdn/SYNTH.yaml").write_text(yaml.safe_dump(dict(cfg, dataset="CUB")))
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(repo / "workflow/Snakefile"),
-            "--directory",
-            str(workdir),
-            "-n",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    out = run.stdout + run.stderr
+    run, out = _dry_run(repo, workdir)
     assert run.returncode != 0 and "disagrees with the file's place" in out and "Traceback" not in out, out[-2000:]
 
 
