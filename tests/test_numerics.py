@@ -176,3 +176,13 @@ def test_exact_sqrt_is_correctly_rounded_in_portable_mode_and_recorded():
     assert numerics.fingerprint()["kernels"]["sqrt"] == "aten"
     with numerics.exact_sqrt("native"):
         assert numerics.fingerprint()["kernels"]["sqrt"] == "aten"
+
+
+def test_exact_sqrt_stays_off_where_cuda_runs(monkeypatch):
+    """On a CUDA machine the runs use the GPU: no dispatch cost for a mode that decides nothing there."""
+    import contextlib
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert isinstance(numerics.exact_sqrt("portable"), contextlib.nullcontext)

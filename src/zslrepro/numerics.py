@@ -103,12 +103,17 @@ def exact_sqrt(mode: str | None = None):
     which differ between vendors: the optimisers (RMSprop, Adam) would give other bits on Intel than
     on AMD. In portable mode every such call is computed in float64 (IEEE) and rounded once, which is
     the correctly rounded result (float64 has more than twice float32's precision), the same on every
-    CPU. Native mode leaves torch's kernels alone (a null context)."""
+    CPU. Native mode leaves torch's kernels alone (a null context), and so does a machine with CUDA:
+    its runs use the GPU, whose bits no CPU mode decides, and the dispatch would only cost time there
+    (a CPU run on it records ``sqrt: aten``, and its vendor then decides, :func:`deciding_parts`)."""
     import contextlib
 
     if check_mode(mode or current_mode()) != "portable":
         return contextlib.nullcontext()
     import torch
+
+    if torch.cuda.is_available():
+        return contextlib.nullcontext()
     from torch.utils._python_dispatch import TorchDispatchMode
 
     aten = torch.ops.aten
