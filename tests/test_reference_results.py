@@ -69,11 +69,31 @@ PORTABLE = {
         "model": "2",
         "flags": ["avx2", "avx512f", "fma"],
     },
-    "kernels": {"aten_capability": "AVX2", "mkl_cbwr": "AVX2"},
+    "kernels": {"aten_capability": "AVX2", "mkl_cbwr": "COMPATIBLE", "sqrt": "exact"},
     "libraries": {"torch": "2.14.1"},
     "threads": 2,
     "gpu": None,
 }
+
+
+def test_the_vendor_decides_only_where_the_kernel_choices_are_not_vendor_proof(tmp_path):
+    """With MKL's COMPATIBLE branch and the exact sqrt an Intel run is compared exactly with an AMD
+    reference; with the AVX2 branch (other bits on Intel) the vendor is named and the tolerance applies,
+    and a moved cell is never called nondeterminism."""
+    intel = {"vendor": "GenuineIntel", "family": "6", "model": "63"}
+    ref = tmp_path / "ref"
+    rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)
+    _, summary = rr.compare(
+        ref, _with_machine(write_run(tmp_path / "b"), {**PORTABLE, "cpu": {**PORTABLE["cpu"], **intel}})
+    )
+    assert summary["same_machine_type"] and summary["tolerance"] == 0
+    avx2 = {**PORTABLE, "kernels": {**PORTABLE["kernels"], "mkl_cbwr": "AVX2", "sqrt": "aten"}}
+    rr.snapshot(_with_machine(write_run(tmp_path / "c"), avx2), tmp_path / "ref2")
+    _, summary = rr.compare(
+        tmp_path / "ref2", _with_machine(write_run(tmp_path / "d", h=50.5), {**avx2, "cpu": {**avx2["cpu"], **intel}})
+    )
+    assert summary["differences"] == ["vendor"] and summary["tolerance"] == rr.CROSS_PLATFORM_TOLERANCE
+    assert not summary["nondeterministic"]
 
 
 def test_another_cpu_in_portable_mode_is_compared_exactly(tmp_path):
@@ -100,7 +120,11 @@ def test_the_manifest_names_the_machine_its_jobs_recorded(tmp_path):
 def test_a_differing_fingerprint_is_named_and_gets_the_documented_tolerance(tmp_path):
     ref = tmp_path / "ref"
     rr.snapshot(_with_machine(write_run(tmp_path / "a"), PORTABLE), ref)
-    native = {**PORTABLE, "numerics": "native", "kernels": {"aten_capability": "AVX512", "mkl_cbwr": "native"}}
+    native = {
+        **PORTABLE,
+        "numerics": "native",
+        "kernels": {"aten_capability": "AVX512", "mkl_cbwr": "native", "sqrt": "aten"},
+    }
     table, summary = rr.compare(ref, _with_machine(write_run(tmp_path / "b", h=52.0), native))
     assert not summary["same_machine_type"] and summary["tolerance"] == rr.CROSS_PLATFORM_TOLERANCE
     assert summary["moved"] == 0 and not summary["nondeterministic"]
