@@ -73,8 +73,9 @@ def _locked(lock_path: Path):
         yield
 
 
-def read_lock(lock_path: Path) -> dict[str, str]:
-    return (yaml.safe_load(lock_path.read_text()) or {}) if lock_path.is_file() else {}
+def read_lock(lock_path: Path | None) -> dict[str, str]:
+    """The pinned checksums (none where there is no lock file, or no lock at all)."""
+    return (yaml.safe_load(lock_path.read_text()) or {}) if lock_path and lock_path.is_file() else {}
 
 
 def record_sha256(lock_path: Path, name: str, sha256: str) -> None:
@@ -102,7 +103,7 @@ def unpack_limit(source: dict, archive: Path) -> int:
     return source.get("max_unpacked") or max(UNPACK_RATIO * archive.stat().st_size, UNPACK_FLOOR)
 
 
-def expected_checksums(name: str, source: dict, lock_path: Path) -> dict[str, str]:
+def expected_checksums(name: str, source: dict, lock_path: Path | None) -> dict[str, str]:
     expected = {k: source[k] for k in ("md5", "sha256") if source.get(k)}
     if "sha256" not in expected:
         recorded = read_lock(lock_path).get(name)
@@ -325,7 +326,7 @@ def _check_against_download(path: Path, digests: dict, sources: dict, lock_path:
     for name, source in sources.items():
         if source["kind"] != "file" or not any(Path(p) == path for p in source["provides"]):
             continue
-        expected = expected_checksums(name, source, lock_path or Path("/nonexistent"))
+        expected = expected_checksums(name, source, lock_path)
         if source.get("size") is not None:
             expected["size"] = source["size"]
         actual = {**file_digests(path), "size": digests["size"]}

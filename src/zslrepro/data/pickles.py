@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
+from .finite import non_finite
 
 # (module, name) of every global a pickled numpy array may name; all of them only rebuild arrays.
 ARRAY_GLOBALS = {
@@ -71,11 +72,11 @@ def read_word_vectors(path: str | Path) -> np.ndarray:
             f"{path} does not hold an attributes x dimensions array of word vectors "
             f"(it holds {type(obj).__name__}{getattr(obj, 'shape', '')})"
         )
-    bad = ~np.isfinite(vectors)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
+    found = non_finite(vectors)
+    if found:
+        count, (row, col) = found
         raise DatasetError(
-            f"{path}: word vectors hold {int(bad.sum())} non-finite value(s) (first: attribute {row}, "
+            f"{path}: word vectors hold {count} non-finite value(s) (first: attribute {row}, "
             f"dimension {col}: {vectors[row, col]}); replace the file with the published one"
         )
     return vectors

@@ -21,6 +21,7 @@ import scipy.io
 
 from ..errors import DatasetError
 from ..io import atomic_path
+from .finite import non_finite
 from .pickles import read_word_vectors
 
 LOC_KEYS = ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc")
@@ -192,11 +193,11 @@ def ingest(cfg: dict, check_files: bool = True) -> IngestedDataset:
             f"1..{att.shape[0]} (the classes of att_splits.mat's att), 1-based"
         )
     for key, values in (("att", att), ("original_att", original_att)):
-        bad = ~np.isfinite(values)
-        if bad.any():
-            cls, attr = map(int, np.argwhere(bad)[0])
+        found = non_finite(values)
+        if found:
+            count, (cls, attr) = found
             raise DatasetError(
-                f"{xdir / 'att_splits.mat'}: '{key}' holds {int(bad.sum())} NaN or infinite value(s) (first: class "
+                f"{xdir / 'att_splits.mat'}: '{key}' holds {count} NaN or infinite value(s) (first: class "
                 f"{cls + 1}, attribute {attr + 1}, 1-based); replace the file with the published xlsa17 one"
             )
     if len(class_names) != att.shape[0]:

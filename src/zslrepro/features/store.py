@@ -29,6 +29,7 @@ from typing import Self
 import h5py
 import numpy as np
 
+from ..data.finite import non_finite
 from ..errors import DatasetError
 
 META_KEYS = (
@@ -186,9 +187,9 @@ def index_problem(data, n_images: int) -> str | None:
         if ids.size and (ids.min() < 0 or ids.max() >= n_classes):
             return f"{key} holds a class id outside 0..{n_classes - 1}"
     for key in ("att", "w2v_att"):
-        values = np.asarray(getattr(data, key), dtype=np.float64)
-        if not np.isfinite(values).all():
-            return f"'{key}' holds {int((~np.isfinite(values)).sum())} NaN or infinite value(s)"
+        found = non_finite(getattr(data, key))
+        if found:
+            return f"'{key}' holds {found[0]} NaN or infinite value(s)"
     return None
 
 
