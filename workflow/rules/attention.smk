@@ -4,7 +4,7 @@
 
 rule attention_maps:
     input:
-        model=f"results/runs/{{method}}/{{dataset}}/{{run}}/rep{REPLICATES[0]}/model.pt",
+        model=f"results/runs/{{method}}/{{dataset}}/{{run}}/rep0/model.pt",
         data=run_data,
         index="results/data/{dataset}/index.npz",
         truth="results/data/{dataset}/localisation.npz",

@@ -54,7 +54,9 @@ def given_cores():
 
 # torch's compute threads in every job: fixed, as their count can move CPU numerics. A job's
 # `threads` (what a cluster profile allocates) may be more: the rest feed it (zslrepro.runtime).
-COMPUTE_THREADS = 2
+# One: the methods' steps are small products whose second thread costs more than it gives (MSDN on
+# SYNTH: 48 s with one, 57 s with two), so two jobs side by side use two cores best.
+COMPUTE_THREADS = 1
 
 
 def feed_exports(features, cores):
@@ -82,7 +84,13 @@ shell.prefix(
 CONFIG_DIR = Path(config["config_dir"])
 TABLES_DIR = "results/tables"
 REPORT = "results/report.html"
-REPLICATES = list(range(config["replicates"]))
+
+
+def replicates_of(method, dataset, run):
+    """Replicate numbers of a run: its method config's ``replicates``, unless config.yaml sets one
+    count for every run."""
+    count = config.get("replicates") or RUN_CONFIGS[(method, dataset, run)]["replicates"]
+    return list(range(count))
 
 
 def code_of(command, per_method=False, method=None):
@@ -315,7 +323,7 @@ def all_runs(pattern):
     return [
         pattern.format(method=method, dataset=dataset, run=run, rep=rep)
         for (method, dataset, run) in RUN_CONFIGS
-        for rep in REPLICATES
+        for rep in replicates_of(method, dataset, run)
     ]
 
 

@@ -15,7 +15,7 @@ rule evaluate_run:
         "results/benchmarks/evaluate_run/{method}/{dataset}/{run}/rep{rep}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     params:
         code=code_of("evaluate", per_method=True),
         images=images_flag,

@@ -28,7 +28,7 @@ rule extract_features:
         "results/benchmarks/extract_features/{dataset}/{store}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:

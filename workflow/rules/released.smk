@@ -19,7 +19,7 @@ rule import_released:
         setting="czsl|gzsl",
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     params:
         code=code_of("import-official"),
         lock=DOWNLOADS_LOCK,
@@ -42,7 +42,7 @@ rule evaluate_released:
         setting="czsl|gzsl",
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:

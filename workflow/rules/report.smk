@@ -48,10 +48,12 @@ rule tuning_table:
 
 rule plot_run:
     input:
-        curves=lambda wc: expand("results/curves/{method}/{dataset}/{run}/rep{rep}.csv", rep=REPLICATES, **wc),
+        curves=lambda wc: expand(
+            "results/curves/{method}/{dataset}/{run}/rep{rep}.csv", rep=replicates_of(**wc), **wc
+        ),
         histories=lambda wc: expand(
             "results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
-            rep=REPLICATES,
+            rep=replicates_of(**wc),
             **wc,
         ),
     output:

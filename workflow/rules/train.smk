@@ -16,7 +16,7 @@ rule method_artefact:
         "results/benchmarks/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
@@ -44,7 +44,7 @@ rule train_validation_point:
         "results/benchmarks/train_validation_point/{method}/{dataset}/{run}/point{point}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
@@ -71,7 +71,7 @@ rule select_hyperparameters:
         "results/benchmarks/select_hyperparameters/{method}/{dataset}/{run}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
@@ -99,7 +99,7 @@ rule train_method:
         "results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
