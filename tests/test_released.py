@@ -191,6 +191,8 @@ def test_import_then_evaluate_through_the_command_line(tiny, tmp_path, capsys):
                 str(tmp_path / "m.json"),
                 "--curve",
                 str(tmp_path / "c.csv"),
+                "--predictions",
+                str(tmp_path / "p.npz"),
             ]
         )
         == 0

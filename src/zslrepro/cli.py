@@ -198,7 +198,14 @@ def cmd_evaluate(args) -> None:
     from .evaluation.evaluate import evaluate_run
 
     result = evaluate_run(
-        args.model, args.history, args.data, args.metrics, args.curve, device=args.device, images_root=args.images_root
+        args.model,
+        args.history,
+        args.data,
+        args.metrics,
+        args.curve,
+        args.predictions,
+        device=args.device,
+        images_root=args.images_root,
     )
     p, c = result["protocols"]["paper"], result["protocols"]["clean"]
     print(
@@ -456,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-root", default=None)
     p.add_argument("--metrics", required=True)
     p.add_argument("--curve", required=True)
+    p.add_argument(
+        "--predictions", required=True, help="npz of the test predictions behind each number (intervals, verdicts)"
+    )
     p.add_argument("--device", default=None)
     threads_arg(p)
     p.set_defaults(func=cmd_evaluate)

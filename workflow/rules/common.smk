@@ -59,6 +59,18 @@ def given_cores():
 COMPUTE_THREADS = 1
 
 
+
+def gpu_visible():
+    """Whether this machine shows an NVIDIA GPU (its device files; no torch import while parsing)."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+# What a GPU rule asks of the `gpu` resource (the default profile offers 1): a GPU machine runs its GPU
+# jobs one at a time; a CPU-only machine runs them side by side, one compute thread each (the
+# SLURM profile sets its own per rule).
+GPU_PER_JOB = 1 if gpu_visible() else 0
+
+
 def feed_exports(features, cores):
     """How jobs feed their step, set outside their arguments: none of it changes a number, so none of
     it re-runs a job (config `features`; loader workers on a GPU capped by --cores, zslrepro.runtime)."""

@@ -9,6 +9,7 @@ rule evaluate_run:
     output:
         metrics="results/metrics/{method}/{dataset}/{run}/rep{rep}.json",
         curve="results/curves/{method}/{dataset}/{run}/rep{rep}.csv",
+        predictions="results/predictions/{method}/{dataset}/{run}/rep{rep}.npz",
     log:
         "logs/evaluate_run/{method}/{dataset}/{run}/rep{rep}.log",
     benchmark:
@@ -22,4 +23,5 @@ rule evaluate_run:
     shell:
         "python -m zslrepro evaluate --model {input.model} --history {input.history}"
         " --data {input.data} {params.images} --metrics {output.metrics} --curve {output.curve}"
+        " --predictions {output.predictions}"
         " --threads {threads} > {log} 2>&1"

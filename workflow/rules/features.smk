@@ -30,7 +30,7 @@ rule extract_features:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     params:
         code=code_of("extract"),
     shell:

@@ -36,6 +36,7 @@ rule evaluate_released:
     output:
         metrics="results/metrics/msdn/{dataset}/released_{setting}/rep0.json",
         curve="results/curves/msdn/{dataset}/released_{setting}/rep0.csv",
+        predictions="results/predictions/msdn/{dataset}/released_{setting}/rep0.npz",
     log:
         "logs/evaluate_released/{dataset}/{setting}.log",
     wildcard_constraints:
@@ -44,9 +45,9 @@ rule evaluate_released:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     params:
         code=code_of("evaluate", method="msdn"),
     shell:
         "python -m zslrepro evaluate --model {input.model} --data {input.data} --metrics {output.metrics}"
-        " --curve {output.curve} --threads {threads} > {log} 2>&1"
+        " --curve {output.curve} --predictions {output.predictions} --threads {threads} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule method_artefact:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     params:
         code=code_of("artefact", per_method=True),
         images=images_flag,
@@ -46,7 +46,7 @@ rule train_validation_point:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     params:
         code=code_of("train", per_method=True),
         images=images_flag,
@@ -73,7 +73,7 @@ rule select_hyperparameters:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     params:
         code=code_of("tune", per_method=True),
         images=images_flag,
@@ -101,7 +101,7 @@ rule train_method:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     params:
         code=code_of("train", per_method=True),
         images=images_flag,

@@ -32,11 +32,20 @@ def harmonic_mean(u: float, s: float) -> float:
     return 0.0 if u + s == 0 else 2 * u * s / (u + s)
 
 
-def zsl_top1(scores: np.ndarray, labels: np.ndarray, unseen: np.ndarray) -> float:
-    """T1: argmax restricted to the unseen classes, mapped back to dataset class ids."""
+def zsl_predictions(scores: np.ndarray, unseen: np.ndarray) -> np.ndarray:
+    """T1's predictions: argmax restricted to the unseen classes, mapped back to dataset class ids."""
     unseen = np.asarray(unseen)
-    pred = unseen[np.argmax(scores[:, unseen], axis=1)]
-    return per_class_accuracy(pred, labels)
+    return unseen[np.argmax(scores[:, unseen], axis=1)]
+
+
+def zsl_top1(scores: np.ndarray, labels: np.ndarray, unseen: np.ndarray) -> float:
+    """T1: per-class accuracy of :func:`zsl_predictions`."""
+    return per_class_accuracy(zsl_predictions(scores, unseen), labels)
+
+
+def gzsl_predictions(scores: np.ndarray, seen: np.ndarray, gamma: float = 0.0) -> np.ndarray:
+    """GZSL predictions: argmax over all classes after calibrated stacking ``gamma``."""
+    return np.argmax(calibrated(scores, seen, gamma), axis=1)
 
 
 def calibrated(scores: np.ndarray, seen: np.ndarray, gamma: float) -> np.ndarray:
@@ -62,8 +71,8 @@ def gzsl(
     gamma: float = 0.0,
 ) -> GzslResult:
     """U, S and H with calibrated stacking ``gamma`` (argmax over all classes)."""
-    s = per_class_accuracy(np.argmax(calibrated(scores_seen, seen, gamma), axis=1), labels_seen)
-    u = per_class_accuracy(np.argmax(calibrated(scores_unseen, seen, gamma), axis=1), labels_unseen)
+    s = per_class_accuracy(gzsl_predictions(scores_seen, seen, gamma), labels_seen)
+    u = per_class_accuracy(gzsl_predictions(scores_unseen, seen, gamma), labels_unseen)
     return GzslResult(U=u, S=s, H=harmonic_mean(u, s))
 
 

@@ -39,6 +39,23 @@ def paper_protocol(history: list[dict], selection: str = "separate_maxima") -> d
     }
 
 
+def is_new_best(history: list[dict], metric: str) -> bool:
+    """Whether the last evaluation of ``history`` is the one :func:`paper_protocol` would select for
+    ``metric`` so far (strictly above every earlier one: the first of equal maxima wins)."""
+    return all(history[-1][metric] > r[metric] for r in history[:-1])
+
+
+def test_predictions(scores: dict, seen: np.ndarray, unseen: np.ndarray, gamma: float) -> dict[str, np.ndarray]:
+    """The predicted class of every test image behind each reported number: ``T1`` (test_unseen,
+    argmax over the unseen classes), ``gzsl_seen`` and ``gzsl_unseen`` (argmax over all classes with
+    calibrated stacking ``gamma``; U and S, hence H). The metrics are their per-class accuracies."""
+    return {
+        "T1": metrics.zsl_predictions(scores["unseen"], unseen),
+        "gzsl_seen": metrics.gzsl_predictions(scores["seen"], seen, gamma),
+        "gzsl_unseen": metrics.gzsl_predictions(scores["unseen"], seen, gamma),
+    }
+
+
 def test_metrics(
     scores: dict, labels_seen: np.ndarray, labels_unseen: np.ndarray, seen: np.ndarray, unseen: np.ndarray, gamma: float
 ) -> dict:

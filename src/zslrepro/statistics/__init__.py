@@ -1,0 +1,1 @@
+"""Intervals, verdicts and method differences from stored test predictions (docs/verdicts.md)."""
