@@ -220,8 +220,17 @@ def test_one_nan_test_image_is_refused_by_evaluation(tiny, tmp_path):
     with h5py.File(store, "r+") as h5:
         h5["features"][image] = np.nan
     run = _run_cli(
-        "evaluate", "--model", model, "--data", store, "--metrics", tmp_path / "m.json", "--curve", tmp_path / "c.csv",
-        "--predictions", tmp_path / "p.npz",
+        "evaluate",
+        "--model",
+        model,
+        "--data",
+        store,
+        "--metrics",
+        tmp_path / "m.json",
+        "--curve",
+        tmp_path / "c.csv",
+        "--predictions",
+        tmp_path / "p.npz",
     )
     _one_line_error(run, "1 of", "test_unseen images get NaN or infinite class scores", f"first: image {image}")
     assert not (tmp_path / "m.json").exists()

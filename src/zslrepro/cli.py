@@ -279,8 +279,25 @@ def cmd_localisation_table(args) -> None:
 def cmd_tables(args) -> None:
     from .tables import render
 
-    paths = render(args.metrics, args.paper_results, args.out_dir)
+    paths = render(args.metrics, args.paper_results, args.out_dir, args.predictions, statistics_settings(args))
     print("tables: " + ", ".join(str(p) for p in paths.values()))
+
+
+def statistics_args(p) -> None:
+    """config.yaml's ``statistics``, as the workflow passes it (defaults: zslrepro.statistics)."""
+    from .statistics.intervals import Settings
+
+    d = Settings()
+    p.add_argument("--resamples", type=int, default=d.resamples, help="bootstrap resamples")
+    p.add_argument("--bootstrap-seed", type=int, default=d.seed, help="the resamples' seed")
+    p.add_argument("--level", type=float, default=d.level, help="the intervals' confidence level")
+    p.add_argument("--power", type=float, default=d.power, help="power of the smallest detectable difference")
+
+
+def statistics_settings(args):
+    from .statistics.intervals import Settings
+
+    return Settings(resamples=args.resamples, seed=args.bootstrap_seed, level=args.level, power=args.power)
 
 
 def cmd_tuning_table(args) -> None:
@@ -508,10 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_localisation_table)
 
-    p = sub.add_parser("tables", help="render the results tables (CSV, Markdown, LaTeX)")
+    p = sub.add_parser("tables", help="render the results tables (CSV, Markdown, LaTeX) and the pairwise table")
     p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--predictions", nargs="*", default=None, help="one predictions file per metrics file, same order")
     p.add_argument("--paper-results", required=True)
     p.add_argument("--out-dir", required=True)
+    statistics_args(p)
     p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("tuning-table", help="tabulate the hyper-parameters chosen on the validation classes")

@@ -1,12 +1,15 @@
-"""Results tables: method x dataset rows, T1/U/S/H per protocol, mean +- std over replicates,
-with the paper's number and our delta beside each cell (blank where the paper gives none).
+"""Results tables: method x dataset rows, T1/U/S/H per protocol, mean +- std over replicates and
+the 95 % interval over seeds and test images, with the paper's number, our delta and, under the
+authors' protocol, the verdict beside each cell (zslrepro.statistics, docs/verdicts.md); and the
+pairwise table of which differences between methods are real.
 
 A method trained as separate runs (e.g. DEDN's ZSL and GZSL runs) contributes to each column only
 from the run its config's ``report`` names (recorded as ``reports`` in each metrics file). A run
 with a ``table_row`` (a variant, e.g. DRMN on cached features) gets a row of its own.
 
 Writes ``results.csv`` (long form: one row per method, dataset, protocol and metric),
-``results.md``, ``results.tex`` and ``results.html`` (one wide table per protocol).
+``results.md``, ``results.tex`` and ``results.html`` (one wide table per protocol), and
+``pairwise.csv``/``.md``/``.html``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,18 @@ import yaml
 
 from .io import write_text
 from .provenance import code_identity
+from .statistics.cells import Resampler, pairwise
+from .statistics.intervals import Settings
+from .statistics.verdicts import verdict
 
 METRICS = ("T1", "U", "S", "H")
 LEGEND = (
-    "Values in %, mean ± std over replicates (n). 'paper' = the number the paper reports, "
-    "Δ = ours − paper; blank where the paper gives none."
+    "Values in %, mean ± std over replicates (n), then [the 95 % interval over seeds and test images]. "
+    "'paper' = the number the paper reports, Δ = ours − paper; blank where the paper gives none. "
+    "Verdicts (authors' protocol, against the paper's number; the rule: docs/verdicts.md): reproduced "
+    "= the paper's value inside our interval; within the seed range = outside it but between our "
+    "lowest and highest replicate; below / above = outside both; 'evaluation noise only' = one "
+    "replicate, the interval holds test-image noise only. AUSUC: mean ± std only."
 )
 PROTOCOL_TITLES = {
     "paper": "Authors' protocol (best evaluation on the test set; H and T1 maximised separately, DAZLE: T1 at the best H)",
@@ -44,9 +54,13 @@ def code_ids(m: dict) -> str:
     return "; ".join(ids)
 
 
-def collect(metric_files: list[str | Path]) -> pd.DataFrame:
+def collect(metric_files: list[str | Path], prediction_files: list[str | Path] | None = None) -> pd.DataFrame:
+    """One row per (metrics file, protocol, reported metric); ``prediction_files``, one per metrics
+    file in the same order, give each row its predictions (intervals, verdicts)."""
     rows = []
-    for f in metric_files:
+    if prediction_files is not None and len(prediction_files) != len(metric_files):
+        raise ValueError(f"{len(metric_files)} metrics files but {len(prediction_files)} prediction files")
+    for k, f in enumerate(metric_files):
         m = json.loads(Path(f).read_text())
         code = code_ids(m)
         reported = set(m.get("reports", [*METRICS, "AUSUC"]))
@@ -65,6 +79,7 @@ def collect(metric_files: list[str | Path]) -> pd.DataFrame:
                             "value": values[metric],
                             "code": code,
                             "chosen_on_test": m.get("chosen_on_test") or "",
+                            "predictions": str(prediction_files[k]) if prediction_files else "",
                         }
                     )
     return pd.DataFrame(
@@ -80,13 +95,39 @@ def collect(metric_files: list[str | Path]) -> pd.DataFrame:
             "value",
             "code",
             "chosen_on_test",
+            "predictions",
         ],
     )
 
 
-def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
-    """Mean, std and count over replicates, joined with the paper's numbers."""
-    grouped = runs.groupby(["method", "variant", "dataset", "protocol", "metric", "run"], sort=True)
+KEYS = ["method", "variant", "dataset", "protocol", "metric", "run"]
+INTERVAL_COLUMNS = ["low", "high", "min", "max", "evaluation_se", "se", "detectable", "basis"]
+
+
+def row_label(method: str, variant: str) -> str:
+    return f"{method} — {variant}" if variant else method
+
+
+def uncertainty(runs: pd.DataFrame, settings: Settings) -> tuple[dict, dict]:
+    """Each cell's interval (zslrepro.statistics) from its replicates' predictions, keyed like the
+    table's groups; and each cell's replicate values. Cells without predictions (AUSUC, or metrics
+    given without prediction files) are left out."""
+    resampler, cells, observed = Resampler(settings), {}, {}
+    rows = runs[(runs.predictions != "") & (runs.metric != "AUSUC")]
+    for key, g in rows.groupby(KEYS, sort=True):
+        g = g.sort_values("replicate")
+        method, variant, dataset, protocol, metric, run = key
+        cells[key] = resampler.cell(
+            (row_label(method, variant), run, metric), dataset, protocol, metric, list(g.predictions), list(g.value)
+        )
+        observed[key] = g.value.to_numpy()
+    return cells, observed
+
+
+def summarize(runs: pd.DataFrame, paper: dict, cells: dict | None = None) -> pd.DataFrame:
+    """Mean, std and count over replicates, each cell's interval and spread (``cells``, from
+    :func:`uncertainty`), joined with the paper's numbers and, under the authors' protocol, the verdict."""
+    grouped = runs.groupby(KEYS, sort=True)
     table = (
         grouped["value"]
         .agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count")
@@ -94,6 +135,12 @@ def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     )
     table["code"] = grouped["code"].agg(lambda v: "; ".join(sorted(set("; ".join(v).split("; "))))).values
     table["chosen_on_test"] = grouped["chosen_on_test"].agg(lambda v: next((x for x in v if x), "")).values
+    cells = cells or {}
+    for column in INTERVAL_COLUMNS:
+        table[column] = [
+            getattr(cells[k], column) if k in cells else (np.nan if column != "basis" else "")
+            for k in table[KEYS].itertuples(index=False, name=None)
+        ]
 
     def paper_value(row):
         method = paper.get(row["method"], {})
@@ -105,11 +152,19 @@ def summarize(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
 
     table["paper"] = table.apply(paper_value, axis=1) if len(table) else []
     table["delta"] = table["mean"] - table["paper"]
+
+    def verdict_of(row):
+        if row["protocol"] != "paper" or row["metric"] == "AUSUC" or np.isnan(row["low"]):
+            return ""
+        return str(verdict(row["paper"], row["low"], row["high"], row["min"], row["max"], int(row["n"])))
+
+    table["verdict"] = table.apply(verdict_of, axis=1) if len(table) else []
     return table
 
 
-def _fmt_cell(mean: float, std: float) -> str:
-    return f"{mean:.1f}" if np.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+def _fmt_cell(mean: float, std: float, low: float = np.nan, high: float = np.nan) -> str:
+    text = f"{mean:.1f}" if np.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    return text if np.isnan(low) else f"{text} [{low:.1f}, {high:.1f}]"
 
 
 def _fmt(x: float, signed: bool = False) -> str:
@@ -139,21 +194,33 @@ def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
             if r.empty:
                 continue
             r = r.iloc[0]
-            row[metric] = _fmt_cell(r["mean"], r["std"])
+            row[metric] = _fmt_cell(r["mean"], r["std"], r["low"], r["high"])
             if metric != "AUSUC":
                 row[f"{metric} paper"] = _fmt(r["paper"])
                 row[f"Δ{metric}"] = _fmt(r["delta"], signed=True)
+                if protocol == "paper" and r["verdict"]:
+                    row[f"{metric} verdict"] = r["verdict"]
         rows.append(row)
     out = pd.DataFrame(rows)
     empty = [c for c in out.columns if (c.endswith(" paper") or c.startswith("Δ")) and (out[c] == "").all()]
     return out.drop(columns=empty)  # no paper number for any row (e.g. SYNTH): no paper/Δ columns
 
 
-def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: str | Path) -> dict[str, Path]:
+def render(
+    metric_files: list[str | Path],
+    paper_results: str | Path,
+    out_dir: str | Path,
+    prediction_files: list[str | Path] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Path]:
     out_dir = Path(out_dir)
     paper = load_paper_results(paper_results)
-    table = summarize(collect(metric_files), paper)
+    settings = settings or Settings()
+    runs = collect(metric_files, prediction_files)
+    cells, observed = uncertainty(runs, settings)
+    table = summarize(runs, paper, cells)
     paths = {ext: out_dir / f"results.{ext}" for ext in ("csv", "md", "tex", "html")}
+    paths |= render_pairwise(cells, observed, settings, out_dir)
     write_text(paths["csv"], table.to_csv(index=False, float_format="%.4f"))
     md, tex, html = ["# Results", ""], [], []
     for protocol in ("paper", "clean"):
@@ -198,6 +265,39 @@ def render(metric_files: list[str | Path], paper_results: str | Path, out_dir: s
     write_text(paths["html"], "\n".join(html))
     write_text(paths["tex"], "\n".join(tex))
     return paths
+
+
+def pairwise_table(cells: dict, observed: dict, settings: Settings) -> pd.DataFrame:
+    """Every pair of table rows of a dataset, T1 and H under both protocols (the rows' reporting runs)."""
+    by_row = {(k[2], row_label(k[0], k[1]), k[3], k[4]): c for k, c in cells.items()}
+    values = {(k[2], row_label(k[0], k[1]), k[3], k[4]): v for k, v in observed.items()}
+    return pairwise(by_row, values, settings)
+
+
+PAIRWISE_LEGEND = (
+    "For each dataset, pair of methods, protocol and metric: A - B (mean over replicates, in points), "
+    "its 95 % interval (image resamples shared by both, so paired on test images; seeds resampled "
+    "independently, widened to t tails), and P(A > B), the share of replicate pairs in which A beats B "
+    "(ties count half). A pair whose interval covers 0 is 'not distinguishable at n = n_A, n_B'; more "
+    "replicates narrow the seed part of the interval, never the test-image part (docs/verdicts.md)."
+)
+
+
+def render_pairwise(cells: dict, observed: dict, settings: Settings, out_dir: Path) -> dict[str, Path]:
+    table = pairwise_table(cells, observed, settings)
+    shown = table.copy()
+    for column in ("A - B", "low", "high"):
+        shown[column] = shown[column].map(lambda v: f"{v:+.1f}")
+    shown["P(A > B)"] = shown["P(A > B)"].map(lambda v: f"{v:.2f}")
+    paths = write_small_table(
+        shown,
+        out_dir / "pairwise",
+        "Which differences between methods are real",
+        PAIRWISE_LEGEND,
+        "(fewer than two methods)",
+    )
+    write_text(paths["csv"], table.to_csv(index=False, float_format="%.4f"))
+    return {f"pairwise_{ext}": path for ext, path in paths.items()}
 
 
 def render_tuning(selected_files: list[str | Path], out_dir: str | Path) -> dict[str, Path]:

@@ -2,6 +2,7 @@
 import re
 import sys
 from pathlib import Path
+from dataclasses import asdict
 from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
@@ -21,6 +22,7 @@ from zslrepro.config import (  # noqa: E402
     tuning_enabled,
 )
 from zslrepro.data.download import load_sources  # noqa: E402
+from zslrepro.statistics.intervals import Settings as StatisticsSettings  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 from zslrepro.features.store import store_problem  # noqa: E402
 from zslrepro.numerics import export_line, shell_exports  # noqa: E402
@@ -414,6 +416,19 @@ def all_metrics():
     """Metrics of every run of every method on every dataset, for every replicate (and of the
     authors' released models where their files are present: released.smk)."""
     return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json") + all_released_metrics()
+
+
+def all_predictions():
+    """The predictions file of each metrics file, in the same order."""
+    return [f.replace("results/metrics/", "results/predictions/").replace(".json", ".npz") for f in all_metrics()]
+
+
+def statistics_flags():
+    """config.yaml's ``statistics`` as the tables command's arguments."""
+    s = {**asdict(StatisticsSettings()), **config.get("statistics", {})}
+    return (
+        f"--resamples {s['resamples']} --bootstrap-seed {s['seed']} --level {s['level']} --power {s['power']}"
+    )
 
 
 def all_intermediates():

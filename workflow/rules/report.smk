@@ -4,6 +4,7 @@
 rule results_tables:
     input:
         metrics=all_metrics(),
+        predictions=all_predictions(),
         paper=CONFIG_DIR / "paper_results.yaml",
     output:
         csv=f"{TABLES_DIR}/results.csv",
@@ -14,14 +15,23 @@ rule results_tables:
             caption="../report/results_table.rst",
             category="1. Results tables",
         ),
+        pairwise_csv=f"{TABLES_DIR}/pairwise.csv",
+        pairwise_md=f"{TABLES_DIR}/pairwise.md",
+        pairwise_html=report(
+            f"{TABLES_DIR}/pairwise.html",
+            caption="../report/pairwise.rst",
+            category="1. Results tables",
+        ),
     log:
         "logs/results_tables.log",
     conda:
         "../envs/report.yaml"
     params:
         code=code_of("tables"),
+        statistics=statistics_flags(),
     shell:
-        "python -m zslrepro tables --metrics {input.metrics} --paper-results {input.paper}"
+        "python -m zslrepro tables --metrics {input.metrics} --predictions {input.predictions}"
+        " --paper-results {input.paper} {params.statistics}"
         ' --out-dir "$(dirname {output.csv})" > {log} 2>&1'
 
 

@@ -92,7 +92,20 @@ def pairwise(cells: dict, observed: dict, settings: Settings, metrics=("T1", "H"
             rows.append(difference(cells, observed, dataset, protocol, metric, a, b, tail))
     return pd.DataFrame(
         rows,
-        columns=["dataset", "protocol", "metric", "A", "B", "A - B", "low", "high", "P(A > B)", "n A", "n B", "reading"],
+        columns=[
+            "dataset",
+            "protocol",
+            "metric",
+            "A",
+            "B",
+            "A - B",
+            "low",
+            "high",
+            "P(A > B)",
+            "n A",
+            "n B",
+            "reading",
+        ],
     )
 
 

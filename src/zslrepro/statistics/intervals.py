@@ -32,7 +32,6 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 QUANTITIES = {"T1": ("T1",), "U": ("gzsl_unseen",), "S": ("gzsl_seen",), "H": ("gzsl_seen", "gzsl_unseen")}
 
@@ -73,7 +72,9 @@ class ImageDraws:
         classes, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
         counts = np.zeros((settings.resamples, len(labels)), dtype=np.int32)
         for start, size in zip(starts, sizes):
-            counts[:, order[start : start + size]] = rng.multinomial(size, np.full(size, 1.0 / size), settings.resamples)
+            counts[:, order[start : start + size]] = rng.multinomial(
+                size, np.full(size, 1.0 / size), settings.resamples
+            )
         return cls(labels, counts, order, starts, sizes)
 
     def accuracy(self, correct: np.ndarray) -> tuple[float, np.ndarray]:
@@ -111,6 +112,8 @@ def expansion(n: int, level: float) -> float:
     """k_n = sqrt(n / (n - 1)) * t_{n-1} / z (Hesterberg's expanded percentile interval); 0 for n = 1."""
     if n < 2:
         return 0.0
+    from scipy import stats  # here: the workflow imports this module's Settings while parsing
+
     q = 0.5 + level / 2
     return float(np.sqrt(n / (n - 1)) * stats.t.ppf(q, n - 1) / stats.norm.ppf(q))
 
@@ -176,6 +179,8 @@ def cell(observed: np.ndarray, resampled: np.ndarray, picks: np.ndarray, setting
 def detectable(se: float, settings: Settings) -> float:
     """The smallest true difference from a fixed value (the paper's) that an interval this wide
     detects with the config's power: (z_{1-a/2} + z_power) * SE."""
+    from scipy import stats
+
     return float((stats.norm.ppf(0.5 + settings.level / 2) + stats.norm.ppf(settings.power)) * se)
 
 
