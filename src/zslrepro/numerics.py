@@ -127,9 +127,8 @@ class _ExactSqrtKernels:
     def __enter__(self):
         import warnings
 
-        import torch
-
         import numpy as np
+        import torch
 
         low = (torch.float32, torch.float16, torch.bfloat16)
 

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from .. import provenance
+from ..errors import ZslError
 from ..io import atomic_path, read_jsonl, write_json
 from ..runtime import set_determinism
 from ..training.runfiles import load_trained, pick_device, read_model_file
 from ..training.sources import open_source
-from ..errors import ZslError
 from .protocols import clean_protocol, paper_protocol, test_metrics, test_predictions
 from .scoring import test_labels, test_scores
 

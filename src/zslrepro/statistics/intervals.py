@@ -69,7 +69,7 @@ class ImageDraws:
         labels = np.asarray(labels)
         rng = stable_rng(settings, "images", name, hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest())
         order = np.argsort(labels, kind="stable")
-        classes, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
+        _, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
         counts = np.zeros((settings.resamples, len(labels)), dtype=np.int32)
         for start, size in zip(starts, sizes):
             counts[:, order[start : start + size]] = rng.multinomial(

@@ -16,6 +16,7 @@ With one replicate the interval holds test-image noise only: the verdict says so
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 REPRODUCED, SEED_RANGE, BELOW, ABOVE, NO_REFERENCE = (
@@ -42,7 +43,7 @@ class Verdict:
 def verdict(paper: float | None, low: float, high: float, lowest: float, highest: float, n: int) -> Verdict:
     """The verdict on our interval [low, high] (replicates between lowest and highest) against the
     paper's value (None or NaN where it gives none)."""
-    if paper is None or paper != paper:
+    if paper is None or math.isnan(paper):
         return Verdict(NO_REFERENCE)
     if low <= paper <= high:
         word = REPRODUCED
