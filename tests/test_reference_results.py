@@ -241,3 +241,57 @@ def test_attention_scores_are_reference_cells_and_a_generated_table(tmp_path):
     assert table[table.status == "moved"].cell.tolist() == ["msdn/SYNTH/main attention A->V mass_on_object"]
     block = rr.localisation_block(tmp_path / "ref")
     assert "| msdn" in block and "26.9" in block and "8.5" in block and "nan" not in block
+
+
+def write_replicated_run(root: Path, right: list[int]) -> Path:
+    """Replicate k gets right[k] of 25 images right in every class, for every number; its metrics
+    file says what its predictions give, and its predictions file is beside it."""
+    import numpy as np
+
+    seen, unseen = np.repeat(np.arange(4), 25), np.repeat(np.arange(4, 8), 25)
+    for k, hits in enumerate(right):
+
+        def guess(labels, wrong, hits=hits):
+            return np.where(np.tile(np.arange(25), 4) < hits, labels, wrong).astype(np.int16)
+
+        preds = {"T1": guess(unseen, 8), "gzsl_seen": guess(seen, 8), "gzsl_unseen": guess(unseen, 8)}
+        acc = 100 * hits / 25
+        values = {"T1": acc, "U": acc, "S": acc, "H": acc}
+        metrics = {
+            "method": "msdn",
+            "dataset": "SYNTH",
+            "run": "main",
+            "replicate": k,
+            "reports": ["T1", "U", "S", "H"],
+            "protocols": {"paper": values, "clean": values},
+        }
+        (root / "metrics/msdn/SYNTH/main").mkdir(parents=True, exist_ok=True)
+        (root / f"metrics/msdn/SYNTH/main/rep{k}.json").write_text(json.dumps(metrics))
+        (root / "predictions/msdn/SYNTH/main").mkdir(parents=True, exist_ok=True)
+        np.savez(
+            root / f"predictions/msdn/SYNTH/main/rep{k}.npz",
+            labels_seen=seen.astype(np.int16),
+            labels_unseen=unseen.astype(np.int16),
+            **{f"{p}/{q}": v for p in ("paper", "clean") for q, v in preds.items()},
+        )
+    return root
+
+
+def test_another_machine_is_judged_by_the_references_interval_not_a_fixed_tolerance(tmp_path):
+    """A GPU run against the CPU reference: each T1/U/S/H is consistent when its mean over the same
+    replicates lies inside the reference's 95 % interval over seeds and test images, moved when not,
+    however small the fixed tolerance would have found the move."""
+    ref = tmp_path / "ref"
+    manifest = rr.snapshot(_with_machine(write_replicated_run(tmp_path / "a", [15, 16, 17]), PORTABLE), ref)
+    assert "predictions/msdn/SYNTH/main/rep2.npz" in manifest["files"]
+    gpu = {**PORTABLE, "gpu": {"name": "NVIDIA H100"}}
+    table, summary = rr.compare(ref, _with_machine(write_replicated_run(tmp_path / "b", [16, 16, 17]), gpu))
+    assert summary["by_interval"] and "gpu" in summary["differences"]
+    assert set(table.status) == {"consistent"} and len(table) == 8  # 2 protocols x T1, U, S, H
+    assert table.interval.str.match(r"\[\d+\.\d\d, \d+\.\d\d\]").all()
+    _, summary = rr.compare(ref, _with_machine(write_replicated_run(tmp_path / "c", [22, 23, 22]), gpu))
+    assert summary["moved"] == 8
+    assert "outside the reference's interval" in rr.report(*rr.compare(ref, tmp_path / "c"))
+    # the same machine type stays exact, replicate by replicate
+    _, summary = rr.compare(ref, _with_machine(write_replicated_run(tmp_path / "d", [16, 16, 17]), PORTABLE))
+    assert summary["same_machine_type"] and summary["moved"] == 8  # rep0's eight numbers differ

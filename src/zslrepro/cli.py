@@ -314,6 +314,12 @@ def cmd_plots(args) -> None:
     training_figure(args.histories, args.title, args.training)
 
 
+def cmd_verdict_figure(args) -> None:
+    from .plots import verdict_figure
+
+    verdict_figure(args.results_csv, args.method, args.out)
+
+
 def cmd_benchmarks(args) -> None:
     from .benchmark_summary import render
 
@@ -331,12 +337,29 @@ def cmd_compare(args) -> int:
     from pathlib import Path
 
     if args.paper:
-        from .tables import collect, load_paper_results, summarize
+        from .reference_results import predictions_of
+        from .tables import collect, load_paper_results, summarize, uncertainty
 
-        metrics = sorted(Path(args.results).glob("metrics/*/*/*/rep*.json"))
-        table = summarize(collect(metrics), load_paper_results(args.paper))
+        results = Path(args.results)
+        metrics = sorted(results.glob("metrics/*/*/*/rep*.json"))
+        predictions = [results / predictions_of(m.relative_to(results)) for m in metrics]
+        runs = collect(metrics, predictions if all(p.exists() for p in predictions) else None)
+        table = summarize(runs, load_paper_results(args.paper), uncertainty(runs, statistics_settings(args))[0])
         table = table[table.metric != "AUSUC"][
-            ["method", "variant", "dataset", "protocol", "metric", "mean", "paper", "delta"]
+            [
+                "method",
+                "variant",
+                "dataset",
+                "protocol",
+                "metric",
+                "n",
+                "mean",
+                "low",
+                "high",
+                "paper",
+                "delta",
+                "verdict",
+            ]
         ]
         print(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
         return 0
@@ -344,8 +367,14 @@ def cmd_compare(args) -> int:
 
     if not args.reference:
         raise ZslError("compare needs --reference SNAPSHOT (or --paper config/paper_results.yaml)")
-    table, summary = compare(args.reference, args.results, args.tolerance)
-    print(report(table, summary))
+    table, summary = compare(args.reference, args.results, args.tolerance, statistics_settings(args))
+    text = report(table, summary)
+    print(text)
+    if args.out_md:  # the workflow's check: the file says how it went, the job itself succeeds
+        from .reference_results import write_check
+
+        write_check(table, text, args.reference, args.out_md, args.out_csv)
+        return 0
     return 1 if summary["moved"] or summary["missing"] else 0
 
 
@@ -533,6 +562,12 @@ def build_parser() -> argparse.ArgumentParser:
     statistics_args(p)
     p.set_defaults(func=cmd_tables)
 
+    p = sub.add_parser("verdict-figure", help="one method's verdicts: replicates, intervals, paper values")
+    p.add_argument("--results-csv", required=True, help="results.csv of the tables command")
+    p.add_argument("--method", required=True)
+    p.add_argument("--out", required=True, help="PNG")
+    p.set_defaults(func=cmd_verdict_figure)
+
     p = sub.add_parser("tuning-table", help="tabulate the hyper-parameters chosen on the validation classes")
     p.add_argument("--selected", nargs="*", default=[], help="tune's selected.json files")
     p.add_argument("--out-dir", required=True)
@@ -568,9 +603,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance",
         type=float,
         default=None,
-        help="points; default: 0 on the reference's machine type, else the documented cross-platform one",
+        help="points, for every cell; default: exact on the reference's machine type, else each number by "
+        "the reference's own interval (the rest by the documented cross-platform tolerance)",
     )
     p.add_argument("--paper", default=None, help="config/paper_results.yaml: print ours beside the papers' numbers")
+    p.add_argument("--out-md", default=None, help="also write the check as Markdown (then exit 0: the file says)")
+    p.add_argument("--out-csv", default=None, help="and every cell as CSV (with --out-md)")
+    statistics_args(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("docs-tables", help="regenerate the results tables in README/docs from a reference snapshot")

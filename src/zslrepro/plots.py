@@ -1,4 +1,5 @@
-"""Figures for the report: seen-unseen curves (with AUSUC) and training curves of one run."""
+"""Figures for the report: seen-unseen curves (with AUSUC) and training curves of one run, and each
+method's verdicts (replicates, interval, the paper's value)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,42 @@ def training_figure(history_files: list[str | Path], title: str, out: str | Path
     ax_acc.set(xlabel="update", ylabel="test accuracy (%)", ylim=(0, 100), title="periodic test evaluation")
     ax_acc.legend(fontsize=7)
     _save(fig, out)
+
+
+def verdict_figure(results_csv: str | Path, method: str, out: str | Path) -> None:
+    """One panel per table row and dataset of ``method``, under the authors' protocol: for T1, U, S
+    and H the replicates as dots, the 95 % interval as a bar, the paper's value as a red mark, and
+    the verdict written beneath."""
+    table = pd.read_csv(results_csv, keep_default_na=False, na_values=[""])
+    rows = table[(table.method == method) & (table.protocol == "paper") & (table.metric.isin(METRIC_ORDER))]
+    panels = list(rows.groupby(["variant", "dataset"], sort=True)) or [(("", "(no results)"), rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, ((variant, dataset), g) in zip(axes[0], panels):
+        for x, metric in enumerate(METRIC_ORDER):
+            r = g[g.metric == metric]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            values = [float(v) for v in str(r["values"]).split(";") if v]
+            ax.plot([x] * len(values), values, "o", color="tab:blue", alpha=0.6, markersize=4)
+            if pd.notna(r["low"]):
+                ax.vlines(x + 0.15, r["low"], r["high"], color="black", linewidth=2)
+            if pd.notna(r["paper"]):
+                ax.plot(x + 0.3, r["paper"], marker="_", color="red", markersize=16, markeredgewidth=2)
+            ax.annotate(
+                str(r.get("verdict") or "").replace(" (", "\n("),
+                (x, 0.02),
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                fontsize=6.5,
+            )
+        ax.set_xticks(range(len(METRIC_ORDER)), METRIC_ORDER)
+        ax.set(ylim=(0, 100), ylabel="%", title=f"{dataset}" + (f" ({variant})" if variant else ""))
+    fig.suptitle(f"{method}: replicates (dots), 95 % interval (bar), paper (red), verdict", fontsize=10)
+    _save(fig, out)
+
+
+METRIC_ORDER = ("T1", "U", "S", "H")
 
 
 def _save(fig, out: str | Path) -> None:

@@ -1,15 +1,19 @@
 """Reference results: a committed snapshot of a run's small result files, a per-cell comparison of a
 fresh run against it, and the README/docs tables generated from it (never retyped).
 
-A snapshot (``zslrepro reference``) copies the metrics, tuning choices and attention scores of a
-finished run, with their provenance inside (each record carries the machine fingerprint of the job
+A snapshot (``zslrepro reference``) copies the metrics, test predictions, tuning choices and
+attention scores of a finished run, with their provenance inside (each record carries the machine fingerprint of the job
 that made it), and writes ``manifest.json`` (when, on what machine, which code, which numerics).
 ``zslrepro compare`` checks every cell (method, dataset, run, replicate, protocol, metric, and each
 tuning choice) of a fresh run against a snapshot. Exact when, file by file, the fingerprint parts
 that decide the bits match (zslrepro.numerics.deciding_parts: in portable mode the processor model
 is not among them); a cell that moved then is reported as nondeterminism. Otherwise it names the
-parts that differ and applies the stated cross-machine tolerance. On real datasets the reference is
-the papers' table: ``compare --paper`` prints ours beside it.
+parts that differ and judges each number by the reference's own statistics: the run's mean over
+the same replicates is *consistent* when it lies inside the reference's 95 % interval over seeds
+and test images (zslrepro.statistics), *moved* when not. A GPU run learns whether it is within
+noise of the CPU reference. Numbers without an interval (AUSUC, attention scores) keep the stated
+cross-machine tolerance. On real datasets the reference is the papers' table: ``compare --paper``
+prints ours beside it, with intervals and verdicts.
 """
 
 from __future__ import annotations
@@ -27,11 +31,15 @@ from .errors import ZslError
 from .io import write_json, write_text
 from .numerics import deciding_parts, fingerprint
 from .provenance import code_identity
+from .statistics.cells import Resampler
+from .statistics.intervals import Settings
+from .statistics.verdicts import consistent
 
 METRICS = ("T1", "U", "S", "H", "AUSUC")
+INTERVAL_METRICS = ("T1", "U", "S", "H")  # those computed from stored predictions
 ATTENTION_SCORES = ("mass_on_object", "pointing", "pcp")
-# Across machine types the float arithmetic differs (kernels, thread count, instruction set); on
-# the tiny test set one image is 2.8 points, on SYNTH's 0.3-1 point. Our choice, not a measured bound.
+# For numbers without an interval (AUSUC, attention scores) across machine types: on the tiny test
+# set one image is 2.8 points, on SYNTH's 0.3-1 point. Our choice, not a measured bound.
 CROSS_PLATFORM_TOLERANCE = 5.0
 
 
@@ -58,7 +66,7 @@ def deciding_fingerprints(root: Path, rel_files: list[Path]) -> dict[str, dict]:
     out = {}
     for rel in rel_files:
         path = root / rel
-        if not path.exists():
+        if not path.exists() or path.suffix != ".json":
             continue
         records = _records(json.loads(path.read_text()).get("provenance") or {}) or [{}]
         for k, rec in enumerate(records):
@@ -87,9 +95,11 @@ def fingerprint_differences(ref: dict[str, dict], ours: dict[str, dict]) -> list
 
 
 def result_files(results: Path) -> list[Path]:
-    """The small files a reference holds: metrics, tuning choices and attention scores, relative to ``results``."""
+    """The small files a reference holds: metrics, predictions, tuning choices and attention scores,
+    relative to ``results``."""
     files = (
         sorted(results.glob("metrics/*/*/*/rep*.json"))
+        + sorted(results.glob("predictions/*/*/*/rep*.npz"))
         + sorted(results.glob("runs/*/*/*/tuning/selected.json"))
         + sorted(results.glob("attention/*/*/*/scores.json"))
     )
@@ -114,7 +124,12 @@ def snapshot(results: str | Path, out: str | Path, note: str = "") -> dict:
             if rel.parts[0] == "metrics"
         }
     )
-    records = [r for rel in files for r in _records(json.loads((results / rel).read_text()).get("provenance"))]
+    records = [
+        r
+        for rel in files
+        if rel.suffix == ".json"
+        for r in _records(json.loads((results / rel).read_text()).get("provenance"))
+    ]
     modes = sorted({(r.get("machine") or {}).get("numerics", "unrecorded") for r in records})
     manifest = {
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -133,7 +148,7 @@ def _cells(root: Path, rel_files: list[Path]) -> dict[str, object]:
     cells: dict[str, object] = {}
     for rel in rel_files:
         path = root / rel
-        if not path.exists():
+        if not path.exists() or path.suffix != ".json":
             continue
         data = json.loads(path.read_text())
         if rel.parts[0] == "metrics":
@@ -157,13 +172,22 @@ def _cells(root: Path, rel_files: list[Path]) -> dict[str, object]:
     return cells
 
 
-def compare(reference: str | Path, results: str | Path, tolerance: float | None = None) -> tuple[pd.DataFrame, dict]:
+def predictions_of(metrics_rel: Path) -> Path:
+    """Where a metrics file's predictions lie (relative): metrics/<run>/repK.json -> predictions/<run>/repK.npz."""
+    return Path("predictions", *metrics_rel.parts[1:]).with_suffix(".npz")
+
+
+def compare(
+    reference: str | Path, results: str | Path, tolerance: float | None = None, settings: Settings | None = None
+) -> tuple[pd.DataFrame, dict]:
     """Every cell of ``reference`` against the same cell of ``results``.
 
-    ``tolerance`` None: exact (0) when every result file's fingerprint parts that decide its bits
-    (numerics mode, kernel choices, library versions, threads; the CPU model too in native mode;
-    the GPU on a GPU) equal the reference's, else CROSS_PLATFORM_TOLERANCE. Returns the per-cell
-    table (status ok / moved / missing) and a summary naming the parts that differ.
+    Exact (each replicate's number, tolerance 0) when every result file's fingerprint parts that
+    decide its bits (numerics mode, kernel choices, library versions, threads; the CPU model too in
+    native mode; the GPU on a GPU) equal the reference's, or when ``tolerance`` is given. Otherwise
+    each T1/U/S/H of a run is judged by the reference's interval (module doc: consistent / moved),
+    the rest by CROSS_PLATFORM_TOLERANCE. Returns the per-cell table (status ok / consistent /
+    moved / missing) and a summary naming the parts that differ.
     """
     reference, results = Path(reference), Path(results)
     manifest_path = reference / "manifest.json"
@@ -177,11 +201,18 @@ def compare(reference: str | Path, results: str | Path, tolerance: float | None 
         deciding_fingerprints(reference, files), deciding_fingerprints(results, files)
     )
     same_machine = not differences
+    by_interval = tolerance is None and not same_machine
     if tolerance is None:
         tolerance = 0.0 if same_machine else CROSS_PLATFORM_TOLERANCE
     ref, ours = _cells(reference, files), _cells(results, files)
-    rows = []
+    rows, judged = [], set()
+    if by_interval:
+        interval_rows = _by_interval(reference, results, files, settings or Settings())
+        rows += interval_rows
+        judged = {c for r in interval_rows for c in r.pop("covers")}
     for cell, want in ref.items():
+        if cell in judged:
+            continue
         got = ours.get(cell)
         if got is None:
             rows.append({"cell": cell, "reference": want, "ours": None, "delta": None, "status": "missing"})
@@ -206,19 +237,64 @@ def compare(reference: str | Path, results: str | Path, tolerance: float | None 
                     "status": "ok" if got == want else "moved",
                 }
             )
-    table = pd.DataFrame(rows, columns=["cell", "reference", "ours", "delta", "status"])
+    table = pd.DataFrame(rows, columns=["cell", "reference", "ours", "delta", "status", "interval"])
     moved = int((table.status == "moved").sum())
     summary = {
         "cells": len(table),
         "moved": moved,
         "missing": int((table.status == "missing").sum()),
         "tolerance": tolerance,
+        "by_interval": by_interval,
         "same_machine_type": same_machine,
         "differences": differences,
         "nondeterministic": same_machine and tolerance == 0 and moved > 0,
         "reference_machine": manifest["machine"],
     }
     return table, summary
+
+
+def _by_interval(reference: Path, results: Path, files: list[Path], settings: Settings) -> list[dict]:
+    """One row per run, protocol and T1/U/S/H: our mean over the reference's replicates against the
+    reference's interval, computed from its stored predictions. ``covers``: the per-replicate cells
+    the row stands for (a run without all its replicates here is left to the per-cell rows: missing)."""
+    runs: dict[str, list[tuple[Path, dict]]] = {}
+    for rel in files:
+        if rel.parts[0] == "metrics" and (reference / predictions_of(rel)).exists():
+            data = json.loads((reference / rel).read_text())
+            runs.setdefault(f"{data['method']}/{data['dataset']}/{data['run']}", []).append((rel, data))
+    resampler, rows = Resampler(settings), []
+    for key, members in sorted(runs.items()):
+        members.sort(key=lambda m: m[1]["replicate"])
+        if not all((results / rel).exists() for rel, _ in members):
+            continue
+        theirs = [json.loads((results / rel).read_text()) for rel, _ in members]
+        dataset = members[0][1]["dataset"]
+        for protocol in members[0][1]["protocols"]:
+            for metric in INTERVAL_METRICS:
+                if metric not in members[0][1]["protocols"][protocol]:
+                    continue
+                want = [m["protocols"][protocol][metric] for _, m in members]
+                got = float(sum(t["protocols"][protocol][metric] for t in theirs) / len(theirs))
+                c = resampler.cell(
+                    (key, protocol),
+                    dataset,
+                    protocol,
+                    metric,
+                    [reference / predictions_of(r) for r, _ in members],
+                    want,
+                )
+                rows.append(
+                    {
+                        "cell": f"{key} {protocol} {metric} (mean of {c.n})",
+                        "reference": c.mean,
+                        "ours": got,
+                        "delta": got - c.mean,
+                        "status": "consistent" if consistent(got, c.low, c.high) else "moved",
+                        "interval": f"[{c.low:.2f}, {c.high:.2f}]",
+                        "covers": [f"{key}/rep{m['replicate']} {protocol} {metric}" for _, m in members],
+                    }
+                )
+    return rows
 
 
 def _machine_label(machine: dict) -> str:
@@ -231,24 +307,32 @@ def _machine_label(machine: dict) -> str:
 def report(table: pd.DataFrame, summary: dict) -> str:
     """Text for the terminal: the cells that moved or are missing, then one summary line."""
     lines = []
-    bad = table[table.status != "ok"]
+    bad = table[~table.status.isin(["ok", "consistent"])]
     for _, r in bad.iterrows():
         if r.status == "missing":
             lines.append(f"MISSING {r.cell} (reference {r.reference})")
         elif isinstance(r.reference, str):  # a tuning choice
             lines.append(f"MOVED   {r.cell}: reference {r.reference}, ours {r.ours}")
+        elif isinstance(r.interval, str):
+            lines.append(
+                f"MOVED   {r.cell}: ours {r.ours:.2f} outside the reference's interval {r.interval} "
+                f"(its mean {r.reference:.2f})"
+            )
         else:
             lines.append(f"MOVED   {r.cell}: reference {r.reference:.2f}, ours {r.ours:.2f} ({r.delta:+.2f})")
     if summary["same_machine_type"]:
-        kind = "same numerics fingerprint: exact"
-    else:
+        kind = f"same numerics fingerprint: exact, tolerance {summary['tolerance']:g} points"
+    elif summary.get("by_interval"):
         kind = (
             f"fingerprints differ: {', '.join(summary['differences'])} (reference made on "
-            f"{_machine_label(summary['reference_machine'])}): cross-machine tolerance"
+            f"{_machine_label(summary['reference_machine'])}): each T1/U/S/H judged by the reference's "
+            f"95 % interval, other numbers by the cross-machine tolerance {summary['tolerance']:g} points"
         )
+    else:
+        kind = f"tolerance {summary['tolerance']:g} points, as asked"
     lines.append(
         f"{summary['cells'] - summary['moved'] - summary['missing']} of {summary['cells']} cells agree "
-        f"({kind} {summary['tolerance']:g} points); {summary['moved']} moved, {summary['missing']} missing"
+        f"({kind}); {summary['moved']} moved, {summary['missing']} missing"
     )
     if summary.get("nondeterministic"):
         lines.append(
@@ -256,6 +340,31 @@ def report(table: pd.DataFrame, summary: dict) -> str:
             "moved: the same code, data and kernels computed other numbers (docs/reproducibility.md)"
         )
     return "\n".join(lines)
+
+
+def write_check(table: pd.DataFrame, text: str, reference, out_md, out_csv=None) -> None:
+    """The workflow's reference check: the summary, then every cell (status, interval)."""
+    shown = table.astype(object).where(table.notna(), "")
+    lines = [
+        f"# This run against the committed reference `{reference}`",
+        "",
+        (
+            "Same numerics fingerprint: every number of every replicate must match exactly (ok). Another "
+            "fingerprint (a GPU, other kernels): each T1/U/S/H is consistent when this run's mean lies "
+            "inside the reference's 95 % interval over seeds and test images, moved when not "
+            "(docs/verdicts.md)."
+        ),
+        "",
+        "```",
+        text,
+        "```",
+        "",
+        shown.to_markdown(index=False) if len(table) else "(no cells)",
+        "",
+    ]
+    write_text(out_md, "\n".join(lines))
+    if out_csv:
+        write_text(out_csv, table.to_csv(index=False, float_format="%.4f"))
 
 
 # ---- tables in README and docs, generated from a snapshot ----------------------------------------
@@ -279,7 +388,10 @@ def results_block(reference: str | Path, paper_results: str | Path) -> str:
     reference = Path(reference)
     manifest = json.loads((reference / "manifest.json").read_text())
     metrics = sorted(reference.glob("metrics/*/*/*/rep*.json"))
-    body = _table_body(lambda out: render(metrics, paper_results, out)["md"]).replace("## ", "#### ")
+    predictions = [reference / predictions_of(m.relative_to(reference)) for m in metrics]
+    if not all(p.exists() for p in predictions):
+        predictions = None  # a snapshot made before predictions were kept: no intervals
+    body = _table_body(lambda out: render(metrics, paper_results, out, predictions)["md"]).replace("## ", "#### ")
     origin = (
         f"Generated by `python -m zslrepro docs-tables` from the reference snapshot `{reference}` "
         f"(made {manifest['created']} on {machine_description(manifest)}; code {', '.join(manifest['code'])}). "

@@ -135,6 +135,7 @@ def summarize(runs: pd.DataFrame, paper: dict, cells: dict | None = None) -> pd.
     )
     table["code"] = grouped["code"].agg(lambda v: "; ".join(sorted(set("; ".join(v).split("; "))))).values
     table["chosen_on_test"] = grouped["chosen_on_test"].agg(lambda v: next((x for x in v if x), "")).values
+    table["values"] = grouped["value"].agg(lambda v: ";".join(f"{x:.4f}" for x in v)).values  # replicates, in order
     cells = cells or {}
     for column in INTERVAL_COLUMNS:
         table[column] = [
@@ -254,6 +255,9 @@ def render(
         html += [f"<p>{line}</p>"]
     if len(tuned):
         md += [""]
+    for line in reference_sources(table, paper):
+        md += [f"- {line}"]
+        html += [f"<p>{line}</p>"]
     notes = [
         (info.get("title", name), info["note"])
         for name, info in paper.items()
@@ -298,6 +302,22 @@ def render_pairwise(cells: dict, observed: dict, settings: Settings, out_dir: Pa
     )
     write_text(paths["csv"], table.to_csv(index=False, float_format="%.4f"))
     return {f"pairwise_{ext}": path for ext, path in paths.items()}
+
+
+def reference_sources(table: pd.DataFrame, paper: dict) -> list[str]:
+    """What kind of number each verdict is taken against (paper table, released model, the authors'
+    notebook run, a secondary aggregator) and where it was read, per row and dataset."""
+    lines = []
+    for (method, variant, dataset), _ in table.groupby(["method", "variant", "dataset"], sort=True):
+        info = paper.get(method, {})
+        results = info.get("variants", {}).get(variant, {}).get("results") or info.get("results", {})
+        entry = results.get(dataset)
+        if entry:
+            title = info.get("title", method) + (f" — {variant}" if variant else "")
+            lines.append(
+                f"Reference for {title} on {dataset}: {entry.get('kind', 'unlabelled')}; {entry.get('source', '')}"
+            )
+    return lines
 
 
 def render_tuning(selected_files: list[str | Path], out_dir: str | Path) -> dict[str, Path]:

@@ -61,7 +61,6 @@ def given_cores():
 COMPUTE_THREADS = 1
 
 
-
 def gpu_visible():
     """Whether this machine shows an NVIDIA GPU (its device files; no torch import while parsing)."""
     return any(Path("/dev").glob("nvidia[0-9]*"))
@@ -426,9 +425,13 @@ def all_predictions():
 def statistics_flags():
     """config.yaml's ``statistics`` as the tables command's arguments."""
     s = {**asdict(StatisticsSettings()), **config.get("statistics", {})}
-    return (
-        f"--resamples {s['resamples']} --bootstrap-seed {s['seed']} --level {s['level']} --power {s['power']}"
-    )
+    return f"--resamples {s['resamples']} --bootstrap-seed {s['seed']} --level {s['level']} --power {s['power']}"
+
+
+def reference_check():
+    """The check against the committed reference (config `reference`), where one is named and present."""
+    ref = config.get("reference")
+    return [f"{TABLES_DIR}/reference_check.md"] if ref and Path(ref, "manifest.json").exists() else []
 
 
 def all_intermediates():

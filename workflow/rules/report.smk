@@ -35,6 +35,49 @@ rule results_tables:
         ' --out-dir "$(dirname {output.csv})" > {log} 2>&1'
 
 
+rule verdict_figure:
+    input:
+        f"{TABLES_DIR}/results.csv",
+    output:
+        report(
+            "results/figures/verdicts/{method}.png",
+            caption="../report/verdicts.rst",
+            category="1. Results tables",
+            labels={"method": "{method}", "figure": "verdicts"},
+        ),
+    log:
+        "logs/verdict_figure/{method}.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        code=code_of("verdict-figure"),
+    shell:
+        "python -m zslrepro verdict-figure --results-csv {input} --method {wildcards.method} --out {output} > {log} 2>&1"
+
+
+rule reference_check:
+    input:
+        metrics=all_metrics(),
+        predictions=all_predictions(),
+        selections=all_selections(),
+        attention=all_attention("scores.json"),
+        manifest=f"{config['reference']}/manifest.json" if config.get("reference") else [],
+    output:
+        md=f"{TABLES_DIR}/reference_check.md",
+        csv=f"{TABLES_DIR}/reference_check.csv",
+    log:
+        "logs/reference_check.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        code=code_of("compare"),
+        reference=config.get("reference") or "",
+        statistics=statistics_flags(),
+    shell:
+        "python -m zslrepro compare --reference {params.reference} --results results {params.statistics}"
+        " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
+
+
 rule tuning_table:
     input:
         all_selections(),
@@ -58,9 +101,7 @@ rule tuning_table:
 
 rule plot_run:
     input:
-        curves=lambda wc: expand(
-            "results/curves/{method}/{dataset}/{run}/rep{rep}.csv", rep=replicates_of(**wc), **wc
-        ),
+        curves=lambda wc: expand("results/curves/{method}/{dataset}/{run}/rep{rep}.csv", rep=replicates_of(**wc), **wc),
         histories=lambda wc: expand(
             "results/runs/{method}/{dataset}/{run}/rep{rep}/history.jsonl",
             rep=replicates_of(**wc),
