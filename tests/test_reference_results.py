@@ -191,7 +191,7 @@ def test_readme_and_docs_tables_match_the_committed_reference():
     if not reference.exists():
         pytest.fail("results/reference/main is missing: run the main job, then `zslrepro reference`")
     stale = rr.update_blocks(
-        [REPO / "README.md", REPO / "docs/synthetic.md", REPO / "docs/attention.md"],
+        [REPO / "README.md", REPO / "docs/synthetic.md", REPO / "docs/attention.md", REPO / "docs/verdicts.md"],
         _blocks_from_repo_root(reference),
         check=True,
     )
@@ -207,6 +207,7 @@ def _blocks_from_repo_root(reference: Path) -> dict:
         return {
             "synth-results": rr.results_block(reference.relative_to(REPO), Path("config/paper_results.yaml")),
             "synth-localisation": rr.localisation_block(reference.relative_to(REPO)),
+            "synth-detectable": rr.detectable_block(reference.relative_to(REPO)),
         }
     finally:
         os.chdir(cwd)

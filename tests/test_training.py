@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from conftest import train_on_fixed_batch, zslrepro_killed_after_evals
 
-from zslrepro.io import read_jsonl
+from zslrepro.io import load_torch, read_jsonl
 from zslrepro.training.samplers import ClassBalancedSampler, IIDSampler
 from zslrepro.training.sources import FeatureSource
 from zslrepro.training.trainer import train
@@ -179,3 +180,33 @@ def test_provenance_of_a_model_file(tiny, tmp_path):
     assert prov["data"]["data"]["sha256"] == provenance.file_digest(tiny.store_path)
     assert prov["seed"] == tiny.method_cfg["seed"] and prov["determinism"]["deterministic"] is True
     assert {"torch", "numpy", "python"} <= set(prov["versions"])
+
+
+def test_predictions_give_back_both_protocols_numbers(tiny, tmp_path):
+    """The predictions training keeps (the authors' selected evaluations) and the final model's give
+    back, image by image, exactly the numbers of the metrics file: intervals and verdicts are
+    computed from them. DAZLE's selection (best_H) takes T1 from the best-H evaluation instead."""
+    from zslrepro.evaluation.evaluate import evaluate_run
+    from zslrepro.statistics.cells import Resampler
+    from zslrepro.statistics.intervals import Settings
+
+    model = train(tiny.method_cfg, FeatureSource(tiny.store_path), tmp_path / "run", device="cpu", log=lambda *_: None)
+    for selection in ("separate_maxima", "best_H"):
+        saved = load_torch(model, "model")
+        saved["config"]["evaluation"]["paper_selection"] = selection
+        torch.save(saved, tmp_path / f"{selection}.pt")
+        metrics = evaluate_run(
+            tmp_path / f"{selection}.pt",
+            tmp_path / "run/history.jsonl",
+            tiny.store_path,
+            tmp_path / f"{selection}.json",
+            tmp_path / f"{selection}.csv",
+            tmp_path / f"{selection}.npz",
+            device="cpu",
+        )
+        resampler = Resampler(Settings(resamples=100))
+        for protocol in ("paper", "clean"):
+            for metric in ("T1", "U", "S", "H"):
+                value = metrics["protocols"][protocol][metric]
+                c = resampler.cell(("msdn",), "SYNTH", protocol, metric, [tmp_path / f"{selection}.npz"], [value])
+                assert c.mean == pytest.approx(value, abs=1e-9) and c.low <= c.high

@@ -89,6 +89,18 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert set(table.protocol) == {"paper", "clean"} and (table.n == 2).all()
     assert "SYNTH" in (tiny_workdir / "results/tables/results.md").read_text()
     assert (tiny_workdir / "results/tables/results.tex").exists()
+    # each number's interval from the kept predictions; no paper number for SYNTH: "no reference"
+    cells = table[table.metric != "AUSUC"]
+    assert (
+        cells.low.notna().all() and (cells.low <= cells.high).all() and (cells.basis == "seeds and test images").all()
+    )
+    assert set(table[(table.protocol == "paper") & (table.metric != "AUSUC")].verdict) == {"no reference"}
+    assert len(list((tiny_workdir / "results/predictions").rglob("rep*.npz"))) == 2 * len(TINY_RUNS)
+    pairs = pd.read_csv(tiny_workdir / "results/tables/pairwise.csv")
+    rows = table.groupby(["method", "variant"]).ngroups
+    assert len(pairs) == 2 * 2 * rows * (rows - 1) // 2  # protocols x (T1, H) x pairs
+    for method in TINY_METHODS:
+        assert (tiny_workdir / f"results/figures/verdicts/{method}.png").read_bytes()[:4] == b"\x89PNG"
     assert list((tiny_workdir / "results/benchmarks/train_method").rglob("*.tsv"))
     bench = pd.read_csv(tiny_workdir / "results/tables/benchmarks.csv")
     assert set(bench.rule) == {

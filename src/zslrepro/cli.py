@@ -379,11 +379,12 @@ def cmd_compare(args) -> int:
 
 
 def cmd_docs_tables(args) -> int:
-    from .reference_results import localisation_block, results_block, update_blocks
+    from .reference_results import detectable_block, localisation_block, results_block, update_blocks
 
     blocks = {
         "synth-results": results_block(args.reference, args.paper_results),
         "synth-localisation": localisation_block(args.reference),
+        "synth-detectable": detectable_block(args.reference),
     }
     stale = update_blocks(args.files, blocks, check=args.check)
     if args.check and stale:
@@ -616,7 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="results/reference/main")
     p.add_argument("--paper-results", default="config/paper_results.yaml")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a file is out of date")
-    p.add_argument("files", nargs="*", default=["README.md", "docs/synthetic.md", "docs/attention.md"])
+    p.add_argument(
+        "files", nargs="*", default=["README.md", "docs/synthetic.md", "docs/attention.md", "docs/verdicts.md"]
+    )
     p.set_defaults(func=cmd_docs_tables)
     return parser
 

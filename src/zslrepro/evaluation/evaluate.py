@@ -110,5 +110,5 @@ def write_predictions(path, predictions: dict, labels_seen: np.ndarray, labels_u
     (int16; read back with ``allow_pickle=False``): what every interval and verdict is computed from."""
     arrays = {"labels_seen": labels_seen, "labels_unseen": labels_unseen}
     arrays |= {f"{protocol}/{k}": v for protocol, preds in predictions.items() for k, v in preds.items()}
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **{k: np.asarray(v).astype(np.int16) for k, v in arrays.items()})
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:  # a file: savez would add ".npz" to a name
+        np.savez_compressed(f, **{k: np.asarray(v).astype(np.int16) for k, v in arrays.items()})
