@@ -60,10 +60,12 @@ OUTPUTS = [
     "results/features",
     "results/runs",
     "results/metrics",
+    "results/predictions",
     "results/curves",
     "results/attention",
     "results/tables",
     "results/plots",
+    "results/figures",
 ]
 
 

@@ -34,7 +34,8 @@ LEGEND = (
     "Verdicts (authors' protocol, against the paper's number; the rule: docs/verdicts.md): reproduced "
     "= the paper's value inside our interval; within the seed range = outside it but between our "
     "lowest and highest replicate; below / above = outside both; 'evaluation noise only' = one "
-    "replicate, the interval holds test-image noise only. AUSUC: mean ± std only."
+    "replicate, the interval holds test-image noise only. Detectable Δ: the smallest difference from "
+    "the paper's value this run's n and spread detect (80 % power, 5 % level). AUSUC: mean ± std only."
 )
 PROTOCOL_TITLES = {
     "paper": "Authors' protocol (best evaluation on the test set; H and T1 maximised separately, DAZLE: T1 at the best H)",
@@ -201,6 +202,9 @@ def wide(table: pd.DataFrame, protocol: str, paper: dict) -> pd.DataFrame:
                 row[f"Δ{metric}"] = _fmt(r["delta"], signed=True)
                 if protocol == "paper" and r["verdict"]:
                     row[f"{metric} verdict"] = r["verdict"]
+        detectable = [g[g.metric == m].iloc[0]["detectable"] for m in METRICS if m in set(g.metric)]
+        if protocol == "paper" and detectable and not np.isnan(detectable).all():
+            row["detectable Δ (T1, U, S, H)"] = ", ".join(_fmt(d) for d in detectable)
         rows.append(row)
     out = pd.DataFrame(rows)
     empty = [c for c in out.columns if (c.endswith(" paper") or c.startswith("Δ")) and (out[c] == "").all()]

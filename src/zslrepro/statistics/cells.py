@@ -82,7 +82,7 @@ def pairwise(cells: dict, observed: dict, settings: Settings, metrics=("T1", "H"
     ``cells``/``observed``: keyed by (dataset, row label, protocol, metric)."""
     tail = 100 * (1 - settings.level) / 2
     rows = []
-    keys = sorted(cells)
+    keys = sorted(cells, key=lambda k: (k[0], k[2], k[3], k[1]))  # by dataset, protocol, metric; then rows
     groups = itertools.groupby(keys, key=lambda k: (k[0], k[2], k[3]))
     for (dataset, protocol, metric), group in groups:
         if metric not in metrics:
