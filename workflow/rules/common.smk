@@ -284,6 +284,13 @@ def run_config_of(wildcards):
     return RUN_CONFIGS[(wildcards.method, wildcards.dataset, wildcards.run)]
 
 
+def image_runs_first(wildcards):
+    """Scheduling priority: the image-level runs' long chains (artefact, validation point, selection,
+    training) start first, and the short feature-level jobs fill the other cores around them; left
+    to input sizes, Snakemake started SGMA's training last and the main job ended on it alone."""
+    return 10 if not run_config_of(wildcards).get("feature_store") else 0
+
+
 def run_data(wildcards):
     """What a run reads: the feature store its config names, or the dataset index (image runs)."""
     store = run_config_of(wildcards).get("feature_store")
