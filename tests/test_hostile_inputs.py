@@ -69,6 +69,8 @@ def test_model_file_with_a_payload_is_refused_by_evaluate(tiny, tmp_path, payloa
         tmp_path / "m.json",
         "--curve",
         tmp_path / "c.csv",
+        "--predictions",
+        tmp_path / "p.npz",
     )
     _one_line_error(run, "was refused and nothing of it was run", "model file")
     assert not (tmp_path / "m.json").exists()

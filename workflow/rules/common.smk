@@ -22,6 +22,7 @@ from zslrepro.config import (  # noqa: E402
     tuning_enabled,
 )
 from zslrepro.data.download import load_sources  # noqa: E402
+from zslrepro.devices import nvidia_gpu_visible  # noqa: E402
 from zslrepro.statistics.intervals import Settings as StatisticsSettings  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 from zslrepro.features.store import store_problem  # noqa: E402
@@ -61,15 +62,10 @@ def given_cores():
 COMPUTE_THREADS = 1
 
 
-def gpu_visible():
-    """Whether this machine shows an NVIDIA GPU (its device files; no torch import while parsing)."""
-    return any(Path("/dev").glob("nvidia[0-9]*"))
-
-
-# What a GPU rule asks of the `gpu` resource (the default profile offers 1): a GPU machine runs its GPU
+# The `gpu` resource the GPU rules ask for (the default profile offers 1); a GPU machine runs its GPU
 # jobs one at a time; a CPU-only machine runs them side by side, one compute thread each (the
 # SLURM profile sets its own per rule).
-GPU_PER_JOB = 1 if gpu_visible() else 0
+GPU_PER_JOB = 1 if nvidia_gpu_visible() else 0
 
 
 def feed_exports(features, cores):
@@ -435,7 +431,7 @@ def statistics_flags():
     return f"--resamples {s['resamples']} --bootstrap-seed {s['seed']} --level {s['level']} --power {s['power']}"
 
 
-def reference_check():
+def reference_check_target():
     """The check against the committed reference (config `reference`), where one is named and present."""
     ref = config.get("reference")
     return [f"{TABLES_DIR}/reference_check.md"] if ref and Path(ref, "manifest.json").exists() else []

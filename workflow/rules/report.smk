@@ -71,7 +71,7 @@ rule reference_check:
         "../envs/report.yaml"
     params:
         code=code_of("compare"),
-        reference=config.get("reference") or "",
+        reference=lambda w, input: Path(input.manifest).parent,
         statistics=statistics_flags(),
     shell:
         "python -m zslrepro compare --reference {params.reference} --results results {params.statistics}"
