@@ -64,7 +64,7 @@ def test_per_class_bootstrap_keeps_each_class_size_and_gives_the_observed_metric
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
     draws = ImageDraws.of(labels, Settings(resamples=50), "x")
     for c in (0, 1, 2):
-        assert (draws.counts[:, labels == c].sum(axis=1) == (labels == c).sum()).all()
+        assert (draws.counts[:, labels[draws.order] == c].sum(axis=1) == (labels == c).sum()).all()
     right = np.array([1, 0, 1, 1, 1, 0, 0, 0, 1], dtype=bool)
     observed, resampled = draws.accuracy(right)
     assert observed == pytest.approx(100 * np.mean([2 / 3, 1.0, 1 / 4]))

@@ -59,7 +59,11 @@ class Resampler:
         """The cell of ``metric`` from one prediction file per replicate (replicate order), checked
         against the ``reported`` values of the metrics files."""
         preds = [self.predictions(f) for f in files]
-        if any(not np.array_equal(p["labels_unseen"], preds[0]["labels_unseen"]) for p in preds):
+        if any(
+            not np.array_equal(p[labels], preds[0][labels])
+            for p in preds
+            for labels in ("labels_seen", "labels_unseen")
+        ):
             raise ZslError(f"{', '.join(map(str, files))}: replicates scored on different test images")
         observed, resampled = metric_draws(metric, [p[protocol] for p in preds], self.draws(dataset, preds[0]))
         bad = [f for f, o, r in zip(files, observed, reported) if abs(o - r) > 1e-6]

@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-QUANTITIES = {"T1": ("T1",), "U": ("gzsl_unseen",), "S": ("gzsl_seen",), "H": ("gzsl_seen", "gzsl_unseen")}
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -55,11 +53,11 @@ def stable_rng(settings: Settings, *key: str) -> np.random.Generator:
 
 @dataclass
 class ImageDraws:
-    """Class-stratified resamples of one test set: ``counts[b, i]`` is how often image i is drawn in
-    resample b (each class's counts sum to its number of images)."""
+    """Class-stratified resamples of one test set: ``counts[b, j]`` is how often image ``order[j]`` is
+    drawn in resample b (images in class order; each class's counts sum to its number of images)."""
 
     labels: np.ndarray
-    counts: np.ndarray  # B x N, int32
+    counts: np.ndarray  # B x N, int32, columns in class order
     order: np.ndarray = field(repr=False)  # images sorted by class
     starts: np.ndarray = field(repr=False)  # first position of each class in ``order``
     sizes: np.ndarray = field(repr=False)  # images per class
@@ -72,9 +70,7 @@ class ImageDraws:
         _, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
         counts = np.zeros((settings.resamples, len(labels)), dtype=np.int32)
         for start, size in zip(starts, sizes):
-            counts[:, order[start : start + size]] = rng.multinomial(
-                size, np.full(size, 1.0 / size), settings.resamples
-            )
+            counts[:, start : start + size] = rng.multinomial(size, np.full(size, 1.0 / size), settings.resamples)
         return cls(labels, counts, order, starts, sizes)
 
     def accuracy(self, correct: np.ndarray) -> tuple[float, np.ndarray]:
@@ -82,7 +78,7 @@ class ImageDraws:
         each resample (length B), in %."""
         correct = np.asarray(correct, dtype=np.int32)[self.order]
         hits = np.add.reduceat(correct, self.starts)
-        drawn = np.add.reduceat(self.counts[:, self.order] * correct, self.starts, axis=1)
+        drawn = np.add.reduceat(self.counts * correct, self.starts, axis=1)
         return 100 * float(np.mean(hits / self.sizes)), 100 * (drawn / self.sizes).mean(axis=1)
 
 
