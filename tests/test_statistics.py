@@ -60,6 +60,18 @@ def test_intervals_cover_the_true_value_in_90_to_99_percent_of_400_experiments(n
     assert 0.90 * 400 <= covered <= 0.99 * 400, f"coverage {covered / 400:.3f}"
 
 
+def test_one_replicate_cannot_see_its_seed_spread():
+    """Why a one-replicate verdict says "evaluation noise only": with a seed spread its interval of
+    test-image noise misses the truth far more often than 5 % of the time."""
+    rng = np.random.default_rng(12345)
+    covered = 0
+    for k in range(400):
+        labels, preds, truth = simulated_experiment(rng, 1, 0.03)
+        c = t1_cell(labels, preds, Settings(resamples=400, seed=k))
+        covered += c.low <= truth <= c.high
+    assert covered < 0.85 * 400, f"coverage {covered / 400:.3f}"
+
+
 def test_per_class_bootstrap_keeps_each_class_size_and_gives_the_observed_metric():
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
     draws = ImageDraws.of(labels, Settings(resamples=50), "x")
