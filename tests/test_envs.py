@@ -95,23 +95,72 @@ def command_imports(command: str) -> tuple[list[str], set[str]]:
     return mods, packages
 
 
+# The GPU rules' env switches with config `device` (workflow/rules/common.smk: TORCH_ENV).
+SWITCHED = {"TORCH_ENV": ["../envs/torch-cpu.yaml", "../envs/torch-gpu.yaml"]}
+TORCH_BUILDS = {"pytorch-cpu": "pytorch", "pytorch-gpu": "pytorch"}  # explicit builds of one package
+
+
+def rule_envs(text: str) -> list[str]:
+    """The env file(s) a rule's conda: directive names: a literal, or both variants of a switch."""
+    m = re.search(r'conda:\s*\n\s*(?:"([^"]+)"|(\w+))', text)
+    assert m, "no conda: directive"
+    return [m.group(1)] if m.group(1) else SWITCHED[m.group(2)]
+
+
 @pytest.mark.parametrize("rule", sorted(rules()))
 def test_rule_names_an_existing_env_that_covers_its_imports(rule):
     text = rules()[rule]
-    m = re.search(r'conda:\s*\n\s*"([^"]+)"', text)
-    assert m, f"rule {rule} has no conda: directive"
-    env = (REPO / "workflow/rules" / m.group(1)).resolve()
-    assert env.is_file(), env
     command = re.search(r"python -m zslrepro ([\w-]+)", text).group(1).replace("-", "_")
     modules, direct = command_imports(command)
     needed = {CONDA_NAME.get(n, n) for n in third_party_imports(modules) | direct}
-    packages = env_packages(env)
-    assert "python" in packages
-    assert needed <= packages, f"{env.name} lacks {sorted(needed - packages)} for rule {rule}"
+    for name in rule_envs(text):
+        env = (REPO / "workflow/rules" / name).resolve()
+        assert env.is_file(), env
+        packages = {TORCH_BUILDS.get(p, p) for p in env_packages(env)}
+        assert "python" in packages
+        assert needed <= packages, f"{env.name} lacks {sorted(needed - packages)} for rule {rule}"
+
+
+def test_the_gpu_rules_switch_env_and_device_with_the_configuration():
+    """The rules that ask for the gpu resource run in the CUDA build's env with --device cuda when the
+    run is configured for a GPU, in the CPU build's with the policy as given otherwise; no other rule
+    switches. Read from the parsed workflow (Snakemake's API), as a run would see it."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    def parsed(device: str) -> dict:
+        with SnakemakeApi(OutputSettings()) as api:
+            wf = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(config={"device": device}),
+                snakefile=REPO / "workflow/Snakefile",
+                workdir=REPO,
+            )._workflow
+            return {
+                r.name: (
+                    Path(str(r.conda_env)).name if r.conda_env else None,
+                    getattr(r.resources.get("device"), "value", None),
+                )
+                for r in wf.rules
+            }
+
+    cuda, cpu, auto = parsed("cuda"), parsed("cpu"), parsed("auto")
+    gpu_rules = {name for name, text in rules().items() if "gpu=GPU_PER_JOB" in text}
+    assert {"train_method", "extract_features", "method_artefact", "select_hyperparameters"} <= gpu_rules
+    for name in gpu_rules:
+        assert cuda[name] == ("torch-gpu.yaml", "cuda"), name
+        assert cpu[name] == ("torch-cpu.yaml", "cpu"), name
+        assert (
+            auto[name][1] in ("auto", "cuda")
+            and auto[name][0] == {"auto": "torch-cpu.yaml", "cuda": "torch-gpu.yaml"}[auto[name][1]]
+        )
+    for name in set(cuda) - gpu_rules:
+        assert cuda[name] == cpu[name], name
 
 
 def test_environment_yml_is_the_union_of_the_rule_envs():
     union = set().union(*(env_packages(p) for p in (REPO / "workflow/envs").glob("*.yaml")))
+    union = {TORCH_BUILDS.get(p, p) for p in union} - {"cuda-version"}  # environment.yml: one torch, the solver's
     top = env_packages(REPO / "environment.yml")
     assert union <= top, sorted(union - top)
     assert {"snakemake", "pygments"} <= top

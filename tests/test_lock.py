@@ -18,7 +18,14 @@ from packaging.utils import canonicalize_name
 REPO = Path(__file__).resolve().parents[1]
 LOCKS = {"lock.txt": [], "lock-test.txt": ["test"]}  # lock file: pyproject extras it covers
 # conda-forge names of PyPI packages where they differ
-CONDA_NAMES = {"pytorch": "torch", "pytorch-cpu": "torch", "pytorch-gpu": "torch", "python": None, "pip": None}
+CONDA_NAMES = {
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "pytorch-gpu": "torch",
+    "python": None,
+    "pip": None,
+    "cuda-version": None,  # not a Python package: the CUDA of the lock's torch build (test below)
+}
 
 
 def read_lock(name: str) -> dict[str, tuple[str, Marker | None, int]]:
@@ -104,3 +111,12 @@ def test_conda_files_name_the_locked_versions(path):
 
 def test_the_python_running_the_tests_is_one_the_lock_covers():
     assert sys.version_info >= (3, 11) and sys.platform == "linux"
+
+
+def test_the_gpu_env_asks_for_the_cuda_of_the_locked_torch_build():
+    """torch-gpu.yaml's cuda-version is the CUDA the lock's torch wheel runs on (its CUDA runtime's
+    major.minor: the PyPI wheel of torch 2.14.1 brings nvidia-cuda-runtime 13.0)."""
+    runtime = read_lock("lock.txt")[canonicalize_name("nvidia-cuda-runtime")][0]
+    deps = yaml.safe_load((REPO / "workflow/envs/torch-gpu.yaml").read_text())["dependencies"]
+    (cuda,) = [d.split("==")[1] for d in deps if isinstance(d, str) and d.startswith("cuda-version")]
+    assert cuda == ".".join(runtime.split(".")[:2]), f"torch-gpu.yaml asks for CUDA {cuda}, the lock has {runtime}"

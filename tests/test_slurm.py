@@ -49,8 +49,12 @@ def slurm_test_profile(tmp_path) -> Path:
     for rule in ("extract_features", "train_method", "evaluate_run"):
         assert profile["set-resources"][rule]["gpu"] == 1  # the GPU rules ask for a GPU
     profile["default-resources"].update(slurm_partition="debug", mem_mb=1500)
+    assert profile["config"] == ["device=cuda"] and profile["set-resources"]["train_method"]["device"] == "cuda"
     for res in profile["set-resources"].values():
         res.update(slurm_partition="debug", mem_mb=1500, gpu=0)
+        if "device" in res:
+            res["device"] = "cpu"  # this node has no GPU: run the GPU rules on the CPU on purpose
+    profile["config"] = ["device=cpu"]
     assert profile["set-threads"]["train_method"] >= 4  # SLURM's cpus-per-task = a job's threads
     profile["set-threads"] = {rule: 2 for rule in profile["set-threads"]}  # this node has 2 CPUs
     profile.update({"jobs": 2, "slurm-init-seconds-before-status-checks": 5})
@@ -74,12 +78,13 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 # One feature-level and one image-level method cover every rule kind (SGMA adds the artefact and
 # tuning rules); DEDN and DRMN would only add jobs of the same rules.
 METHODS = "methods=[msdn,sgma]"
+CPU = "device=cpu"  # given with --config, which replaces the profile's config list
 
 
 def test_tiny_workflow_through_slurm_equals_local_run(cluster, tmp_path):
     profile = slurm_test_profile(tmp_path)
     on_slurm = _workdir(tmp_path / "slurm")
-    run = _snakemake(on_slurm, "--workflow-profile", str(profile), "--config", METHODS)
+    run = _snakemake(on_slurm, "--workflow-profile", str(profile), "--config", METHODS, CPU)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-4000:]
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", out)

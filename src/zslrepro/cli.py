@@ -314,6 +314,18 @@ def cmd_plots(args) -> None:
     training_figure(args.histories, args.title, args.training)
 
 
+def cmd_doctor(args) -> int:
+    from pathlib import Path
+
+    from .doctor import FAIL, render, run, stores_of_configs
+
+    root = Path(args.root)
+    config = root / args.config
+    checks = run(config, root / args.lock, root, stores_of_configs(config, root))
+    print(render(checks))
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
 def cmd_verdict_figure(args) -> None:
     from .plots import verdict_figure
 
@@ -562,6 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     statistics_args(p)
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("doctor", help="will a run work here? versions, torch build and GPUs, disk, data, tools")
+    p.add_argument("--root", default=".", help="the checkout (where config/ and results/ are)")
+    p.add_argument("--config", default="config/config.yaml", help="relative to --root")
+    p.add_argument("--lock", default="requirements/lock.txt", help="relative to --root")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("verdict-figure", help="one method's verdicts: replicates, intervals, paper values")
     p.add_argument("--results-csv", required=True, help="results.csv of the tables command")

@@ -22,7 +22,7 @@ rule attention_maps:
     benchmark:
         "results/benchmarks/attention_maps/{method}/{dataset}/{run}.tsv"
     conda:
-        "../envs/torch.yaml"
+        "../envs/torch-cpu.yaml"
     threads: 1  # seconds of work: two run side by side on the 2-core main job
     params:
         code=code_of("attention", per_method=True),

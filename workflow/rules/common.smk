@@ -22,7 +22,7 @@ from zslrepro.config import (  # noqa: E402
     tuning_enabled,
 )
 from zslrepro.data.download import load_sources  # noqa: E402
-from zslrepro.devices import nvidia_gpu_visible  # noqa: E402
+from zslrepro.devices import job_policy, nvidia_gpu_visible, torch_env  # noqa: E402
 from zslrepro.statistics.intervals import Settings as StatisticsSettings  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 from zslrepro.features.store import store_problem  # noqa: E402
@@ -66,6 +66,12 @@ COMPUTE_THREADS = 1
 # jobs one at a time; a CPU-only machine runs them side by side, one compute thread each (the
 # SLURM profile sets its own per rule).
 GPU_PER_JOB = 1 if nvidia_gpu_visible() else 0
+# The device policy of the GPU rules' jobs (config `device`, zslrepro.devices): on a machine that shows
+# a GPU, `auto` becomes `cuda`, so a job that asked for the GPU never trains on the CPU. Given as a
+# resource (the profiles may set it per rule, and changing it re-runs nothing).
+JOB_DEVICE = job_policy(config["device"], bool(GPU_PER_JOB))
+# Their conda env: the CUDA build of torch when the run is configured for a GPU, else the CPU build.
+TORCH_ENV = f"../envs/{torch_env(config['device'], bool(GPU_PER_JOB))}"
 
 
 def feed_exports(features, cores):

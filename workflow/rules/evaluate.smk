@@ -15,7 +15,7 @@ rule evaluate_run:
     benchmark:
         "results/benchmarks/evaluate_run/{method}/{dataset}/{run}/rep{rep}.tsv"
     conda:
-        "../envs/torch.yaml"
+        "../envs/torch-cpu.yaml"
     threads: 1
     params:
         code=code_of("evaluate", per_method=True),

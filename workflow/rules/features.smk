@@ -27,12 +27,13 @@ rule extract_features:
     benchmark:
         "results/benchmarks/extract_features/{dataset}/{store}.tsv"
     conda:
-        "../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
+        device=JOB_DEVICE,
     params:
         code=code_of("extract"),
     shell:
         "python -m zslrepro extract --dataset-config {input.config} --index {input.index}"
-        " --store {wildcards.store} --threads {threads} --out {output} > {log} 2>&1"
+        " --store {wildcards.store} --device {resources.device} --threads {threads} --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule import_released:
     wildcard_constraints:
         setting="czsl|gzsl",
     conda:
-        "../envs/torch.yaml"
+        "../envs/torch-cpu.yaml"
     threads: 1
     params:
         code=code_of("import-official"),
@@ -42,12 +42,13 @@ rule evaluate_released:
     wildcard_constraints:
         setting="czsl|gzsl",
     conda:
-        "../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
+        device=JOB_DEVICE,
     params:
         code=code_of("evaluate", method="msdn"),
     shell:
         "python -m zslrepro evaluate --model {input.model} --data {input.data} --metrics {output.metrics}"
-        " --curve {output.curve} --predictions {output.predictions} --threads {threads} > {log} 2>&1"
+        " --curve {output.curve} --predictions {output.predictions} --device {resources.device} --threads {threads} > {log} 2>&1"

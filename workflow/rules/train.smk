@@ -16,10 +16,11 @@ rule method_artefact:
         "results/benchmarks/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.tsv"
     priority: image_runs_first
     conda:
-        "../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
+        device=JOB_DEVICE,
     params:
         code=code_of("artefact", per_method=True),
         images=images_flag,
@@ -27,7 +28,7 @@ rule method_artefact:
     shell:
         "python -m zslrepro artefact --method-config {input.config} --run {wildcards.run}"
         " --data {input.data} {params.images} {params.split} --name {wildcards.artefact}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " --device {resources.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule train_validation_point:
@@ -45,10 +46,11 @@ rule train_validation_point:
         "results/benchmarks/train_validation_point/{method}/{dataset}/{run}/point{point}.tsv"
     priority: image_runs_first
     conda:
-        "../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
+        device=JOB_DEVICE,
     params:
         code=code_of("train", per_method=True),
         images=images_flag,
@@ -56,7 +58,7 @@ rule train_validation_point:
     shell:
         "python -m zslrepro train --method-config {input.config} --run {wildcards.run}"
         " --validation-point {wildcards.point} --data {input.data} {params.images} {params.artefacts}"
-        " --threads {threads}"
+        " --device {resources.device} --threads {threads}"
         ' --out-dir "$(dirname {output.model})" > {log} 2>&1'
 
 
@@ -73,16 +75,17 @@ rule select_hyperparameters:
         "results/benchmarks/select_hyperparameters/{method}/{dataset}/{run}.tsv"
     priority: image_runs_first
     conda:
-        "../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
+        device=JOB_DEVICE,
     params:
         code=code_of("tune", per_method=True),
         images=images_flag,
     shell:
         "python -m zslrepro tune --method-config {input.config} --run {wildcards.run}"
-        " --data {input.data} {params.images} --models {input.models} --threads {threads}"
+        " --data {input.data} {params.images} --models {input.models} --device {resources.device} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -102,10 +105,11 @@ rule train_method:
         "results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv"
     priority: image_runs_first
     conda:
-        "../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
+        device=JOB_DEVICE,
     params:
         code=code_of("train", per_method=True),
         images=images_flag,
@@ -113,5 +117,5 @@ rule train_method:
         selected=lambda w, input: f"--selected {input.selected}" if "selected" in input.keys() else "",
     shell:
         "python -m zslrepro train --method-config {input.config} --data {input.data} {params.images}"
-        " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep} --threads {threads}"
+        " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep} --device {resources.device} --threads {threads}"
         ' --out-dir "$(dirname {output.model})" > {log} 2>&1'

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..data.images import check_images_present, image_transform, load_rgb
 from ..data.xlsa17 import IngestedDataset
+from ..devices import resolve
 from ..errors import ZslError
 from ..runtime import loader_workers
 from .backbone import build_backbone
@@ -50,7 +51,7 @@ def extract(
     out = Path(out)
     check_images_present(Path(images_root), index.image_paths)
     partial = out.with_name(out.name + ".partial")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve(device)  # the device policy: cuda without a GPU stops here, saying why
     spec = json.dumps(
         {k: store_cfg[k] for k in sorted(store_cfg) if k not in ("batch_size", "num_workers", "amp")}, sort_keys=True
     )

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..config import apply_overrides
+from ..devices import resolve
 from ..errors import DatasetError
 from ..io import load_torch
 from ..methods import DataSpec, build_method
@@ -19,7 +20,9 @@ from .sources import Split, make_split
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """The device of a job's ``--device`` policy (zslrepro.devices: ``cuda`` without a GPU stops here,
+    with the reason, before any data is read; ``auto`` falls back to the CPU)."""
+    return resolve(name)
 
 
 def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | None = None) -> DataSpec:
