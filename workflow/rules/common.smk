@@ -286,11 +286,19 @@ def run_config_of(wildcards):
     return RUN_CONFIGS[(wildcards.method, wildcards.dataset, wildcards.run)]
 
 
-def image_runs_first(wildcards):
-    """Scheduling priority: the image-level runs' long chains (artefact, validation point, selection,
-    training) start first, and the short feature-level jobs fill the other cores around them; left
-    to input sizes, Snakemake started SGMA's training last and the main job ended on it alone."""
-    return 10 if not run_config_of(wildcards).get("feature_store") else 0
+EXTRACTION_PRIORITY = 5
+
+
+def long_chains_first(wildcards):
+    """Scheduling priority: the longest chains start first and the short feature-level jobs fill the
+    other cores around them: image-level runs (artefact, validation point, selection, training),
+    then tuned feature-level runs (validation point, selection, training, after their store's
+    extraction). Left to input sizes, Snakemake started SGMA's training last and the main job ended
+    on it alone; no number depends on the order."""
+    cfg = run_config_of(wildcards)
+    if not cfg.get("feature_store"):
+        return 10
+    return EXTRACTION_PRIORITY if tuning_enabled(cfg) else 0
 
 
 def run_data(wildcards):

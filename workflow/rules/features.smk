@@ -26,6 +26,7 @@ rule extract_features:
         "logs/extract_features/{dataset}/{store}.log",
     benchmark:
         "results/benchmarks/extract_features/{dataset}/{store}.tsv"
+    priority: EXTRACTION_PRIORITY  # every feature-level run waits for it
     conda:
         TORCH_ENV
     threads: 1

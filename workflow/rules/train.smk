@@ -14,7 +14,7 @@ rule method_artefact:
         "logs/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.log",
     benchmark:
         "results/benchmarks/method_artefact/{method}/{dataset}/{run}/{split}/{artefact}.tsv"
-    priority: image_runs_first
+    priority: long_chains_first
     conda:
         TORCH_ENV
     threads: 1
@@ -44,7 +44,7 @@ rule train_validation_point:
         "logs/train_validation_point/{method}/{dataset}/{run}/point{point}.log",
     benchmark:
         "results/benchmarks/train_validation_point/{method}/{dataset}/{run}/point{point}.tsv"
-    priority: image_runs_first
+    priority: long_chains_first
     conda:
         TORCH_ENV
     threads: 1
@@ -73,7 +73,7 @@ rule select_hyperparameters:
         "logs/select_hyperparameters/{method}/{dataset}/{run}.log",
     benchmark:
         "results/benchmarks/select_hyperparameters/{method}/{dataset}/{run}.tsv"
-    priority: image_runs_first
+    priority: long_chains_first
     conda:
         TORCH_ENV
     threads: 1
@@ -103,7 +103,7 @@ rule train_method:
         "logs/train_method/{method}/{dataset}/{run}/rep{rep}.log",
     benchmark:
         "results/benchmarks/train_method/{method}/{dataset}/{run}/rep{rep}.tsv"
-    priority: image_runs_first
+    priority: long_chains_first
     conda:
         TORCH_ENV
     threads: 1
