@@ -56,22 +56,16 @@ def _dry_run(repo: Path, workdir: Path) -> tuple[subprocess.CompletedProcess, st
 # ---- no code from data files -------------------------------------------------------------------
 
 
+def _evaluate(model, data, tmp_path) -> subprocess.CompletedProcess:
+    """``zslrepro evaluate`` of ``model`` on ``data``, its outputs under ``tmp_path``."""
+    outputs = ("--metrics", tmp_path / "m.json", "--curve", tmp_path / "c.csv", "--predictions", tmp_path / "p.npz")
+    return _run_cli("evaluate", "--model", model, "--data", data, *outputs)
+
+
 def test_model_file_with_a_payload_is_refused_by_evaluate(tiny, tmp_path, payload):
     bad = tmp_path / "model.pt"
     torch.save({"config": {}, "model": {}, "extra": payload}, bad)
-    run = _run_cli(
-        "evaluate",
-        "--model",
-        bad,
-        "--data",
-        tiny.store_path,
-        "--metrics",
-        tmp_path / "m.json",
-        "--curve",
-        tmp_path / "c.csv",
-        "--predictions",
-        tmp_path / "p.npz",
-    )
+    run = _evaluate(bad, tiny.store_path, tmp_path)
     _one_line_error(run, "was refused and nothing of it was run", "model file")
     assert not (tmp_path / "m.json").exists()
 
@@ -221,19 +215,7 @@ def test_one_nan_test_image_is_refused_by_evaluation(tiny, tmp_path):
     source.close()
     with h5py.File(store, "r+") as h5:
         h5["features"][image] = np.nan
-    run = _run_cli(
-        "evaluate",
-        "--model",
-        model,
-        "--data",
-        store,
-        "--metrics",
-        tmp_path / "m.json",
-        "--curve",
-        tmp_path / "c.csv",
-        "--predictions",
-        tmp_path / "p.npz",
-    )
+    run = _evaluate(model, store, tmp_path)
     _one_line_error(run, "1 of", "test_unseen images get NaN or infinite class scores", f"first: image {image}")
     assert not (tmp_path / "m.json").exists()
 
