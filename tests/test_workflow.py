@@ -97,7 +97,7 @@ def test_whole_dag_runs_then_has_nothing_to_do(tiny_workdir):
     assert set(table[(table.protocol == "paper") & (table.metric != "AUSUC")].verdict) == {"no reference"}
     assert len(list((tiny_workdir / "results/predictions").rglob("rep*.npz"))) == 2 * len(TINY_RUNS)
     pairs = pd.read_csv(tiny_workdir / "results/tables/pairwise.csv")
-    rows = table.groupby(["method", "variant"]).ngroups
+    rows = table.groupby(["method", "variant"], dropna=False).ngroups
     assert len(pairs) == 2 * 2 * rows * (rows - 1) // 2  # protocols x (T1, H) x pairs
     for method in TINY_METHODS:
         assert (tiny_workdir / f"results/figures/verdicts/{method}.png").read_bytes()[:4] == b"\x89PNG"
@@ -192,7 +192,8 @@ def test_released_models_rule_appears_only_with_the_files(tiny_workdir, tmp_path
     (work / "config/downloads.yaml").write_text(yaml.safe_dump(sources))
     dry = snakemake(work, "-n", "--cores", "2")
     planned = planned_jobs(dry.stdout + dry.stderr)
-    assert {r for r, _ in planned} == {"import_released", "evaluate_released", "results_tables", "all"}
+    # the new table row redraws the released method's verdict figure
+    assert {r for r, _ in planned} == {"import_released", "evaluate_released", "results_tables", "verdict_figure", "all"}
     run = snakemake(work, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
     lock = yaml.safe_load((work / "config/downloads.lock.yaml").read_text())
@@ -301,7 +302,9 @@ def test_code_is_an_input_of_exactly_the_jobs_that_import_it(tiny_workdir):
     assert {"msdn", "dedn"} <= importers and methods == importers & TINY_METHODS
 
     planned = _plan_after_editing(tiny_workdir, "plots.py")
-    assert {r for r, _ in planned} - {"all"} == {"plot_run"} and len(planned) == 1 + len(TINY_RUNS)  # every run's plots
+    # every run's plots and every method's verdict figure
+    assert {r for r, _ in planned} - {"all"} == {"plot_run", "verdict_figure"}
+    assert len(planned) == 1 + len(TINY_RUNS) + len(TINY_METHODS)
 
     again = snakemake(tiny_workdir, "-n", "--cores", "2")  # the edits were undone: nothing to do
     assert "Nothing to be done" in again.stdout + again.stderr
