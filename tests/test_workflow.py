@@ -193,7 +193,13 @@ def test_released_models_rule_appears_only_with_the_files(tiny_workdir, tmp_path
     dry = snakemake(work, "-n", "--cores", "2")
     planned = planned_jobs(dry.stdout + dry.stderr)
     # the new table row redraws the released method's verdict figure
-    assert {r for r, _ in planned} == {"import_released", "evaluate_released", "results_tables", "verdict_figure", "all"}
+    assert {r for r, _ in planned} == {
+        "import_released",
+        "evaluate_released",
+        "results_tables",
+        "verdict_figure",
+        "all",
+    }
     run = snakemake(work, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
     lock = yaml.safe_load((work / "config/downloads.lock.yaml").read_text())
