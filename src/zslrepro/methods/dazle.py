@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .logit_bias import UnseenLogitBias
 from .losses import self_calibration
 from .regions import normalized_regions
 from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 @register("dazle")
-class DAZLE(ZslMethod):
+class DAZLE(UnseenLogitBias, ZslMethod):
     consumes = "features"
 
     def __init__(self, cfg: dict, spec: DataSpec):
@@ -52,7 +53,7 @@ class DAZLE(ZslMethod):
         self.W_3 = nn.Parameter(torch.zeros(dim, channels), requires_grad=self.attribute_attention)
         self.register_buffer("Z", F.normalize(spec.att.float(), dim=1))
         self.register_buffer("unseen", spec.unseen.clone())
-        self.register_buffer("bias", model["logit_bias"] * spec.unseen_sign())  # +b unseen, -b seen
+        self.register_logit_bias(model["logit_bias"], spec.num_classes, spec.unseen)
 
     def semantic_vectors(self) -> torch.Tensor:
         return F.normalize(self.V, dim=1) if self.normalize_V else self.V
@@ -73,10 +74,10 @@ class DAZLE(ZslMethod):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B x C), with the +-bias added."""
         _, gated = self.attribute_terms(x)
-        return gated @ self.Z.T + self.bias
+        return self.biased(gated @ self.Z.T)
 
     def loss(self, outputs, labels):
-        ce = F.cross_entropy(outputs - self.bias, labels)
+        ce = F.cross_entropy(self.unbiased(outputs), labels)
         cal = self_calibration(outputs, self.unseen)
         total = ce + self.lambda_cal * cal
         return total, {"loss": total.item(), "ce": ce.item(), "calibration": cal.item()}

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .attention import Block, attended_sums
+from .logit_bias import UnseenLogitBias
 from .losses import discrepancy, self_calibration
 from .regions import normalized_regions
 from .registry import AttentionMaps, DataSpec, ZslMethod, register
@@ -103,7 +104,7 @@ def attended_scores(x: torch.Tensor, score_proj: torch.Tensor, attn_proj: torch.
 
 
 @register("dedn")
-class DEDN(ZslMethod):
+class DEDN(UnseenLogitBias, ZslMethod):
     consumes = "features"
 
     def __init__(self, cfg: dict, spec: DataSpec):
@@ -130,7 +131,7 @@ class DEDN(ZslMethod):
             DANParameters(spec.w2v[torch.tensor(g)], channels, height * width, hidden) for g in groups
         )
         self.register_buffer("Z", F.normalize(spec.att.float()[:, order], dim=1))
-        self.register_buffer("bias", model["logit_bias"] * spec.unseen_sign())
+        self.register_logit_bias(model["logit_bias"], spec.num_classes, spec.unseen)
         seen_mask = torch.zeros(spec.num_classes, dtype=torch.bool)
         seen_mask[spec.seen] = True
         self.register_buffer("seen_mask", seen_mask)
@@ -156,13 +157,13 @@ class DEDN(ZslMethod):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         s = self.attribute_scores(x)
-        z_c = self._mix(s["R_c"], s["C_c"]) @ self.Z.T + self.bias
-        z_f = self._mix(s["R_f"], s["C_f"]) @ self.Z.T + self.bias
+        z_c = self.biased(self._mix(s["R_c"], s["C_c"]) @ self.Z.T)
+        z_f = self.biased(self._mix(s["R_f"], s["C_f"]) @ self.Z.T)
         return {"z_c": z_c, "z_f": z_f, **s}
 
     def margin_cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """MAL: without the bias, +delta on seen classes, -M on the target, CE over all classes."""
-        u = logits - self.bias
+        u = self.unbiased(logits)
         if self.use_mal:
             u = u + self.delta * self.seen_mask
             u = u - self.margin * F.one_hot(labels, u.shape[1])

@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Block, attended_sums
+from .logit_bias import UnseenLogitBias
 from .losses import discrepancy, self_calibration
 from .regions import normalized_regions
 from .registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 @register("msdn")
-class MSDN(ZslMethod):
+class MSDN(UnseenLogitBias, ZslMethod):
     consumes = "features"
 
     def __init__(self, cfg: dict, spec: DataSpec):
@@ -57,7 +58,7 @@ class MSDN(ZslMethod):
         self.W_21 = nn.Parameter(torch.zeros(dim, channels))  # V->A attribute attention
         self.register_buffer("Z", F.normalize(spec.att.float(), dim=1))
         self.register_buffer("unseen", spec.unseen.clone())
-        self.register_buffer("bias", model["logit_bias"] * spec.unseen_sign())  # +b unseen, -b seen
+        self.register_logit_bias(model["logit_bias"], spec.num_classes, spec.unseen)
 
     def semantic_vectors(self) -> torch.Tensor:
         return F.normalize(self.V, dim=1) if self.normalize_V else self.V
@@ -76,11 +77,11 @@ class MSDN(ZslMethod):
                 Block(2 * n_att, 3 * n_att, n_att, softmax_dim=2, reduce_dim=1),  # phi: softmax_i(g) * t
             ),
         )
-        return psi @ self.Z.T + self.bias, phi @ self.Z.T + self.bias
+        return self.biased(psi @ self.Z.T), self.biased(phi @ self.Z.T)
 
     def loss(self, outputs, labels):
         logits_av, logits_va = outputs
-        ce = F.cross_entropy(logits_av - self.bias, labels) + F.cross_entropy(logits_va - self.bias, labels)
+        ce = F.cross_entropy(self.unbiased(logits_av), labels) + F.cross_entropy(self.unbiased(logits_va), labels)
         cal = self_calibration(logits_av, self.unseen) + self_calibration(logits_va, self.unseen)
         distill = discrepancy(logits_av, logits_va, self.eps)
         total = ce + self.lambda_cal * cal + self.mu_distill * distill

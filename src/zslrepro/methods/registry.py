@@ -38,12 +38,6 @@ class DataSpec:
     def num_attributes(self) -> int:
         return self.att.shape[1]
 
-    def unseen_sign(self) -> torch.Tensor:
-        """+1 for unseen and -1 for seen classes: the DAZLE lineage's fixed logit bias direction."""
-        sign = torch.full((self.num_classes,), -1.0)
-        sign[self.unseen] = 1.0
-        return sign
-
 
 @dataclass
 class AttentionMaps:
