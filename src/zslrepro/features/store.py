@@ -148,12 +148,6 @@ class FeatureStore:
         self.read_into(indices, half)
         return half.astype(np.float32)
 
-    def iter_batches(self, indices: np.ndarray, batch_size: int):
-        """Yield (indices, features) in order, ``batch_size`` images at a time."""
-        for start in range(0, len(indices), batch_size):
-            idx = np.asarray(indices[start : start + batch_size])
-            yield idx, self.read(idx)
-
     def close(self) -> None:
         if self._rows is not None:
             self._rows.close()

@@ -1,5 +1,5 @@
-"""Batch samplers of the official scripts, with explicit generators so a resumed run continues
-exactly where it stopped (their states go into the checkpoint)."""
+"""Batch samplers of the official scripts, with explicit generators: the trainer draws the whole
+run's batches up front from the seed, so a resumed run needs no sampler state."""
 
 from __future__ import annotations
 
@@ -18,12 +18,6 @@ class IIDSampler:
     def next(self) -> np.ndarray:
         pick = torch.randperm(len(self.train_idx), generator=self.generator)[: self.batch_size]
         return self.train_idx[pick.numpy()]
-
-    def state(self) -> dict:
-        return {"torch": self.generator.get_state()}
-
-    def restore(self, state: dict) -> None:
-        self.generator.set_state(state["torch"])
 
 
 class ClassBalancedSampler:
@@ -48,12 +42,6 @@ class ClassBalancedSampler:
     def next(self) -> np.ndarray:
         chosen = self.rng.choice(len(self.per_class), self.n_classes, replace=False)
         return np.concatenate([self.rng.choice(self.per_class[c], self.per_draw) for c in chosen])
-
-    def state(self) -> dict:
-        return {"numpy": self.rng.bit_generator.state}
-
-    def restore(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["numpy"]
 
 
 def build_sampler(schedule: dict, labels: np.ndarray, train_idx: np.ndarray, seed: int):
