@@ -26,7 +26,7 @@ import itertools
 import math
 import time
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -217,9 +217,81 @@ def train(
         raise clear from None
 
 
+@dataclass
+class Run:
+    """What a run fixes before its first update: the data, the model, every batch, the digest."""
+
+    cfg: dict
+    source: object
+    split: object
+    replicate: int
+    seed: int
+    device: torch.device
+    model: torch.nn.Module
+    stages: list[Stage]
+    plan: list[np.ndarray]  # the index batch of every update, drawn up front
+    amp: bool
+    feed: dict
+    determinism: dict
+    code: str
+    digest: str
+    artefacts: dict
+    out_dir: Path
+    log: object
+
+    @property
+    def total(self) -> int:
+        return self.stages[-1].end
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    @property
+    def history_path(self) -> Path:
+        return self.out_dir / "history.jsonl"
+
+
+@dataclass
+class Progress:
+    """What a checkpoint carries from one session to the next."""
+
+    next_iter: int = 0
+    history: list = field(default_factory=list)
+    selected: dict = field(default_factory=dict)  # predictions of the evaluations the authors' protocol selects
+    seconds: float = 0.0  # spent by earlier sessions
+    sessions: int = 1
+    resumed: dict | None = None  # the checkpoint, until its stage's optimiser state is restored
+    t0: float = field(default_factory=time.time)
+
+    def elapsed(self) -> float:
+        return self.seconds + time.time() - self.t0
+
+
+@dataclass
+class StageOptimizer:
+    """The optimiser of one stage, its learning-rate schedule, and the running epoch loss it reads."""
+
+    optimizer: torch.optim.Optimizer
+    lr_schedule: object
+    epoch_loss: list
+
+
 def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None, artefacts: dict, log) -> Path:
+    run = _prepare(cfg, source, out_dir, replicate, device, artefacts, log)
+    progress = _resume(run)
+    _log_start(run)
+    progress.t0 = time.time()
+    for k, stage in enumerate(run.stages):
+        if progress.next_iter < stage.end:
+            _train_stage(run, progress, k, stage)
+            progress.resumed = None
+    return _write_final(run, progress)
+
+
+def _prepare(cfg: dict, source, out_dir: Path, replicate: int, device: str | None, artefacts: dict, log) -> Run:
+    """Seed, split, model and the whole run's batches, in the order that fixes the random streams."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, history_path = out_dir / "checkpoint.pt", out_dir / "history.jsonl"
     device_ = pick_device(device)
     seed = cfg["seed"] + replicate
     split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
@@ -234,7 +306,6 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
             "artefacts": {k: _file_digest(v) for k, v in sorted(artefacts.items())},
         }
     )
-
     determinism = set_determinism(cfg["deterministic"])
     seed_everything(seed)
     model = build_method(cfg, data_spec(source, cfg, split, artefacts)).to(device_)
@@ -245,167 +316,213 @@ def _train(cfg: dict, source, out_dir: Path, replicate: int, device: str | None,
         )
     schedule = cfg["schedule"]
     stages = plan_stages(schedule, len(split.trainval_loc))
-    total = stages[-1].end
     sampler = build_sampler(schedule, split.labels, split.trainval_loc, seed)
-    plan = [sampler.next() for _ in range(total)]
-    iters_per_epoch = max(1, len(split.trainval_loc) // schedule["batch_size"])
-    amp = schedule["amp"] and device_.type == "cuda"
-    evaluated = any(stage.evaluate for stage in stages)
-    feed = source.expect(
-        np.concatenate([*plan, *((split.test_seen_loc, split.test_unseen_loc) if evaluated else ())]), device=device_
+    plan = [sampler.next() for _ in range(stages[-1].end)]
+    tested = (split.test_seen_loc, split.test_unseen_loc) if any(stage.evaluate for stage in stages) else ()
+    feed = source.expect(np.concatenate([*plan, *tested]), device=device_)
+    return Run(
+        cfg,
+        source,
+        split,
+        replicate,
+        seed,
+        device_,
+        model,
+        stages,
+        plan,
+        schedule["amp"] and device_.type == "cuda",
+        feed,
+        determinism,
+        code,
+        digest,
+        artefacts,
+        out_dir,
+        log,
     )
-    start, history, resumed, spent, sessions = 0, [], None, 0.0, 1
-    selected: dict = {}  # predictions of the evaluations the authors' protocol selects so far
 
-    if ckpt_path.exists():
-        ckpt = load_torch(ckpt_path, "checkpoint", map_location=device_)
-        if ckpt.get("digest") == digest:
-            model.load_state_dict(ckpt["model"])
-            restore_rng_state(ckpt["rng"])
-            start, history, resumed = ckpt["next_iter"], ckpt["history"], ckpt
-            selected = ckpt.get("selected_predictions", {})
-            spent, sessions = ckpt.get("seconds", 0.0), ckpt.get("sessions", 1) + 1
-            log(f"resuming from {ckpt_path} at update {start} of {total}")
-        elif ckpt.get("code") not in (None, code):
-            log(
-                f"ignoring {ckpt_path}: it was written by other code (code digest {ckpt['code']}, "
-                f"now {code}); training starts over"
-            )
-        else:
-            log(f"ignoring {ckpt_path}: it belongs to another configuration; training starts over")
 
-    log(
-        f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {total} updates in "
-        f"{len(stages)} stage(s), seed {seed}, device {device_}, amp {amp}, "
-        f"deterministic {cfg['deterministic']}, {torch.get_num_threads()} threads, code {code}"
+def _resume(run: Run) -> Progress:
+    """The checkpoint's progress when it is this run's (same digest), else a fresh start, saying why."""
+    path = run.checkpoint_path
+    if not path.exists():
+        return Progress()
+    ckpt = load_torch(path, "checkpoint", map_location=run.device)
+    if ckpt.get("digest") == run.digest:
+        run.model.load_state_dict(ckpt["model"])
+        restore_rng_state(ckpt["rng"])
+        run.log(f"resuming from {path} at update {ckpt['next_iter']} of {run.total}")
+        return Progress(
+            ckpt["next_iter"],
+            ckpt["history"],
+            ckpt.get("selected_predictions", {}),
+            ckpt.get("seconds", 0.0),
+            ckpt.get("sessions", 1) + 1,
+            ckpt,
+        )
+    if ckpt.get("code") not in (None, run.code):
+        run.log(
+            f"ignoring {path}: it was written by other code (code digest {ckpt['code']}, "
+            f"now {run.code}); training starts over"
+        )
+    else:
+        run.log(f"ignoring {path}: it belongs to another configuration; training starts over")
+    return Progress()
+
+
+def _log_start(run: Run) -> None:
+    cfg, split = run.cfg, run.split
+    run.log(
+        f"{cfg['method']} on {cfg['dataset']} ({split.name} split): {run.total} updates in "
+        f"{len(run.stages)} stage(s), seed {run.seed}, device {run.device}, amp {run.amp}, "
+        f"deterministic {cfg['deterministic']}, {torch.get_num_threads()} threads, code {run.code}"
     )
-    log(f"input feed: {describe_feed(feed, getattr(source, 'ram_cap', None))}")
+    run.log(f"input feed: {describe_feed(run.feed, getattr(run.source, 'ram_cap', None))}")
     if split.dropped_test_images:
-        log(
+        run.log(
             f"validation split: {split.dropped_test_images} train_loc/val_loc images are test images "
             f"(not in trainval_loc) and were left out"
         )
-    t0 = time.time()
-    for k, stage in enumerate(stages):
-        if start >= stage.end:
-            continue
-        model.set_stage(stage.name)
-        model.train()
-        optimizer = build_optimizer(
-            {**cfg["optimizer"], "lr": cfg["optimizer"]["lr"] * stage.lr_scale}, model.param_groups()
-        )
-        lr_schedule = build_lr_schedule(schedule["lr_schedule"], optimizer)
-        epoch_loss = [0.0, 0]
-        if resumed is not None and resumed.get("stage") == k:
-            optimizer.load_state_dict(resumed["optimizer"])
-            if lr_schedule is not None:
-                lr_schedule.load_state_dict(resumed["lr_schedule"])
-            epoch_loss = resumed["epoch_loss"]
-        first = max(start, stage.first)
-        log(f"stage {stage.name}: updates {stage.first + 1}-{stage.end}")
 
-        def checkpoint(it: int, parts: dict) -> None:
-            """After update ``it``: evaluate when it is an evaluation point, then save the checkpoint."""
-            evaluate = stage.evaluates_after(it)
-            row = {
-                "update": it + 1,
-                "stage": stage.name,
-                "epoch": round((it + 1) * schedule["batch_size"] / len(split.trainval_loc), 3),
-                "lr": optimizer.param_groups[0]["lr"],
-                **parts,
-            }
-            if evaluate:
-                try:
-                    scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)
-                except NonFiniteScores as exc:  # weights the last step made non-finite, or non-finite test features
-                    raise diverged(cfg, replicate, it, total, str(exc).split(";")[0]) from None
-                row.update(summarize(scores, split, cfg["evaluation"]["gamma"]))
-                history.append(row)
-                keep_selected_predictions(selected, history, scores, split, cfg["evaluation"]["gamma"])
-                write_jsonl(history_path, history)
-            save_torch(
-                ckpt_path,
-                {
-                    "digest": digest,
-                    "code": code,
-                    "model": model.state_dict(),
-                    "stage": k,
-                    "optimizer": optimizer.state_dict(),
-                    "epoch_loss": epoch_loss,
-                    "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
-                    "rng": rng_state(),
-                    "next_iter": it + 1,
-                    "history": history,
-                    "selected_predictions": selected,
-                    "seconds": spent + time.time() - t0,
-                    "sessions": sessions,
-                },
-            )
-            metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
-            log(
-                f"[{stage.name}] update {it + 1:6d}/{total}  loss {parts['loss']:.4f}  {metrics}  "
-                f"({time.time() - t0:.0f}s)"
-            )
 
-        # A feature source is fed segment by segment, each ending where the run is evaluated or saved,
-        # so the feed's buffers are let go before the test sets are read (peak memory). An image
-        # source keeps one loader per stage: each DataLoader draws its seed from torch's global
-        # generator, and more of them would move the run's random stream.
-        spans = segments(stage, first) if source.kind == "features" else [(first, stage.end)]
-        for seg_first, seg_end in spans:
-            seeds = [seed * 100_003 + it for it in range(seg_first, seg_end)]
-            with closing(source.train_batches(plan[seg_first:seg_end], seeds, device=device_)) as batches:
-                for it, (x, y) in zip(range(seg_first, seg_end), batches):
-                    optimizer.zero_grad(set_to_none=True)
-                    parts = _forward_loss(model, x, y, schedule["accumulation_steps"], amp, device_)
-                    stop_if_not_finite(model, parts["loss"], cfg, replicate, it, total)
-                    optimizer.step()
-                    epoch_loss = [epoch_loss[0] + parts["loss"], epoch_loss[1] + 1]
-                    local = it - stage.first
-                    if (local + 1) % iters_per_epoch == 0 and lr_schedule is not None:
-                        if isinstance(lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                            lr_schedule.step(epoch_loss[0] / epoch_loss[1])
-                        else:
-                            lr_schedule.step()
-                        epoch_loss = [0.0, 0]
-                    if it + 1 < seg_end and stage.evaluates_after(it):
-                        checkpoint(it, parts)  # within a span: image sources only
-                x = y = None  # the feed's buffer, not held through the evaluation
-            checkpoint(seg_end - 1, parts)
-        resumed = None
+def _stage_optimizer(run: Run, progress: Progress, k: int, stage: Stage) -> StageOptimizer:
+    """A fresh optimiser and schedule for the stage, or the checkpoint's when it was written in it."""
+    cfg = run.cfg
+    optimizer = build_optimizer(
+        {**cfg["optimizer"], "lr": cfg["optimizer"]["lr"] * stage.lr_scale}, run.model.param_groups()
+    )
+    opt = StageOptimizer(optimizer, build_lr_schedule(cfg["schedule"]["lr_schedule"], optimizer), [0.0, 0])
+    if progress.resumed is not None and progress.resumed.get("stage") == k:
+        optimizer.load_state_dict(progress.resumed["optimizer"])
+        if opt.lr_schedule is not None:
+            opt.lr_schedule.load_state_dict(progress.resumed["lr_schedule"])
+        opt.epoch_loss = progress.resumed["epoch_loss"]
+    return opt
 
-    final = out_dir / "model.pt"
-    write_jsonl(history_path, history)
+
+def _train_stage(run: Run, progress: Progress, k: int, stage: Stage) -> None:
+    """The stage's updates from where the run stands, evaluated and checkpointed where it says."""
+    cfg, model, schedule = run.cfg, run.model, run.cfg["schedule"]
+    model.set_stage(stage.name)
+    model.train()
+    opt = _stage_optimizer(run, progress, k, stage)
+    first = max(progress.next_iter, stage.first)
+    iters_per_epoch = max(1, len(run.split.trainval_loc) // schedule["batch_size"])
+    run.log(f"stage {stage.name}: updates {stage.first + 1}-{stage.end}")
+    # A feature source is fed segment by segment, each ending where the run is evaluated or saved,
+    # so the feed's buffers are let go before the test sets are read (peak memory). An image
+    # source keeps one loader per stage: each DataLoader draws its seed from torch's global
+    # generator, and more of them would move the run's random stream.
+    spans = segments(stage, first) if run.source.kind == "features" else [(first, stage.end)]
+    for seg_first, seg_end in spans:
+        seeds = [run.seed * 100_003 + it for it in range(seg_first, seg_end)]
+        with closing(run.source.train_batches(run.plan[seg_first:seg_end], seeds, device=run.device)) as batches:
+            for it, (x, y) in zip(range(seg_first, seg_end), batches):
+                opt.optimizer.zero_grad(set_to_none=True)
+                parts = _forward_loss(model, x, y, schedule["accumulation_steps"], run.amp, run.device)
+                stop_if_not_finite(model, parts["loss"], cfg, run.replicate, it, run.total)
+                opt.optimizer.step()
+                opt.epoch_loss = [opt.epoch_loss[0] + parts["loss"], opt.epoch_loss[1] + 1]
+                if (it - stage.first + 1) % iters_per_epoch == 0 and opt.lr_schedule is not None:
+                    _epoch_end(opt)
+                if it + 1 < seg_end and stage.evaluates_after(it):
+                    _save_point(run, progress, k, stage, opt, it, parts)  # within a span: image sources only
+            x = y = None  # the feed's buffer, not held through the evaluation
+        _save_point(run, progress, k, stage, opt, seg_end - 1, parts)
+
+
+def _epoch_end(opt: StageOptimizer) -> None:
+    """The per-epoch learning-rate step (a plateau schedule reads the epoch's mean loss)."""
+    if isinstance(opt.lr_schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        opt.lr_schedule.step(opt.epoch_loss[0] / opt.epoch_loss[1])
+    else:
+        opt.lr_schedule.step()
+    opt.epoch_loss = [0.0, 0]
+
+
+def _save_point(run: Run, progress: Progress, k: int, stage: Stage, opt: StageOptimizer, it: int, parts: dict) -> None:
+    """After update ``it``: evaluate when it is an evaluation point, then save the checkpoint."""
+    cfg, gamma = run.cfg, run.cfg["evaluation"]["gamma"]
+    row = {
+        "update": it + 1,
+        "stage": stage.name,
+        "epoch": round((it + 1) * cfg["schedule"]["batch_size"] / len(run.split.trainval_loc), 3),
+        "lr": opt.optimizer.param_groups[0]["lr"],
+        **parts,
+    }
+    if stage.evaluates_after(it):
+        try:
+            scores = test_scores(run.model, run.source, run.split, cfg["evaluation"]["batch_size"], run.device)
+        except NonFiniteScores as exc:  # weights the last step made non-finite, or non-finite test features
+            raise diverged(cfg, run.replicate, it, run.total, str(exc).split(";")[0]) from None
+        row.update(summarize(scores, run.split, gamma))
+        progress.history.append(row)
+        keep_selected_predictions(progress.selected, progress.history, scores, run.split, gamma)
+        write_jsonl(run.history_path, progress.history)
+    save_torch(
+        run.checkpoint_path,
+        {
+            "digest": run.digest,
+            "code": run.code,
+            "model": run.model.state_dict(),
+            "stage": k,
+            "optimizer": opt.optimizer.state_dict(),
+            "epoch_loss": opt.epoch_loss,
+            "lr_schedule": opt.lr_schedule.state_dict() if opt.lr_schedule is not None else None,
+            "rng": rng_state(),
+            "next_iter": it + 1,
+            "history": progress.history,
+            "selected_predictions": progress.selected,
+            "seconds": progress.elapsed(),
+            "sessions": progress.sessions,
+        },
+    )
+    metrics = "  ".join(f"{m} {row[m]:.1f}" for m in ("T1", "U", "S", "H") if m in row)
+    run.log(
+        f"[{stage.name}] update {it + 1:6d}/{run.total}  loss {parts['loss']:.4f}  {metrics}  "
+        f"({time.time() - progress.t0:.0f}s)"
+    )
+
+
+def _write_final(run: Run, progress: Progress) -> Path:
+    """The model file (weights, config, provenance, the selected predictions; no clock), then
+    compute.json (the timings), then the checkpoint goes."""
+    cfg = run.cfg
+    final = run.out_dir / "model.pt"
+    write_jsonl(run.history_path, progress.history)
     prov = provenance.record(
         "train",
         method=cfg["method"],
         config=cfg,
-        data={"data": source.path, **artefacts},
-        seed=seed,
-        device=device_,
-        determinism=determinism,
+        data={"data": run.source.path, **run.artefacts},
+        seed=run.seed,
+        device=run.device,
+        determinism=run.determinism,
     )
-    prov["feed"] = feed  # which input path ran (RAM cache, stream, image workers); no number depends on it
+    prov["feed"] = run.feed  # which input path ran (RAM cache, stream, image workers); no number depends on it
     save_torch(
         final,
         {
             "method": cfg["method"],
             "dataset": cfg["dataset"],
             "config": cfg,
-            "replicate": replicate,
-            "seed": seed,
-            "model": model.state_dict(),
-            "updates": total,
-            "split": split.name,
+            "replicate": run.replicate,
+            "seed": run.seed,
+            "model": run.model.state_dict(),
+            "updates": run.total,
+            "split": run.split.name,
             "provenance": prov,
-            "artefacts": {k: str(v) for k, v in artefacts.items()},
-            "selected_predictions": selected,
+            "artefacts": {k: str(v) for k, v in run.artefacts.items()},
+            "selected_predictions": progress.selected,
         },
     )
-    # timings go to compute.json only: the model file holds no clock, so equal runs give equal bytes
     write_json(
-        out_dir / "compute.json",
-        {"seconds": round(spent + time.time() - t0, 2), "sessions": sessions, "updates": total, "device": str(device_)},
+        run.out_dir / "compute.json",
+        {
+            "seconds": round(progress.elapsed(), 2),
+            "sessions": progress.sessions,
+            "updates": run.total,
+            "device": str(run.device),
+        },
     )
-    ckpt_path.unlink(missing_ok=True)
+    run.checkpoint_path.unlink(missing_ok=True)
     return final
