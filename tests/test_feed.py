@@ -3,6 +3,7 @@ consumer, held in RAM or streamed, and training numbers bitwise equal to plain s
 
 from __future__ import annotations
 
+import argparse
 import threading
 from contextlib import closing
 
@@ -108,17 +109,24 @@ def test_auto_cache_holds_rows_when_they_fit_and_streams_when_not(tiny, monkeypa
     source.close()
 
 
-def test_cache_setting_comes_from_the_environment_and_is_checked(monkeypatch):
+def test_feed_settings_travel_as_options_and_are_checked():
+    """The workflow's options (config `features`, --cores) parse back into the same settings; a
+    bad value stops with the config key's name."""
     from zslrepro.errors import ConfigError
+    from zslrepro.jobfeed import JobFeed, add_feed_arguments, feed_flags, feed_from_args
 
-    monkeypatch.setenv("ZSLREPRO_FEATURE_CACHE", "stream")
-    monkeypatch.setenv("ZSLREPRO_FEATURE_CACHE_FRACTION", "0.25")
-    assert feed.cache_settings() == ("stream", 0.25)
-    assert feed.cache_settings("ram", 0.5) == ("ram", 0.5)
+    flags = feed_flags({"cache": "stream", "ram_fraction": 0.25}, cores=6)
+    assert flags == "--feature-cache stream --ram-fraction 0.25 --cores 6"
+    parser = argparse.ArgumentParser()
+    add_feed_arguments(parser)
+    args = parser.parse_args([*flags.split(), "--threads", "2", "--compute-threads", "1"])
+    assert feed_from_args(args) == JobFeed("stream", 0.25, threads=2, cores=6) and args.compute_threads == 1
+    assert feed_from_args(parser.parse_args([])) == JobFeed()  # by hand: auto, 0.5, no budget
+    assert "--cores" not in feed_flags({}, None)  # a dry run or a cluster submission: no cap
     with pytest.raises(ConfigError, match="auto, ram, stream"):
-        feed.cache_settings("disk")
+        JobFeed("disk")
     with pytest.raises(ConfigError, match=r"\(0, 1\]"):
-        feed.cache_settings("auto", 2.0)
+        feed_flags({"ram_fraction": 2.0}, None)
 
 
 class PlainSource(FeatureSource):
@@ -170,30 +178,31 @@ def test_loader_workers_follow_the_budget_on_cpu_and_the_machine_on_a_gpu(monkey
     """Compute threads stay as given; on a GPU the loader workers take every CPU the job may use
     (affinity, capped by the workflow's --cores) but one, up to the config's num_workers."""
     from zslrepro import runtime
+    from zslrepro.jobfeed import JobFeed
 
-    monkeypatch.setattr(runtime, "_thread_budget", 2)
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)))
-    monkeypatch.delenv(runtime.CORES_VARIABLE, raising=False)
-    assert runtime.loader_workers(8) == 1 and runtime.loader_workers("auto") == 1 and runtime.loader_workers(0) == 0
-    assert runtime.loader_workers("auto", "cuda") == 15 and runtime.loader_workers(8, "cuda:0") == 8
-    monkeypatch.setenv(runtime.CORES_VARIABLE, "6")  # snakemake --cores 6
-    assert runtime.loader_workers("auto", "cuda") == 5 and runtime.loader_workers("auto", "cpu") == 1
+    job = JobFeed(threads=2)
+    assert runtime.loader_workers(8, None, job) == 1 and runtime.loader_workers("auto", None, job) == 1
+    assert runtime.loader_workers(0, None, job) == 0
+    assert runtime.loader_workers("auto", "cuda", job) == 15 and runtime.loader_workers(8, "cuda:0", job) == 8
+    job = JobFeed(threads=2, cores=6)  # snakemake --cores 6
+    assert runtime.loader_workers("auto", "cuda", job) == 5 and runtime.loader_workers("auto", "cpu", job) == 1
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2})  # SLURM --cpus-per-task 3
-    assert runtime.loader_workers("auto", "cuda") == 2
+    assert runtime.loader_workers("auto", "cuda", job) == 2
 
 
-def test_compute_threads_stay_fixed_when_a_job_gets_more_cpus(monkeypatch):
+def test_compute_threads_stay_fixed_when_a_job_gets_more_cpus():
     """A cluster job given 8 CPUs computes with the workflow's 2 threads (the reference's numerics);
     its loader budget is the 8."""
     from zslrepro import runtime
 
     before = torch.get_num_threads()
-    monkeypatch.setattr(runtime, "_thread_budget", None)
+    from zslrepro.jobfeed import JobFeed
+
     try:
-        monkeypatch.setenv(runtime.COMPUTE_THREADS_VARIABLE, "2")
-        assert runtime.apply_threads(8) == 2 and runtime.loader_workers("auto") == 7
-        assert runtime.apply_threads(1) == 1  # a one-CPU job: one thread
-        monkeypatch.delenv(runtime.COMPUTE_THREADS_VARIABLE)
+        assert runtime.apply_threads(8, compute_threads=2) == 2
+        assert runtime.loader_workers("auto", None, JobFeed(threads=8)) == 7
+        assert runtime.apply_threads(1, compute_threads=2) == 1  # a one-CPU job: one thread
         assert runtime.apply_threads(3) == 3  # by hand, no workflow: as asked
     finally:
         torch.set_num_threads(before)

@@ -46,22 +46,21 @@ def _train_cli(config, store, out_dir, *extra):
     )
 
 
-def test_killed_run_resumes_with_identical_results(tiny, tmp_path, monkeypatch):
+def test_killed_run_resumes_with_identical_results(tiny, tmp_path):
     """Killed mid-run while the feed's thread reads ahead, resumed: the numbers of an uninterrupted
     run (that one held its rows in RAM; the killed and resumed sessions stream them)."""
     full = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "full")
     assert full.returncode == 0, full.stderr
     assert "held in RAM" in full.stdout
-    monkeypatch.setenv("ZSLREPRO_FEATURE_CACHE", "stream")
-
+    stream = ("--feature-cache", "stream")
     halted = zslrepro_killed_after_evals(
-        2, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "resumed")
+        2, *_train_args(tiny.method_config_path, tiny.store_path, tmp_path / "resumed", *stream)
     )
     assert halted.returncode == -9, halted.stderr
     assert (tmp_path / "resumed/checkpoint.pt").exists() and not (tmp_path / "resumed/model.pt").exists()
     assert len(read_jsonl(tmp_path / "resumed/history.jsonl")) == 2
 
-    resumed = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "resumed")
+    resumed = _train_cli(tiny.method_config_path, tiny.store_path, tmp_path / "resumed", *stream)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout and "streamed from the store, prefetched" in resumed.stdout
     compute = json.loads((tmp_path / "resumed/compute.json").read_text())
@@ -153,17 +152,17 @@ def test_a_job_given_one_thread_uses_one(tiny, tmp_path):
     assert saved["provenance"]["device"].endswith("1 threads")
 
 
-def test_thread_budget_bounds_the_loader_workers(monkeypatch):
+def test_thread_budget_bounds_the_loader_workers():
     from zslrepro import runtime
+    from zslrepro.jobfeed import JobFeed
 
-    monkeypatch.setattr(runtime, "_thread_budget", None)
     assert runtime.loader_workers(8) == 8  # no budget given: the config's value
     before = torch.get_num_threads()
     try:
         runtime.apply_threads(1)
-        assert torch.get_num_threads() == 1 and runtime.loader_workers(8) == 0  # the main process only
-        runtime.apply_threads(4)
-        assert runtime.loader_workers(8) == 3 and runtime.loader_workers(2) == 2
+        assert torch.get_num_threads() == 1 and runtime.loader_workers(8, None, JobFeed(threads=1)) == 0  # main only
+        assert runtime.loader_workers(8, None, JobFeed(threads=4)) == 3
+        assert runtime.loader_workers(2, None, JobFeed(threads=4)) == 2
     finally:
         torch.set_num_threads(before)
 

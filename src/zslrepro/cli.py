@@ -11,6 +11,7 @@ import os
 import sys
 
 from .errors import ZslError
+from .jobfeed import add_feed_arguments, feed_from_args
 
 
 def cmd_methods(args) -> None:
@@ -132,6 +133,7 @@ def cmd_extract(args) -> None:
         cfg["feature_stores"][args.store],
         args.out,
         device=args.device,
+        feed=feed_from_args(args),
     )
 
 
@@ -164,7 +166,7 @@ def cmd_train(args) -> None:
     from .training.trainer import train
 
     cfg = _run_config(args)
-    source = open_source(cfg, args.data, args.images_root)
+    source = open_source(cfg, args.data, args.images_root, feed_from_args(args))
     try:
         path = train(
             cfg, source, args.out_dir, replicate=args.replicate, device=args.device, artefacts=_artefacts(args.artefact)
@@ -178,7 +180,7 @@ def cmd_artefact(args) -> None:
     from .training.artefacts import build_artefact
 
     cfg = _run_config(args)
-    build_artefact(args.name, cfg, args.data, args.images_root, args.out, device=args.device)
+    build_artefact(args.name, cfg, args.data, args.images_root, args.out, device=args.device, feed=feed_from_args(args))
     print(f"{args.name}: {args.out}")
 
 
@@ -186,7 +188,15 @@ def cmd_tune(args) -> None:
     from .evaluation.tuning import select
 
     cfg = _run_config(args)
-    result = select(cfg, args.models, args.data, args.out, images_root=args.images_root, device=args.device)
+    result = select(
+        cfg,
+        args.models,
+        args.data,
+        args.out,
+        images_root=args.images_root,
+        device=args.device,
+        feed=feed_from_args(args),
+    )
     v = result["validation"]
     print(
         f"chosen on the validation classes ({result['metric']}): {result['selected']} -> "
@@ -206,6 +216,7 @@ def cmd_evaluate(args) -> None:
         args.predictions,
         device=args.device,
         images_root=args.images_root,
+        feed=feed_from_args(args),
     )
     p, c = result["protocols"]["paper"], result["protocols"]["clean"]
     print(
@@ -253,6 +264,7 @@ def cmd_attention(args) -> None:
         args.out_dir,
         images_root=args.images_root,
         device=args.device,
+        feed=feed_from_args(args),
     )
     summary = "; ".join(
         f"{kind} "
@@ -459,21 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--localisation", help="ground truth for the attention scores .npz (default: beside --out)")
     p.set_defaults(func=cmd_ingest)
 
-    def threads_arg(p) -> None:
-        p.add_argument(
-            "--threads",
-            type=int,
-            default=None,
-            help="CPU threads this job may use (torch threads; DataLoader workers <= threads - 1)",
-        )
-
     p = sub.add_parser("extract", help="extract backbone feature maps into an HDF5 feature store")
     p.add_argument("--dataset-config", required=True)
     p.add_argument("--index", required=True)
     p.add_argument("--store", required=True, help="feature store name in the dataset config")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default=None)
-    threads_arg(p)
+    add_feed_arguments(p)
     p.set_defaults(func=cmd_extract)
 
     def run_args(p, data_help: str) -> None:
@@ -489,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--selected", default=None, help="values chosen on the validation split (tune's output)")
         p.add_argument("--device", default=None)
-        threads_arg(p)
+        add_feed_arguments(p)
 
     data_help = "the run's feature store (.h5), or the dataset index (.npz) for runs that train from images"
     p = sub.add_parser("train", help="train a method (resumes from a checkpoint)")
@@ -526,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--predictions", required=True, help="npz of the test predictions behind each number (intervals, verdicts)"
     )
     p.add_argument("--device", default=None)
-    threads_arg(p)
+    add_feed_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("import-official", help="a released official model as our model file, with diagnostics")
@@ -559,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-root", default=None)
     p.add_argument("--out-dir", required=True, help="gets scores.json and figure.png")
     p.add_argument("--device", default=None)
-    threads_arg(p)
+    add_feed_arguments(p)
     p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser("localisation-table", help="the localisation table of the attention scores")
@@ -656,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "threads", None) is not None:
             from .runtime import apply_threads
 
-            apply_threads(args.threads)
+            apply_threads(args.threads, args.compute_threads)
         if args.command in COMPUTING:
             from .numerics import exact_sqrt
 

@@ -29,7 +29,7 @@ rule attention_maps:
         images=lambda wc: f"--images-root {DATASETS[wc.dataset]['images_root']}",
     shell:
         "python -m zslrepro attention --model {input.model} --data {input.data} --index {input.index}"
-        " --truth {input.truth} --dataset-config {input.config} {params.images} --threads {threads}"
+        " --truth {input.truth} --dataset-config {input.config} {params.images} --threads {threads} $ZSLREPRO_FEED"
         ' --out-dir "$(dirname {output.scores})" > {log} 2>&1'
 
 

@@ -26,7 +26,8 @@ from zslrepro.devices import job_policy, nvidia_gpu_visible, torch_env  # noqa: 
 from zslrepro.statistics.intervals import Settings as StatisticsSettings  # noqa: E402
 from zslrepro.errors import ZslError  # noqa: E402
 from zslrepro.features.store import store_problem  # noqa: E402
-from zslrepro.numerics import export_line, shell_exports  # noqa: E402
+from zslrepro.jobfeed import feed_flags  # noqa: E402
+from zslrepro.numerics import shell_exports  # noqa: E402
 from zslrepro.provenance import code_digest  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -74,17 +75,12 @@ JOB_DEVICE = job_policy(config["device"], bool(GPU_PER_JOB))
 TORCH_ENV = f"../envs/{torch_env(config['device'], bool(GPU_PER_JOB))}"
 
 
-def feed_exports(features, cores):
-    """How jobs feed their step, set outside their arguments: none of it changes a number, so none of
-    it re-runs a job (config `features`; loader workers on a GPU capped by --cores, zslrepro.runtime)."""
-    exports = {
-        "ZSLREPRO_COMPUTE_THREADS": COMPUTE_THREADS,
-        "ZSLREPRO_FEATURE_CACHE": features.get("cache", "auto"),
-        "ZSLREPRO_FEATURE_CACHE_FRACTION": features.get("ram_fraction", 0.5),
-    }
-    if cores:
-        exports["ZSLREPRO_CORES"] = cores
-    return export_line(exports)
+# The computing commands' options beside their threads: the settings that change no number
+# (zslrepro.jobfeed: config `features`, the run's --cores), and the fixed compute threads. The shell
+# prefix sets them as $ZSLREPRO_FEED, which the rules' commands pass on: a rule's command names the
+# variable, not its value, so changing a setting re-runs nothing (the compute threads are in every
+# computing rule's code input instead: code_of).
+FEED = f"{feed_flags(config.get('features', {}), given_cores())} --compute-threads {COMPUTE_THREADS}"
 
 
 # Every job runs the package from this checkout, also inside a conda env (which drops PYTHONPATH),
@@ -93,7 +89,7 @@ def feed_exports(features, cores):
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={REPO / 'src'}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
     + shell_exports(config["numerics"])
-    + feed_exports(config.get("features", {}), given_cores())
+    + f'ZSLREPRO_FEED="{FEED}"; '
 )
 
 CONFIG_DIR = Path(config["config_dir"])

@@ -24,4 +24,4 @@ rule evaluate_run:
         "python -m zslrepro evaluate --model {input.model} --history {input.history}"
         " --data {input.data} {params.images} --metrics {output.metrics} --curve {output.curve}"
         " --predictions {output.predictions}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} $ZSLREPRO_FEED > {log} 2>&1"

@@ -37,4 +37,4 @@ rule extract_features:
         code=code_of("extract"),
     shell:
         "python -m zslrepro extract --dataset-config {input.config} --index {input.index}"
-        " --store {wildcards.store} --device {resources.device} --threads {threads} --out {output} > {log} 2>&1"
+        " --store {wildcards.store} --device {resources.device} --threads {threads} $ZSLREPRO_FEED --out {output} > {log} 2>&1"

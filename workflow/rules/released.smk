@@ -51,4 +51,4 @@ rule evaluate_released:
         code=code_of("evaluate", method="msdn"),
     shell:
         "python -m zslrepro evaluate --model {input.model} --data {input.data} --metrics {output.metrics}"
-        " --curve {output.curve} --predictions {output.predictions} --device {resources.device} --threads {threads} > {log} 2>&1"
+        " --curve {output.curve} --predictions {output.predictions} --device {resources.device} --threads {threads} $ZSLREPRO_FEED > {log} 2>&1"

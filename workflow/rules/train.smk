@@ -28,7 +28,7 @@ rule method_artefact:
     shell:
         "python -m zslrepro artefact --method-config {input.config} --run {wildcards.run}"
         " --data {input.data} {params.images} {params.split} --name {wildcards.artefact}"
-        " --device {resources.device} --threads {threads} --out {output} > {log} 2>&1"
+        " --device {resources.device} --threads {threads} $ZSLREPRO_FEED --out {output} > {log} 2>&1"
 
 
 rule train_validation_point:
@@ -58,7 +58,7 @@ rule train_validation_point:
     shell:
         "python -m zslrepro train --method-config {input.config} --run {wildcards.run}"
         " --validation-point {wildcards.point} --data {input.data} {params.images} {params.artefacts}"
-        " --device {resources.device} --threads {threads}"
+        " --device {resources.device} --threads {threads} $ZSLREPRO_FEED"
         ' --out-dir "$(dirname {output.model})" > {log} 2>&1'
 
 
@@ -85,7 +85,7 @@ rule select_hyperparameters:
         images=images_flag,
     shell:
         "python -m zslrepro tune --method-config {input.config} --run {wildcards.run}"
-        " --data {input.data} {params.images} --models {input.models} --device {resources.device} --threads {threads}"
+        " --data {input.data} {params.images} --models {input.models} --device {resources.device} --threads {threads} $ZSLREPRO_FEED"
         " --out {output} > {log} 2>&1"
 
 
@@ -117,5 +117,5 @@ rule train_method:
         selected=lambda w, input: f"--selected {input.selected}" if "selected" in input.keys() else "",
     shell:
         "python -m zslrepro train --method-config {input.config} --data {input.data} {params.images}"
-        " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep} --device {resources.device} --threads {threads}"
+        " {params.artefacts} {params.selected} --run {wildcards.run} --replicate {wildcards.rep} --device {resources.device} --threads {threads} $ZSLREPRO_FEED"
         ' --out-dir "$(dirname {output.model})" > {log} 2>&1'

@@ -25,6 +25,7 @@ from ..data.localisation import load_truth
 from ..data.xlsa17 import IngestedDataset
 from ..errors import ConfigError
 from ..io import write_json
+from ..jobfeed import JobFeed
 from ..runtime import set_determinism
 from ..training.runfiles import load_trained, pick_device, read_model_file
 from ..training.sources import Split, open_source
@@ -230,6 +231,7 @@ def attention_run(
     out_dir: str | Path,
     images_root: str | Path | None = None,
     device: str | None = None,
+    feed: JobFeed | None = None,
 ) -> dict:
     from ..attention_figure import draw
 
@@ -237,7 +239,9 @@ def attention_run(
     saved = read_model_file(model_path)
     determinism = set_determinism(saved["config"]["deterministic"])
     index, truth = IngestedDataset.load(index_path), load_truth(truth_path)
-    source = open_source(saved["config"], data_path, images_root if not saved["config"].get("feature_store") else None)
+    source = open_source(
+        saved["config"], data_path, images_root if not saved["config"].get("feature_store") else None, feed
+    )
     sample_cfg = dataset_cfg["attention"]
     try:
         model, cfg, split = load_trained(saved, source, device_)

@@ -13,6 +13,7 @@ import pandas as pd
 from .. import provenance
 from ..errors import ZslError
 from ..io import atomic_path, read_jsonl, write_json
+from ..jobfeed import JobFeed
 from ..runtime import set_determinism
 from ..training.runfiles import load_trained, pick_device, read_model_file
 from ..training.sources import open_source
@@ -29,11 +30,12 @@ def evaluate_run(
     predictions_out: str | Path,
     device: str | None = None,
     images_root: str | Path | None = None,
+    feed: JobFeed | None = None,
 ) -> dict:
     device_ = pick_device(device)
     saved = read_model_file(model_path)
     determinism = set_determinism(saved["config"]["deterministic"])
-    source = open_source(saved["config"], data_path, images_root)
+    source = open_source(saved["config"], data_path, images_root, feed)
     try:
         model, cfg, split = load_trained(saved, source, device_)
         scores = test_scores(model, source, split, cfg["evaluation"]["batch_size"], device_)

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import provenance
 from ..config import apply_overrides, grid_points
 from ..io import write_json
+from ..jobfeed import JobFeed
 from ..training.runfiles import load_trained, pick_device, read_model_file
 from ..training.sources import open_source
 from .scoring import summarize, test_scores
@@ -27,6 +28,7 @@ def select(
     out: str | Path,
     images_root: str | Path | None = None,
     device: str | None = None,
+    feed: JobFeed | None = None,
 ) -> dict:
     """Score every (train point, eval point) on the validation split; write and return the choice."""
     device_ = pick_device(device)
@@ -35,7 +37,7 @@ def select(
     if len(model_paths) != len(train_points):
         raise ValueError(f"{len(train_points)} train-grid points but {len(model_paths)} models")
     metric = cfg["tuning"]["metric"]
-    source = open_source(cfg, data_path, images_root)
+    source = open_source(cfg, data_path, images_root, feed)
     # test-time settings other than gamma need the model rebuilt and rescored; gamma does not
     by_model: dict[str, list[tuple[int, dict]]] = {}  # JSON of the model settings -> its eval points
     for j, ep in enumerate(eval_points):

@@ -22,6 +22,7 @@ from ..data.images import check_images_present, image_transform, load_rgb
 from ..data.xlsa17 import IngestedDataset
 from ..devices import resolve
 from ..errors import ZslError
+from ..jobfeed import JobFeed
 from ..runtime import loader_workers
 from .backbone import build_backbone
 from .store import META_KEYS, NAME_KEYS
@@ -45,7 +46,12 @@ class ImageFiles(Dataset):
 
 
 def extract(
-    index: IngestedDataset, images_root: str | Path, store_cfg: dict, out: str | Path, device: str | None = None
+    index: IngestedDataset,
+    images_root: str | Path,
+    store_cfg: dict,
+    out: str | Path,
+    device: str | None = None,
+    feed: JobFeed | None = None,
 ) -> None:
     """Fill the feature store ``out`` for all images of ``index`` with the backbone of ``store_cfg``."""
     out = Path(out)
@@ -79,7 +85,7 @@ def extract(
         dataset,
         batch_size=store_cfg["batch_size"],
         shuffle=False,
-        num_workers=loader_workers(store_cfg["num_workers"], device),
+        num_workers=loader_workers(store_cfg["num_workers"], device, feed),
         pin_memory=device.type == "cuda",
     )
     use_amp = store_cfg["amp"] and device.type == "cuda"

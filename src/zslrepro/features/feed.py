@@ -30,8 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-
 ReadInto = Callable[[np.ndarray, np.ndarray], None]
 _DONE = object()
 _POLL_S = 0.1
@@ -240,25 +238,3 @@ def available_memory() -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-CACHE_MODES = ("auto", "ram", "stream")
-DEFAULT_RAM_FRACTION = 0.5
-
-
-def cache_settings(cache: str | None = None, ram_fraction: float | None = None) -> tuple[str, float]:
-    """The feature cache mode and RAM cap: arguments, else the workflow's environment
-    (ZSLREPRO_FEATURE_CACHE, ZSLREPRO_FEATURE_CACHE_FRACTION, set from config `features`), else auto, 0.5.
-
-    They change no number, so they travel outside the commands' arguments and trigger no re-run."""
-    cache = cache or os.environ.get("ZSLREPRO_FEATURE_CACHE") or "auto"
-    if cache not in CACHE_MODES:
-        raise ConfigError(f"features.cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
-    raw = ram_fraction if ram_fraction is not None else os.environ.get("ZSLREPRO_FEATURE_CACHE_FRACTION")
-    try:
-        fraction = DEFAULT_RAM_FRACTION if raw in (None, "") else float(raw)
-    except ValueError:
-        raise ConfigError(f"features.ram_fraction must be a number in (0, 1], got {raw!r}") from None
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"features.ram_fraction must be in (0, 1], got {fraction}")
-    return cache, fraction

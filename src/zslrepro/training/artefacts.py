@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..io import save_torch
+from ..jobfeed import JobFeed
 from ..methods.backbones import conv_trunk
 from ..methods.sgma import channel_peaks, kmeans_indicators
 from ..runtime import set_determinism
@@ -40,14 +41,18 @@ def register_artefact(name: str):
     return wrap
 
 
-def build_artefact(name: str, cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
+def build_artefact(
+    name: str, cfg: dict, data_path, images_root, out, device: str | None = None, feed: JobFeed | None = None
+) -> None:
     if name not in _ARTEFACTS:
         raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(sorted(_ARTEFACTS))}")
-    _ARTEFACTS[name](cfg, data_path, images_root, out, device)
+    _ARTEFACTS[name](cfg, data_path, images_root, out, device, feed)
 
 
 @register_artefact("channel_groups")
-def build_channel_groups(cfg: dict, data_path, images_root, out, device: str | None = None) -> None:
+def build_channel_groups(
+    cfg: dict, data_path, images_root, out, device: str | None = None, feed: JobFeed | None = None
+) -> None:
     """Stage A (optional seen-class fine-tuning of the attention trunk), then k-means indicators.
 
     Uses only the run's training images (trainval, or the validation split's train part)."""
@@ -55,7 +60,7 @@ def build_channel_groups(cfg: dict, data_path, images_root, out, device: str | N
     m, grouping = cfg["model"], cfg["model"]["channel_grouping"]
     set_determinism(cfg["deterministic"])
     seed_everything(cfg["seed"])
-    source = ImageSource(data_path, images_root, cfg["images"])
+    source = ImageSource(data_path, images_root, cfg["images"], feed)
     split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
     trunk, channels = conv_trunk(m["attention_backbone"])
     trunk = trunk.to(device_)

@@ -27,6 +27,7 @@ from ..data.xlsa17 import IngestedDataset
 from ..errors import ConfigError, DatasetError
 from ..features import feed
 from ..features.store import FeatureStore
+from ..jobfeed import JobFeed
 from ..runtime import loader_workers
 
 # what both sources copy from their index: labels, splits and class-level data
@@ -139,7 +140,7 @@ class FeatureSource:
 
     kind = "features"
 
-    def __init__(self, path: str | Path, cache: str | None = None, ram_fraction: float | None = None):
+    def __init__(self, path: str | Path, cache: str = "auto", ram_fraction: float = 0.5):
         self.path = Path(path)
         self.store = FeatureStore(path)
         for key in INDEX_KEYS:
@@ -147,7 +148,8 @@ class FeatureSource:
         self.input_shape = self.store.shape
         self.spec = self.store.spec
         self.dataset = self.store.dataset
-        self.cache, self.ram_fraction = feed.cache_settings(cache, ram_fraction)
+        checked = JobFeed(cache, ram_fraction)
+        self.cache, self.ram_fraction = checked.cache, checked.ram_fraction
         self._held: feed.HeldRows | None = None
         self._slots = feed.SlotPool()
         self.feed = {"cache": "stream", "requested": self.cache}
@@ -255,7 +257,7 @@ class ImageSource:
 
     kind = "images"
 
-    def __init__(self, index_path: str | Path, images_root: str | Path, images_cfg: dict):
+    def __init__(self, index_path: str | Path, images_root: str | Path, images_cfg: dict, feed: JobFeed | None = None):
         index = IngestedDataset.load(index_path)
         self.path = Path(index_path)
         self.root = Path(images_root)
@@ -267,12 +269,13 @@ class ImageSource:
         self.dataset = index.name
         check_images_present(self.root, self.rel_paths)
         self.cfg = images_cfg
+        self.job_feed = feed or JobFeed()  # the job's threads and cores: how many loader workers
         self.input_shape = (3, images_cfg["crop"], images_cfg["crop"])
         self.spec = {"index": index.name, "images": len(self.labels), **images_cfg}
         self.spec.pop("num_workers", None)
 
     def _loader(self, dataset: Dataset, batches, device) -> DataLoader:
-        workers = loader_workers(self.cfg["num_workers"], device)
+        workers = loader_workers(self.cfg["num_workers"], device, self.job_feed)
         on_gpu = device is not None and torch.device(device).type == "cuda"
         return DataLoader(
             dataset,
@@ -285,7 +288,7 @@ class ImageSource:
 
     def expect(self, rows: np.ndarray, device=None) -> dict:
         """Images are decoded per batch by the loader workers; nothing is held."""
-        return {"cache": "none", "workers": loader_workers(self.cfg["num_workers"], device)}
+        return {"cache": "none", "workers": loader_workers(self.cfg["num_workers"], device, self.job_feed)}
 
     def train_batches(
         self, plan: list[np.ndarray], seeds: list[int], device=None
@@ -304,10 +307,11 @@ class ImageSource:
         pass
 
 
-def open_source(cfg: dict, inputs: str | Path, images_root: str | Path | None = None):
+def open_source(cfg: dict, inputs: str | Path, images_root: str | Path | None = None, feed: JobFeed | None = None):
     """The source a run's config asks for: its feature store file, or the dataset index + images,
-    checked to hold the dataset the config names (a metrics file names the data it was computed on)."""
-    source = _open(cfg, inputs, images_root)
+    checked to hold the dataset the config names (a metrics file names the data it was computed on).
+    ``feed``: how the job feeds it (the feature cache, the loader workers' CPUs)."""
+    source = _open(cfg, inputs, images_root, feed or JobFeed())
     if source.dataset is not None and source.dataset != cfg["dataset"]:
         source.close()
         raise ConfigError(
@@ -317,9 +321,9 @@ def open_source(cfg: dict, inputs: str | Path, images_root: str | Path | None = 
     return source
 
 
-def _open(cfg: dict, inputs: str | Path, images_root: str | Path | None):
+def _open(cfg: dict, inputs: str | Path, images_root: str | Path | None, feed: JobFeed):
     if cfg.get("feature_store"):
-        return FeatureSource(inputs)
+        return FeatureSource(inputs, feed.cache, feed.ram_fraction)
     if not cfg.get("images"):
         raise ConfigError(
             f"{cfg['method']} on {cfg['dataset']}: the config names neither a feature_store "
@@ -327,4 +331,4 @@ def _open(cfg: dict, inputs: str | Path, images_root: str | Path | None):
         )
     if images_root is None:
         raise ConfigError(f"{cfg['method']} on {cfg['dataset']} trains from images: give the images folder")
-    return ImageSource(inputs, images_root, cfg["images"])
+    return ImageSource(inputs, images_root, cfg["images"], feed)
