@@ -41,10 +41,10 @@ class TinyPaths:
 def workload_paths(index: Path, images_root: Path, store: Path, dataset_config: dict, root: Path) -> TinyPaths:
     """The tiny dataset's paths, with SGMA's channel groups built under ``root`` (the one artefact a
     method needs before its first step)."""
-    from zslrepro.training.artefacts import build_artefact
+    from zslrepro.methods import artefact_builder
 
     groups = Path(root) / "channel_groups.pt"
-    build_artefact("channel_groups", method_config("sgma"), index, images_root, groups, device="cpu")
+    artefact_builder("sgma", "channel_groups")(method_config("sgma"), index, images_root, groups, device="cpu")
     return TinyPaths(Path(index), Path(images_root), Path(store), dataset_config, groups)
 
 

@@ -12,7 +12,7 @@ from reference_forms import dedn_outputs
 from zslrepro.config import load_method_config, run_config
 from zslrepro.errors import ConfigError
 from zslrepro.methods import DataSpec, build_method
-from zslrepro.methods.dedn import parse_groups
+from zslrepro.methods.dedn.model import parse_groups
 from zslrepro.methods.losses import discrepancy
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from conftest import TINY_CONFIG, take_steps
 from zslrepro.config import apply_overrides, load_method_config, run_config
 from zslrepro.features.extract import extract
 from zslrepro.methods import build_method
-from zslrepro.methods.drmn import (
+from zslrepro.methods.drmn.model import (
     AttributeChannelAttention,
     AttributeSpatialAttention,
     MultiLevelFusion,

@@ -82,24 +82,15 @@ def test_checkpoint_with_a_payload_is_refused_by_train(tiny, tmp_path, payload):
     assert not (tmp_path / "run/model.pt").exists()
 
 
-def test_artefact_with_a_payload_is_refused_by_sgma(tmp_path, payload, repo):
-    from zslrepro.config import run_config
+def test_artefact_with_a_payload_is_refused_before_a_method_sees_it(tmp_path, payload):
+    """The trainer reads a method's artefacts for it (the model reads no file): as data, never code."""
     from zslrepro.io import UnsafeFile
-    from zslrepro.methods import DataSpec, build_method
+    from zslrepro.training.runfiles import read_artefacts
 
-    cfg = run_config(load_method_config(repo / ".test/config/methods/sgma/SYNTH.yaml"), "main")
     groups = tmp_path / "channel_groups.pt"
     torch.save({"indicators": payload}, groups)
-    spec = DataSpec(
-        att=torch.rand(6, 8),
-        w2v=torch.rand(8, 300),
-        seen=torch.arange(4),
-        unseen=torch.arange(4, 6),
-        input_shape=(3, 32, 32),
-        artefacts={"channel_groups": groups},
-    )
-    with pytest.raises(UnsafeFile, match="channel-groups artefact"):
-        build_method(cfg, spec)
+    with pytest.raises(UnsafeFile, match="channel_groups artefact"):
+        read_artefacts({"channel_groups": groups})
 
 
 def test_weights_file_with_a_payload_is_refused(tmp_path, monkeypatch, payload):

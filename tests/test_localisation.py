@@ -254,7 +254,7 @@ def test_attribute_maps_are_distributions_over_the_cells(tiny, method):
         assert torch.allclose(maps.sum((2, 3)), torch.ones(3, maps.shape[1]), atol=1e-5)
         assert maps.flatten(2).std(-1).min() > 0  # not uniform once trained away from zero
     if method == "dedn":  # dataset attribute order, not DEDN's group order
-        from zslrepro.methods.msdn import normalized_regions
+        from zslrepro.methods.msdn.model import normalized_regions
 
         a = int(model.order[0])
         direct = (normalized_regions(x) @ model.cexp.region_projections()[1][0]).softmax(1)

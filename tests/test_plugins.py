@@ -89,7 +89,7 @@ def test_the_plugin_digest_covers_its_own_files(plugin_site, tmp_path):
 
     before = digest()
     assert {"zsl_plugin_example/ale.py", "zsl_plugin_example/method_ale.yaml"} <= set(before["files"])
-    assert "methods/registry.py" in before["files"] and "methods/msdn.py" not in before["files"]
+    assert "methods/registry.py" in before["files"] and "methods/msdn/model.py" not in before["files"]
     model = plugin_site / "zsl_plugin_example" / "ale.py"
     text = model.read_text()
     try:

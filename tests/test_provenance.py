@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from zslrepro import provenance
+from zslrepro import catalog, provenance
 
 
 def names(command, method=None):
@@ -14,22 +14,24 @@ def names(command, method=None):
 def test_a_method_jobs_see_their_own_method_module_only():
     files = names("train", "msdn")
     assert {
-        "methods/msdn.py",
+        "methods/msdn/model.py",
         "methods/attention.py",
         "training/trainer.py",
         "cli.py",
-        "schemas/method_msdn.yaml",
+        "methods/msdn/method_msdn.yaml",
         "evaluation/tuning.py",
     } <= files  # tuning: --selected
     assert not files & {
-        "methods/dedn.py",
-        "methods/sgma.py",
-        "methods/drmn.py",
-        "schemas/method_dedn.yaml",
+        "methods/dedn/model.py",
+        "methods/sgma/model.py",
+        "methods/drmn/model.py",
+        "methods/dedn/method_dedn.yaml",
         "plots.py",
         "tables.py",
     }
-    assert "methods/dedn.py" in names("evaluate", "dedn") and "methods/msdn.py" not in names("evaluate", "dedn")
+    assert "methods/dedn/model.py" in names("evaluate", "dedn") and "methods/msdn/model.py" not in names(
+        "evaluate", "dedn"
+    )
     # the helper MSDN and DEDN share lives in a shared module, which both closures hold
     assert "methods/regions.py" in names("train", "dedn") & names("train", "msdn")
     assert "methods/regions.py" not in names("train", "sgma") | names("train", "drmn")
@@ -41,7 +43,8 @@ def package_copy(tmp_path, monkeypatch):
     copy = tmp_path / "zslrepro"
     shutil.copytree(provenance.PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PKG", copy)
-    caches = (provenance.code_digest, provenance.package_digest)
+    monkeypatch.setattr(catalog, "PKG", copy)  # the built-in method packages are read there too
+    caches = (provenance.code_digest, provenance.package_digest, catalog.catalog)
     for fn in caches:
         fn.cache_clear()
     yield copy
@@ -50,14 +53,16 @@ def package_copy(tmp_path, monkeypatch):
 
 
 def test_a_method_importing_another_method_module_depends_on_it(package_copy):
-    """The closure follows real imports: not through the registry's imports of every method, but a
-    method module that imports another one (the old DEDN -> MSDN helper) depends on it."""
-    dedn = package_copy / "methods/dedn.py"
+    """The closure follows real imports: a method's package that imports another one's (the old
+    DEDN -> MSDN helper) depends on it."""
+    dedn = package_copy / "methods/dedn/model.py"
     dedn.write_text(
-        dedn.read_text().replace("from .regions import normalized_regions", "from .msdn import normalized_regions")
+        dedn.read_text().replace(
+            "from ..regions import normalized_regions", "from ..msdn.model import normalized_regions"
+        )
     )
-    assert "methods/msdn.py" in names("train", "dedn")
-    assert "methods/dedn.py" not in names("train", "msdn")
+    assert "methods/msdn/model.py" in names("train", "dedn")
+    assert "methods/dedn/model.py" not in names("train", "msdn")
 
 
 def test_editing_a_shared_helper_changes_exactly_its_importers(package_copy):
@@ -81,19 +86,15 @@ def test_report_commands_do_not_depend_on_the_models():
     assert not any(f.startswith(("methods/", "training/")) for f in names("tables"))
 
 
-def test_digest_follows_the_source(tmp_path, monkeypatch):
-    copy = tmp_path / "zslrepro"
-    shutil.copytree(provenance.PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(provenance, "PKG", copy)
-    for fn in (provenance.code_digest, provenance.package_digest):
-        fn.cache_clear()
+def test_digest_follows_the_source(package_copy):
+    copy = package_copy
     try:
         train, plots = provenance.code_digest("train", "msdn"), provenance.code_digest("plots")
-        (copy / "methods/dedn.py").write_text((copy / "methods/dedn.py").read_text() + "\n# edit\n")
+        (copy / "methods/dedn/model.py").write_text((copy / "methods/dedn/model.py").read_text() + "\n# edit\n")
         provenance.code_digest.cache_clear()
         assert provenance.code_digest("train", "msdn") == train  # another method's file
         assert provenance.code_digest("train", "dedn") != provenance.code_digest("train", "msdn")
-        (copy / "methods/msdn.py").write_text((copy / "methods/msdn.py").read_text() + "\n# edit\n")
+        (copy / "methods/msdn/model.py").write_text((copy / "methods/msdn/model.py").read_text() + "\n# edit\n")
         provenance.code_digest.cache_clear()
         assert provenance.code_digest("train", "msdn") != train and provenance.code_digest("plots") == plots
     finally:

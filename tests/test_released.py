@@ -15,7 +15,8 @@ from conftest import TINY_CONFIG
 from zslrepro.cli import main
 from zslrepro.config import load_method_config, run_config
 from zslrepro.errors import ZslError
-from zslrepro.released import diagnostics_path, import_msdn, torchvision_name
+from zslrepro.methods.msdn.release import BACKBONE, BACKBONE_CHILDREN, import_release
+from zslrepro.released import diagnostics_path, torchvision_name
 from zslrepro.training.runfiles import load_trained, read_model_file
 from zslrepro.training.sources import FeatureSource
 
@@ -73,7 +74,7 @@ def test_imported_release_scores_equal_the_official_computation(tiny, tmp_path, 
     state = release_state(tiny.store_path)
     ckpt = tmp_path / "SYNTH_MSDN_GZSL.pth"
     torch.save(state, ckpt)
-    diagnostics = import_msdn(ckpt, tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
+    diagnostics = import_release(ckpt, tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
     saved = read_model_file(tmp_path / "model.pt")
     assert saved["weights"]["source"] == "official release" and len(saved["weights"]["sha256"]) == 64
     assert saved["provenance"]["weights"]["file"] == "SYNTH_MSDN_GZSL.pth"
@@ -109,14 +110,14 @@ def test_diagnostics_find_a_different_split_att_and_backbone(tiny, tmp_path, cfg
     }
     weights = tmp_path / "resnet101.pth"
     torch.save(reference, weights)
-    d = import_msdn(ckpt, tiny.store_path, cfg, "czsl", tmp_path / "m.pt", imagenet_weights=weights)
+    d = import_release(ckpt, tiny.store_path, cfg, "czsl", tmp_path / "m.pt", imagenet_weights=weights)
     assert not (d["split"]["seen_agree"] and d["split"]["unseen_agree"])
     assert abs(d["att"]["max_abs_difference"] - 0.25) < 1e-6
     assert not d["unused_parameters_zero"] and d["unused_parameters_max_abs"]["W_3"] == 0.5
     bb = d["backbone"]
     assert bb["compared"] and not bb["equal"] and bb["max_abs_difference"] == pytest.approx(0.125)
     assert list(bb["differing_tensors"]) == ["layer1.0.conv1.weight"]
-    assert torchvision_name("resnet101.7.2.bn3.running_var") == "layer4.2.bn3.running_var"
+    assert torchvision_name("resnet101.7.2.bn3.running_var", BACKBONE, BACKBONE_CHILDREN) == "layer4.2.bn3.running_var"
 
 
 def test_a_file_of_another_dataset_or_method_is_one_clear_error(tiny, tmp_path, cfg):
@@ -128,13 +129,13 @@ def test_a_file_of_another_dataset_or_method_is_one_clear_error(tiny, tmp_path, 
         ZslError,
         match=r"another dataset: it has 200 classes and 312 attributes; SYNTH .* has \d+ classes and \d+ attributes",
     ):
-        import_msdn(tmp_path / "CUB_MSDN_GZSL.pth", tiny.store_path, cfg, "gzsl", tmp_path / "m.pt")
+        import_release(tmp_path / "CUB_MSDN_GZSL.pth", tiny.store_path, cfg, "gzsl", tmp_path / "m.pt")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
     with pytest.raises(
         ZslError,
         match=r"not an MSDN release file: it lacks V, W_1, .* Expected the keys V, W_1, W_2, W_1_1, W_2_1, W_3, .*found fc.weight",
     ):
-        import_msdn(tmp_path / "other.pth", tiny.store_path, cfg, "gzsl", tmp_path / "m.pt")
+        import_release(tmp_path / "other.pth", tiny.store_path, cfg, "gzsl", tmp_path / "m.pt")
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     code = main(
         [
@@ -253,7 +254,7 @@ def test_the_official_models_own_state_dict_imports_to_the_same_scores(tiny, tmp
         mask[0, torch.as_tensor(source.unseen_classes).long()] = 1.0
         net.mask_bias.copy_(mask)
     torch.save(net.state_dict(), tmp_path / "official.pth")
-    import_msdn(tmp_path / "official.pth", tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
+    import_release(tmp_path / "official.pth", tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
     model, _, _ = load_trained(read_model_file(tmp_path / "model.pt"), source, torch.device("cpu"))
     x = torch.from_numpy(source.store.read(source.test_unseen_loc[:6])).double()
     source.close()
@@ -300,7 +301,7 @@ def test_an_imported_model_draws_and_scores_attention_like_a_trained_one(tiny, t
     from zslrepro.evaluation.attention import attention_run
 
     torch.save(release_state(tiny.store_path), tmp_path / "SYNTH_MSDN_GZSL.pth")
-    import_msdn(tmp_path / "SYNTH_MSDN_GZSL.pth", tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
+    import_release(tmp_path / "SYNTH_MSDN_GZSL.pth", tiny.store_path, cfg, "gzsl", tmp_path / "model.pt")
     save_truth(read_truth(tiny.cfg, tiny.index.image_paths), tmp_path / "truth.npz")
     result = attention_run(
         tmp_path / "model.pt",

@@ -13,13 +13,13 @@ from conftest import TINY_CONFIG, take_steps, zslrepro_killed_after_evals
 from zslrepro.config import load_method_config, run_config
 from zslrepro.io import read_jsonl
 from zslrepro.methods import build_method
-from zslrepro.methods.sgma import (
+from zslrepro.methods.sgma.channel_groups import kmeans_indicators
+from zslrepro.methods.sgma.model import (
     ChannelAttention,
     boxcar_mask,
     class_centre_triplet,
     crop_and_zoom,
     diversity_loss,
-    kmeans_indicators,
     ridge_coefficients,
 )
 from zslrepro.training.runfiles import data_spec
@@ -36,10 +36,10 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def groups(tiny, cfg, tmp_path_factory):
-    from zslrepro.training.artefacts import build_artefact
+    from zslrepro.methods import artefact_builder
 
     out = tmp_path_factory.mktemp("sgma") / "channel_groups.pt"
-    build_artefact("channel_groups", cfg, tiny.index_path, tiny.cfg["images_root"], out, device="cpu")
+    artefact_builder("sgma", "channel_groups")(cfg, tiny.index_path, tiny.cfg["images_root"], out, device="cpu")
     return out
 
 
@@ -172,7 +172,7 @@ def test_a_run_killed_mid_stage_resumes_to_the_same_result(tiny, groups, tmp_pat
 
 
 def test_soft_argmax_box_centre_follows_the_attention_peak():
-    from zslrepro.methods.sgma import BoxRegressor
+    from zslrepro.methods.sgma.model import BoxRegressor
 
     maps = torch.zeros(2, 8, 8)
     maps[0, 1, 6] = 1.0  # peak at cell (x 6, y 1)
@@ -187,7 +187,7 @@ def test_separable_crop_equals_grid_sample_in_values_and_box_gradients():
     affine_grid + grid_sample computes, gradients to the box included (away from pixel-exact kinks)."""
     import torch.nn.functional as F
 
-    from zslrepro.methods.sgma import boxcar
+    from zslrepro.methods.sgma.model import boxcar
 
     def by_grid_sample(images, boxes, out_size, k):
         b, _, h, w = images.shape
@@ -217,7 +217,7 @@ def test_separable_crop_equals_grid_sample_in_values_and_box_gradients():
 def test_standardised_cnet_input_reads_where_the_map_peaks_not_its_level():
     """cnet_input: standardised: a map and an affine rescaling of it (flatter, shifted) give the same
     box; the raw input does not (its FC then mostly sees the map's level, which hardly varies)."""
-    from zslrepro.methods.sgma import BoxRegressor
+    from zslrepro.methods.sgma.model import BoxRegressor
 
     torch.manual_seed(0)
     maps = torch.rand(3, 4, 4)

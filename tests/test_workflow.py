@@ -281,7 +281,7 @@ def _plan_after_editing(workdir: Path, module: str) -> set[tuple[str, str]]:
 def test_code_is_an_input_of_exactly_the_jobs_that_import_it(tiny_workdir):
     if not (tiny_workdir / "results/tables/results.csv").exists():
         pytest.skip("needs the run of test_whole_dag_runs_then_has_nothing_to_do")
-    planned = _plan_after_editing(tiny_workdir, "methods/msdn.py")
+    planned = _plan_after_editing(tiny_workdir, "methods/msdn/model.py")
     rules = {r for r, _ in planned}
     assert {"train_method", "evaluate_run", "results_tables"} <= rules
     assert all("method=msdn" in w for r, w in planned if r in ("train_method", "evaluate_run", "plot_run"))
@@ -304,7 +304,7 @@ def test_code_is_an_input_of_exactly_the_jobs_that_import_it(tiny_workdir):
     }
     from zslrepro.catalog import catalog
 
-    importers = {m for m, e in catalog().items() if "from .regions import" in e.module_file.read_text()}
+    importers = {m for m, e in catalog().items() if "from ..regions import" in e.module_file.read_text()}
     assert {"msdn", "dedn"} <= importers and methods == importers & TINY_METHODS
 
     planned = _plan_after_editing(tiny_workdir, "plots.py")

@@ -1,18 +1,18 @@
 """Which methods exist, where each comes from, and where its schema and default configs are:
 read from files and package metadata, without importing any method (so without torch), because
-the workflow asks while it parses.
+the workflow asks while it parses. This is the one registry of methods.
 
-Two origins, one record (:class:`MethodEntry`) each:
+A method is a package, the same for both origins (one :class:`MethodEntry` each): a module whose
+class carries ``@register("<name>")``, beside it ``method_<name>.yaml`` (the schema of its config's
+``model`` and ``loss`` sections) and optionally ``configs/<DATASET>.yaml`` (default configs, used
+where the run's config directory has none); every ``.py`` and ``.yaml`` file of the package is in
+its code digest (zslrepro.provenance).
 
-* **built in**: the modules that ``zslrepro/methods/__init__.py`` imports to register them; the
-  registry name is the string in the module's ``@register("...")``; the schema is
-  ``zslrepro/schemas/method_<name>.yaml``; configs live in the project's ``config/methods/``.
+* **built in**: every folder ``zslrepro/methods/<folder>/`` holding ``model.py``; the project's
+  configs live in ``config/methods/<name>/``.
 * **plugins**: an installed distribution that declares, in its pyproject.toml,
-  ``[project.entry-points."zslrepro.methods"] <name> = "<package>.<module>"``. Beside that module
-  file lie ``method_<name>.yaml`` (its schema: the ``model`` and ``loss`` sections) and
-  ``configs/<DATASET>.yaml`` (its default config per dataset, used where the run's config
-  directory has none). Every ``.py`` and ``.yaml`` file of the plugin's top-level package is part
-  of its code digest (zslrepro.provenance).
+  ``[project.entry-points."zslrepro.methods"] <name> = "<package>.<module>"``; its package is the
+  module's top-level package.
 
 docs/adding_a_method.md is the how-to.
 """
@@ -39,22 +39,27 @@ class MethodEntry:
     """One registered method, as found without importing it."""
 
     name: str
-    module: str  # importing it registers the method (zslrepro.methods.msdn, ale_zsl.ale)
+    module: str  # importing it defines the method's class (zslrepro.methods.msdn.model, ale_zsl.ale)
     module_file: Path
-    schema: Path  # the model/loss part of its config schema
     origin: str  # distribution: zsl-repro or the plugin's
     version: str
-    default_configs: Path | None = None  # plugins: <module dir>/configs/<DATASET>.yaml
-    package_dir: Path | None = None  # plugins: the top-level package, all of it in the digest
-    files: tuple[Path, ...] = field(default=())  # plugins: the files of package_dir the digest covers
+    package_dir: Path  # the method's package: all of it in the digest
+    files: tuple[Path, ...] = field(default=())  # the files of package_dir the digest covers
 
     @property
     def builtin(self) -> bool:
-        return self.package_dir is None
+        return self.origin == DISTRIBUTION
+
+    @property
+    def schema(self) -> Path:
+        """The model/loss part of its config schema, beside its module."""
+        return self.module_file.parent / f"method_{self.name}.yaml"
+
+    @property
+    def default_configs(self) -> Path:
+        return self.module_file.parent / "configs"
 
     def default_config(self, dataset: str) -> Path | None:
-        if self.default_configs is None:
-            return None
         path = self.default_configs / f"{dataset}.yaml"
         return path if path.is_file() else None
 
@@ -81,23 +86,29 @@ def _version() -> str:
         return "checkout"
 
 
+def package_files(package_dir: Path) -> tuple[Path, ...]:
+    """The files of a method's package that its code digest covers: every .py and .yaml."""
+    return tuple(
+        sorted(p for p in package_dir.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts)
+    )
+
+
+def _entry(name: str, module: str, module_file: Path, origin: str, version: str, package_dir: Path) -> MethodEntry:
+    entry = MethodEntry(name, module, module_file, origin, version, package_dir, package_files(package_dir))
+    if not entry.schema.is_file():
+        raise ConfigError(f"method {name!r} ({origin}): no schema {entry.schema} beside its module")
+    return entry
+
+
 def builtin_entries() -> dict[str, MethodEntry]:
-    """The methods that zslrepro/methods/__init__.py imports to register them."""
-    init = PKG / "methods" / "__init__.py"
-    modules = [
-        a.name
-        for node in ast.parse(init.read_text()).body
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None
-        for a in node.names
-    ]
+    """The packages ``zslrepro/methods/<folder>/`` with a ``model.py``."""
     out, version = {}, _version()
-    for mod in modules:
-        path = PKG / "methods" / f"{mod}.py"
-        name = registered_name(path)
+    for model in sorted((PKG / "methods").glob("*/model.py")):
+        name = registered_name(model)
         if name is None:
-            raise ConfigError(f'{path}: imported to register a method, but no class in it has @register("...")')
-        out[name] = MethodEntry(
-            name, f"{METHODS_PACKAGE}.{mod}", path, PKG / "schemas" / f"method_{name}.yaml", DISTRIBUTION, version
+            raise ConfigError(f'{model}: a method package\'s model, but no class in it has @register("...")')
+        out[name] = _entry(
+            name, f"{METHODS_PACKAGE}.{model.parent.name}.model", model, DISTRIBUTION, version, model.parent
         )
     return out
 
@@ -111,26 +122,15 @@ def _plugin_entry(ep) -> MethodEntry:
         raise ConfigError(f"{where}: its module cannot be found ({exc})") from None
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise ConfigError(f"{where}: its module {ep.module!r} is not an importable .py file")
-    module_file = Path(spec.origin).resolve()
     top = importlib.util.find_spec(ep.module.split(".")[0])
-    package_dir = Path(top.origin).resolve().parent
-    files = tuple(
-        sorted(p for p in package_dir.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts)
-    )
-    entry = MethodEntry(
+    return _entry(
         ep.name,
         ep.module,
-        module_file,
-        module_file.parent / f"method_{ep.name}.yaml",
+        Path(spec.origin).resolve(),
         dist,
         ep.dist.version if ep.dist else "?",
-        module_file.parent / "configs",
-        package_dir,
-        files,
+        Path(top.origin).resolve().parent,
     )
-    if not entry.schema.is_file():
-        raise ConfigError(f"{where}: no schema {entry.schema} beside its module")
-    return entry
 
 
 @cache

@@ -20,11 +20,7 @@ def cmd_methods(args) -> None:
 
     rows = [("method", "origin", "module", "schema", "default configs")]
     for e in catalog().values():
-        configs = (
-            "-"
-            if e.default_configs is None
-            else ", ".join(sorted(p.stem for p in e.default_configs.glob("*.yaml"))) or "-"
-        )
+        configs = ", ".join(sorted(p.stem for p in e.default_configs.glob("*.yaml"))) or "-"
         rows.append(
             (e.name, f"{e.origin} {e.version}" + ("" if e.builtin else " (plugin)"), e.module, str(e.schema), configs)
         )
@@ -177,10 +173,11 @@ def cmd_train(args) -> None:
 
 
 def cmd_artefact(args) -> None:
-    from .training.artefacts import build_artefact
+    from .methods import artefact_builder
 
     cfg = _run_config(args)
-    build_artefact(args.name, cfg, args.data, args.images_root, args.out, device=args.device, feed=feed_from_args(args))
+    build = artefact_builder(cfg["method"], args.name)
+    build(cfg, args.data, args.images_root, args.out, device=args.device, feed=feed_from_args(args))
     print(f"{args.name}: {args.out}")
 
 
@@ -230,13 +227,9 @@ def cmd_import_official(args) -> None:
     from pathlib import Path
 
     from .config import load_method_config, run_config
-    from .released import import_msdn, summary
+    from .methods import release_importer
 
-    if args.method != "msdn":
-        raise ZslError(
-            f"import-official knows the released models of msdn only, not {args.method!r} "
-            "(DEDN, SGMA and DRMN released none)"
-        )
+    releases = release_importer(args.method)
     config = args.method_config
     if config is None:  # results/features/<DS>/<store>.h5 or results/data/<DS>/index.npz
         config = Path(args.config_dir) / "methods" / args.method / f"{Path(args.data).parent.name}.yaml"
@@ -247,7 +240,10 @@ def cmd_import_official(args) -> None:
         from .released import verify_release
 
         verify_release(Path(args.checkpoint), args.sources, args.lock)
-    print(summary(import_msdn(args.checkpoint, args.data, cfg, args.setting, args.out, args.imagenet_weights)))
+    diagnostics = releases.import_release(
+        args.checkpoint, args.data, cfg, args.setting, args.out, args.imagenet_weights
+    )
+    print(releases.summary(diagnostics))
     print(f"model file: {args.out}")
 
 
@@ -534,10 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("import-official", help="a released official model as our model file, with diagnostics")
-    p.add_argument("--method", required=True, help="msdn (the only method with released models)")
-    p.add_argument("--checkpoint", required=True, help="the release file, e.g. CUB_MSDN_GZSL.pth")
+    p.add_argument(
+        "--method", required=True, help="a method that declares released models (python -m zslrepro methods)"
+    )
+    p.add_argument("--checkpoint", required=True, help="the release file (the method schema's x-releases names them)")
     p.add_argument("--data", required=True, help="our feature store (.h5) or dataset index (.npz) of its dataset")
-    p.add_argument("--setting", required=True, choices=["czsl", "gzsl"], help="which of the two files this is")
+    p.add_argument(
+        "--setting", required=True, help="which setting the file is for (the schema's x-releases lists them)"
+    )
     p.add_argument("--out", required=True, help="model file to write; diagnostics go beside it")
     p.add_argument(
         "--method-config",

@@ -127,6 +127,12 @@ def method_artefacts(method: str) -> list[str]:
     return list(own_schema(method).get("x-artefacts", []))
 
 
+def method_releases(method: str) -> dict | None:
+    """The authors' released models a method declares (its schema's ``x-releases``: ``file``, a
+    pattern of ``{dataset}`` and ``{SETTING}``; ``settings``; ``datasets``; ``docs``), or None."""
+    return own_schema(method).get("x-releases")
+
+
 def load_dataset_config(path: str | Path) -> dict:
     return validate(read_yaml(path), load_schema("dataset"), str(path))
 

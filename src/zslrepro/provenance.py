@@ -3,9 +3,9 @@
 *Code digests* are per command: the SHA-256 of the ``zslrepro`` source files a command imports
 (its import closure, read from the source with :mod:`ast`, imports inside functions included), so
 the workflow can make code an input of each rule: changing ``plots.py`` redraws the plots and
-retrains nothing, changing ``methods/msdn.py`` retrains MSDN and no other method (a method's jobs
-follow the import graph from their own method module, not the registry's imports of every method;
-changing a shared helper such as ``methods/regions.py`` retrains the methods that import it). The trainer puts the same digest into its checkpoint
+retrains nothing, changing a file of a method's package (``methods/<name>/``) retrains that method
+and no other (a method's jobs follow the import graph from their own package; changing a shared
+helper such as ``methods/regions.py`` retrains the methods that import it). The trainer puts the same digest into its checkpoint
 key, so a checkpoint left by other code is not resumed.
 
 A *provenance record* (:func:`record`) goes into every model file and metrics file: the code
@@ -81,34 +81,25 @@ def imported_modules(path: Path) -> set[str]:
     return {m for m in found if module_file(m)}
 
 
-def import_closure(modules, follow_registrations: bool = True) -> set[str]:
-    """Every zslrepro module reachable from ``modules`` through imports. Without
-    ``follow_registrations``, the registry package's imports of the built-in methods, which only
-    register them, are not followed: a method's closure holds another method only when something
-    really imports it."""
-    registrations = set() if follow_registrations else {e.module for e in catalog().values() if e.builtin}
+def import_closure(modules) -> set[str]:
+    """Every zslrepro module reachable from ``modules`` through imports (no module imports a
+    method's package: the registry imports it by name, so a closure holds a method only from its own
+    package's files)."""
     todo, seen = sorted(modules), set()
     while todo:
         mod = todo.pop()
         if mod in seen:
             continue
         seen.add(mod)
-        imports = imported_modules(module_file(mod))
-        todo += sorted(imports - registrations if mod == METHODS_PACKAGE else imports)
+        todo += sorted(imported_modules(module_file(mod)))
     return seen
 
 
-def method_sources(method: str) -> list[Path]:
-    """A method's own files: its module (built in), or every file of its package (a plugin)."""
-    entry = method_entry(method)
-    return [module_file(entry.module)] if entry.builtin else list(entry.files)
-
-
 def method_closure(method: str) -> tuple[set[Path], set[str]]:
-    """A method's own files and the zslrepro modules they reach (registrations not followed)."""
-    own = set(method_sources(method))
+    """A method's own files (its package, whichever its origin) and the zslrepro modules they reach."""
+    own = set(method_entry(method).files)
     imports = {m for f in own if f.suffix == ".py" for m in imported_modules(f)}
-    return own, import_closure(imports, follow_registrations=False)
+    return own, import_closure(imports)
 
 
 def command_files(command: str, method: str | None = None) -> list[Path]:
@@ -117,7 +108,7 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
 
     With ``method``, the closure follows the real import graph from that method's own files (see
     :func:`import_closure`); a plugin's own files are every file of its package (zslrepro.catalog).
-    Without ``method``, every built-in method is in the closure."""
+    Without ``method``, every built-in method's package is in it when the command builds methods."""
     functions = {n.name: n for n in ast.parse((PKG / "cli.py").read_text()).body if isinstance(n, ast.FunctionDef)}
     name = f"cmd_{command.replace('-', '_')}"
     if name not in functions:
@@ -141,18 +132,18 @@ def command_files(command: str, method: str | None = None) -> list[Path]:
         for n in ast.walk(functions[fn])
         if isinstance(n, ast.ImportFrom) and n.level == 1
     }
-    seen = import_closure(start, follow_registrations=method is None)
+    seen = import_closure(start)
     own: set[Path] = set()
-    if method is not None:
-        own, reached = method_closure(method)
+    # a command that builds methods by name (through zslrepro.methods) can build any built-in one
+    builds = [e.name for e in catalog().values() if e.builtin] if METHODS_PACKAGE in seen else []
+    for name in [method] if method is not None else builds:
+        files, reached = method_closure(name)
+        own |= files
         seen |= reached
     files = {module_file(m) for m in seen} | {PKG / "cli.py"} | own
     if "zslrepro.config" in seen:  # config validation fills defaults from the shipped schemas
         schemas = ["dataset", "downloads"] + (["method_common"] if method else [])
         files |= {PKG / "schemas" / f"{s}.yaml" for s in schemas}
-        if method is not None:
-            entry = method_entry(method)
-            files.add(PKG / "schemas" / entry.schema.name if entry.builtin else entry.schema)
     return sorted(files)
 
 
@@ -162,7 +153,7 @@ def file_label(path: Path) -> str:
     if PKG in path.parents:
         return str(path.relative_to(PKG))
     for entry in catalog().values():
-        if entry.package_dir is not None and entry.package_dir in path.parents:
+        if not entry.builtin and entry.package_dir in path.parents:
             return str(path.relative_to(entry.package_dir.parent))
     return path.name
 
@@ -183,7 +174,7 @@ def code_digest(command: str, method: str | None = None) -> str:
 @cache
 def package_digest() -> str:
     """Short digest of the whole package source (modules and schemas)."""
-    return _digest_files([*PKG.rglob("*.py"), *(PKG / "schemas").glob("*.yaml")])
+    return _digest_files([*PKG.rglob("*.py"), *PKG.rglob("*.yaml")])
 
 
 @cache

@@ -190,7 +190,7 @@ def check_declared_keys(method: str, reads: set, schema_of: str | None = None) -
         not missing,
         method,
         "declared keys",
-        f"reads {', '.join(missing)}, which schemas/method_{method}.yaml and method_common.yaml do not declare",
+        f"reads {', '.join(missing)}, which method_{method}.yaml and method_common.yaml do not declare",
     )
 
 
@@ -213,6 +213,6 @@ def check_code_digest(method: str, cls: type) -> None:
     }
     missing = sorted(file_label(f) for f in defining if f not in covered)
     require(not missing, method, "code digest", f"{', '.join(missing)} (defining its class) not in the train digest")
-    reached = import_closure({m for f in defining for m in imported_modules(f)}, follow_registrations=False)
+    reached = import_closure({m for f in defining for m in imported_modules(f)})
     outside = sorted(file_label(module_file(m)) for m in reached if module_file(m) not in covered)
     require(not outside, method, "code digest", f"imports {', '.join(outside)}, not covered by its train digest")

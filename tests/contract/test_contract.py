@@ -161,7 +161,7 @@ def test_reads_only_declared_config_keys(paths, method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_code_digest_covers_what_it_imports(method):
-    clauses.check_code_digest(method, registry._REGISTRY[method])
+    clauses.check_code_digest(method, registry.method_class(method))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -224,7 +224,7 @@ def test_a_stopped_run_resumes_bitwise(paths, tmp_path, monkeypatch, method):
 
 
 def test_a_broken_method_fails_the_contract_naming_the_clause(subjects, monkeypatch):
-    from zslrepro.methods.msdn import MSDN
+    from zslrepro.methods.msdn.model import MSDN
 
     class Broken(MSDN):
         """MSDN with a parameter the loss never reaches, and a key its schema does not declare."""
@@ -234,7 +234,6 @@ def test_a_broken_method_fails_the_contract_naming_the_clause(subjects, monkeypa
             self.unused = torch.nn.Parameter(torch.zeros(3))
             self.width = cfg["model"].get("undeclared_width", 3)
 
-    monkeypatch.setitem(registry._REGISTRY, "broken", Broken)
     s = subjects("msdn")
     model = Broken(s.cfg, s.spec)
     with pytest.raises(

@@ -17,6 +17,7 @@ from zslrepro.config import (  # noqa: E402
     load_dataset_config,
     load_method_config,
     method_artefacts,
+    method_releases,
     non_finite_key,
     run_config,
     tuning_enabled,
@@ -496,41 +497,46 @@ def damaged_store_marker(wildcards):
     )
 
 
-# The MSDN authors' released models (rules in released.smk): present files switch the rules on.
-RELEASED_DIR = Path("resources/released/msdn")
-RELEASED_SETTINGS = ["czsl", "gzsl"]
+# Authors' released models (rules in released.smk), for the methods that declare some (their schema's
+# x-releases: file names, settings, the datasets they exist for): present files switch the rules on.
+def released_file(method, dataset, setting):
+    pattern = method_releases(method)["file"]
+    return Path("resources/released") / method / pattern.format(dataset=dataset, SETTING=setting.upper())
 
 
-def released_file(dataset, setting):
-    return RELEASED_DIR / f"{dataset}_MSDN_{setting.upper()}.pth"
+def released_runs():
+    """(method, dataset) of this run whose release files, one per setting, are all present."""
+    runs = []
+    for method in config["methods"]:
+        releases = method_releases(method)
+        if not releases:
+            continue
+        present = [
+            d for d in config["datasets"] if all(released_file(method, d, s).exists() for s in releases["settings"])
+        ]
+        absent = [d for d in config["datasets"] if d in releases["datasets"] and d not in present]
+        if absent and workflow.is_main_process:  # once per run, not in every cluster job's log
+            example = released_file(method, absent[0], releases["settings"][-1])
+            print(
+                f"evaluate_released is off for {method} on {', '.join(absent)}: the authors' released models "
+                f"are not in {example.parent}/ (e.g. {example.name}); see {releases['docs']}",
+                file=sys.stderr,
+            )
+        runs += [(method, d) for d in present]
+    return runs
 
 
-def released_datasets():
-    """Datasets of this run whose CZSL and GZSL release files are both present (MSDN must run)."""
-    if "msdn" not in config["methods"]:
-        return []
-    present = [d for d in config["datasets"] if all(released_file(d, s).exists() for s in RELEASED_SETTINGS)]
-    absent = [d for d in config["datasets"] if d in ("CUB", "SUN", "AWA2") and d not in present]
-    if absent and workflow.is_main_process:  # once per run, not in every cluster job's log
-        print(
-            f"evaluate_released is off for {', '.join(absent)}: the MSDN authors' released models are not in "
-            f"{RELEASED_DIR}/ (e.g. {released_file(absent[0], 'gzsl').name}); see docs/methods/msdn.md",
-            file=sys.stderr,
-        )
-    return present
-
-
-RELEASED_DATASETS = released_datasets()
+RELEASED_RUNS = released_runs()
 
 
 def released_store(wildcards):
-    """The feature store our MSDN run of the dataset reads (run_data of its main run)."""
-    return run_data(SimpleNamespace(method="msdn", dataset=wildcards.dataset, run="main"))
+    """The feature store the method's main run of the dataset reads (run_data)."""
+    return run_data(SimpleNamespace(method=wildcards.method, dataset=wildcards.dataset, run="main"))
 
 
 def all_released_metrics():
-    return expand(
-        "results/metrics/msdn/{dataset}/released_{setting}/rep0.json",
-        dataset=RELEASED_DATASETS,
-        setting=RELEASED_SETTINGS,
-    )
+    return [
+        f"results/metrics/{method}/{dataset}/released_{setting}/rep0.json"
+        for method, dataset in RELEASED_RUNS
+        for setting in method_releases(method)["settings"]
+    ]

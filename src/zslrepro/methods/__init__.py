@@ -1,7 +1,29 @@
-"""The method zoo: every method registers itself under its config name."""
+"""The method zoo: one package per method (``methods/<name>/``: its model, its schema, the hooks it
+declares), found by zslrepro.catalog, built through :func:`build_method`; beside them the shared
+maths every method may import (attention, losses, regions, backbones, logit_bias) and the
+interface (registry). This package imports no method.
+"""
 
-# importing the modules registers their methods
-from . import dazle, dedn, drmn, msdn, sgma  # noqa: F401
-from .registry import AttentionMaps, DataSpec, ZslMethod, build_method, list_methods, register
+from .registry import (
+    AttentionMaps,
+    DataSpec,
+    ZslMethod,
+    artefact_builder,
+    build_method,
+    list_methods,
+    method_class,
+    register,
+    release_importer,
+)
 
-__all__ = ["AttentionMaps", "DataSpec", "ZslMethod", "build_method", "list_methods", "register"]
+__all__ = [
+    "AttentionMaps",
+    "DataSpec",
+    "ZslMethod",
+    "artefact_builder",
+    "build_method",
+    "list_methods",
+    "method_class",
+    "register",
+    "release_importer",
+]

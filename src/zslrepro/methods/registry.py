@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..catalog import catalog, unknown_method
+from ..catalog import method_entry, method_names
 from ..errors import ConfigError
 
 
@@ -28,7 +28,7 @@ class DataSpec:
     seen: torch.Tensor  # (S,) long, seen class ids
     unseen: torch.Tensor  # (U,) long, unseen class ids
     input_shape: tuple[int, ...]  # (channels, H, W) of a feature map, or of an image
-    artefacts: dict = field(default_factory=dict)  # name -> file a pipeline step made (training/artefacts.py)
+    artefacts: dict = field(default_factory=dict)  # name -> what a pipeline step wrote (ZslMethod.artefact_builders)
 
     @property
     def num_classes(self) -> int:
@@ -65,6 +65,12 @@ class ZslMethod(nn.Module):
 
     consumes: ClassVar[str] = "features"  # or "images"; an instance may decide from its config
     stages: ClassVar[tuple[str, ...]] = ("main",)  # names its config's schedule.stages may use
+    # artefact -> "module:function" in the method's own package: the pipeline step that makes it
+    # before training (its own rule; the schema's x-artefacts names the artefact for the workflow)
+    artefact_builders: ClassVar[dict[str, str]] = {}
+    # the module of its own package that imports the authors' released models (``import_release``,
+    # ``summary``; the schema's x-releases names the files for the workflow); None: there are none
+    releases: ClassVar[str | None] = None
 
     def register_class_buffers(self, spec: DataSpec) -> None:
         """Buffers ``att``, ``seen``, ``unseen`` and ``seen_row`` (class id -> its row among the
@@ -99,43 +105,60 @@ class ZslMethod(nn.Module):
         return None
 
 
-_REGISTRY: dict[str, Callable[[dict, DataSpec], ZslMethod]] = {}
-
-
 def register(name: str):
+    """Mark a class as the method ``name``. The catalog (zslrepro.catalog) is the one registry: it
+    finds the name in the decorator without importing, and :func:`method_class` imports the module."""
+
     def wrap(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"method {name!r} registered twice")
-        _REGISTRY[name] = cls
         cls.registry_name = name
         return cls
 
     return wrap
 
 
-def load_plugins() -> None:
-    """Import the method module of every installed plugin (zslrepro.catalog), which registers it."""
-    for entry in catalog().values():
-        if entry.builtin or entry.name in _REGISTRY:
-            continue
-        importlib.import_module(entry.module)
-        if entry.name not in _REGISTRY:
-            raise ConfigError(
-                f"{entry.module} (entry point {entry.name!r} of {entry.origin}) registered no "
-                f"method named {entry.name!r}: decorate its class with @register({entry.name!r})"
-            )
+def method_class(name: str) -> type[ZslMethod]:
+    """The class of a registered method: its catalog entry's module imported, the class marked
+    ``@register(name)`` taken from it."""
+    entry = method_entry(name)
+    module = importlib.import_module(entry.module)
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, ZslMethod) and value.__dict__.get("registry_name") == name:
+            return value
+    raise ConfigError(f"{entry.module} (method {name!r} of {entry.origin}) defines no class marked @register({name!r})")
+
+
+def artefact_builder(method: str, artefact: str) -> Callable:
+    """The function of a method's package that builds one of its artefacts (the class declares it)."""
+    cls = method_class(method)
+    target = cls.artefact_builders.get(artefact)
+    if target is None:
+        known = ", ".join(sorted(cls.artefact_builders)) or "none"
+        raise ConfigError(f"method {method!r} declares no artefact {artefact!r} (it declares: {known})")
+    module, _, function = target.partition(":")
+    return getattr(_package_module(cls, module), function)
+
+
+def release_importer(method: str):
+    """The module of a method's package that imports its authors' released models (the class declares it)."""
+    cls = method_class(method)
+    if cls.releases is None:
+        with_releases = [m for m in method_names() if method_class(m).releases is not None]
+        raise ConfigError(
+            f"import-official: {method!r} declares no released models (methods that do: "
+            f"{', '.join(with_releases) or 'none'})"
+        )
+    return _package_module(cls, cls.releases)
+
+
+def _package_module(cls: type, module: str):
+    """A module of the package that defines the method class ``cls``."""
+    return importlib.import_module(f"{cls.__module__.rsplit('.', 1)[0]}.{module}")
 
 
 def list_methods() -> list[str]:
-    """Every registered method: the built-in ones and the installed plugins'."""
-    load_plugins()
-    return sorted(_REGISTRY)
+    """Every registered method: the built-in packages and the installed plugins'."""
+    return method_names()
 
 
 def build_method(cfg: dict, spec: DataSpec) -> ZslMethod:
-    name = cfg["method"]
-    if name not in _REGISTRY:
-        load_plugins()
-    if name not in _REGISTRY:
-        raise unknown_method(name)
-    return _REGISTRY[name](cfg, spec)
+    return method_class(cfg["method"])(cfg, spec)

@@ -1,4 +1,4 @@
-"""A trained run's files, for whoever reads them (evaluation, tuning, SGMA's artefact step).
+"""A trained run's files, for whoever reads them (evaluation, tuning, a method's artefact step).
 
 Training writes ``model.pt``; this module reads it back and rebuilds the method, so evaluation and
 tuning depend on it and not on the training loop.
@@ -26,7 +26,8 @@ def pick_device(name: str | None = None) -> torch.device:
 
 
 def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | None = None) -> DataSpec:
-    """What a method needs to know of its dataset (class attributes, word vectors, seen/unseen)."""
+    """What a method needs to know of its dataset (class attributes, word vectors, seen/unseen), and
+    the artefacts its pipeline steps wrote (``artefacts``: name -> file, read here, never code)."""
     split = split or make_split(source, "test")
     att = torch.as_tensor(np.asarray(source.att)).float()
     if cfg["clamp_negative_att"]:
@@ -37,8 +38,13 @@ def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | N
         seen=torch.as_tensor(split.seen_classes).long(),
         unseen=torch.as_tensor(split.unseen_classes).long(),
         input_shape=tuple(source.input_shape),
-        artefacts=dict(artefacts or {}),
+        artefacts=read_artefacts(artefacts),
     )
+
+
+def read_artefacts(artefacts: dict | None) -> dict:
+    """The files a method's pipeline steps wrote (name -> path), read as data, never code."""
+    return {name: load_torch(path, f"{name} artefact") for name, path in (artefacts or {}).items()}
 
 
 def read_model_file(model_path: str | Path) -> dict:

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .attention import Block, attended_sums
-from .logit_bias import UnseenLogitBias
-from .losses import discrepancy, self_calibration
-from .regions import normalized_regions
-from .registry import AttentionMaps, DataSpec, ZslMethod, register
+from ...errors import ConfigError
+from ..attention import Block, attended_sums
+from ..logit_bias import UnseenLogitBias
+from ..losses import discrepancy, self_calibration
+from ..regions import normalized_regions
+from ..registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 def parse_groups(groups: list[dict], num_attributes: int) -> list[list[int]]:

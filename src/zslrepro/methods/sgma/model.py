@@ -18,15 +18,15 @@ ambiguities, each a config key: docs/methods/sgma.md). With Z = f_Conv(x) on the
 
 from __future__ import annotations
 
-import numpy as np
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from ..io import load_torch
-from .backbones import conv_trunk
-from .registry import AttentionMaps, DataSpec, ZslMethod, register
+from ...errors import ConfigError
+from ..backbones import conv_trunk
+from ..registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 def peak_cells(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,6 +199,7 @@ class BoxRegressor(nn.Module):
 class SGMA(ZslMethod):
     consumes = "images"
     stages = ("localizer_init", "attention", "features", "joint")
+    artefact_builders: ClassVar[dict[str, str]] = {"channel_groups": "channel_groups:build_channel_groups"}
 
     def __init__(self, cfg: dict, spec: DataSpec):
         super().__init__()
@@ -235,12 +236,11 @@ class SGMA(ZslMethod):
         self.embeddings = nn.ModuleList([nn.Linear(c, spec.num_attributes, bias=False) for _, c in trunks])
         self.centres = nn.Parameter(torch.randn(len(spec.seen), spec.num_attributes) * m["centre_init_std"])
         self.register_buffer("indicators", torch.zeros(n, channels))
-        groups = spec.artefacts.get("channel_groups")
-        if groups is not None:
-            saved = load_torch(groups, "channel-groups artefact")
+        saved = spec.artefacts.get("channel_groups")  # as channel_groups.py wrote it, read by the trainer
+        if saved is not None:
             if saved["indicators"].shape != self.indicators.shape:
                 raise ConfigError(
-                    f"{groups}: channel groups of shape {tuple(saved['indicators'].shape)}, "
+                    f"the channel_groups artefact has groups of shape {tuple(saved['indicators'].shape)}, "
                     f"expected {tuple(self.indicators.shape)}"
                 )
             self.indicators.copy_(saved["indicators"])
@@ -255,7 +255,7 @@ class SGMA(ZslMethod):
         if name == "localizer_init" and not self.indicators.any():
             raise ConfigError(
                 "SGMA's localizer_init stage needs the channel_groups artefact (k-means "
-                "indicators); the workflow builds it (rule sgma_channel_groups)"
+                "indicators); the workflow builds it (rule method_artefact)"
             )
         localiser = [self.attention, self.cnets]
         trainable = {
@@ -360,27 +360,3 @@ class SGMA(ZslMethod):
         tx, ty, ts = boxes.float().unbind(-1)
         corners = torch.stack([tx - ts / 2, ty - ts / 2, tx + ts / 2, ty + ts / 2], -1)
         return AttentionMaps({"part": maps.float()}, per="part", boxes=corners)
-
-
-# ---- the channel-grouping artefact (reference section 2.2) -----------------------------------------
-
-
-def channel_peaks(trunk: nn.Module, batches, device: torch.device) -> np.ndarray:
-    """C x 2N matrix: per channel, the (x, y) of its peak response (in [0, 1]) on each image."""
-    rows = []
-    with torch.no_grad():
-        for x in batches:
-            z = trunk(x.to(device)).float()
-            _b, c, h, w = z.shape
-            px, py = peak_cells(z)  # B x C each
-            xy = torch.stack([px / max(w - 1, 1), py / max(h - 1, 1)], -1)
-            rows.append(xy.permute(1, 0, 2).reshape(c, -1).cpu().numpy())  # C x 2B
-    return np.concatenate(rows, axis=1)
-
-
-def kmeans_indicators(peaks: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """k x C one-hot cluster membership of the channels (k-means++ on the peak vectors, fixed seed)."""
-    from scipy.cluster.vq import kmeans2
-
-    _, assign = kmeans2(peaks.astype(np.float64), k, minit="++", seed=seed)
-    return np.eye(k, dtype=np.float32)[assign].T

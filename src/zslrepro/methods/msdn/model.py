@@ -31,16 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import Block, attended_sums
-from .logit_bias import UnseenLogitBias
-from .losses import discrepancy, self_calibration
-from .regions import normalized_regions
-from .registry import AttentionMaps, DataSpec, ZslMethod, register
+from ..attention import Block, attended_sums
+from ..logit_bias import UnseenLogitBias
+from ..losses import discrepancy, self_calibration
+from ..regions import normalized_regions
+from ..registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 @register("msdn")
 class MSDN(UnseenLogitBias, ZslMethod):
     consumes = "features"
+    releases = "release"  # the authors' six released models (release.py)
 
     def __init__(self, cfg: dict, spec: DataSpec):
         super().__init__()

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .logit_bias import UnseenLogitBias
-from .losses import self_calibration
-from .regions import normalized_regions
-from .registry import AttentionMaps, DataSpec, ZslMethod, register
+from ..logit_bias import UnseenLogitBias
+from ..losses import self_calibration
+from ..regions import normalized_regions
+from ..registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 @register("dazle")

@@ -1,55 +1,28 @@
-"""Pipeline steps that make what a method needs before it trains (its artefacts), each a rule of its own.
+"""SGMA's channel groups: the pipeline step before its training (a rule of its own, method_artefact).
 
-A method declares the artefacts it reads (``DataSpec.artefacts``: name -> file); the builders live
-here, with the training code they use, not in the model files (which do no I/O). SGMA's
-``channel_groups``: optional seen-class fine-tuning of the attention trunk (stage A), then k-means
-over the channels' peak positions (reference section 2.2).
+Optional seen-class fine-tuning of the attention trunk (stage A), then k-means over the channels'
+peak positions (reference section 2.2). The model declares it (``SGMA.artefact_builders``); the
+trainer reads the file it writes and hands it to the model in ``DataSpec.artefacts``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from ..io import save_torch
-from ..jobfeed import JobFeed
-from ..methods.backbones import conv_trunk
-from ..methods.sgma import channel_peaks, kmeans_indicators
-from ..runtime import set_determinism
-from .runfiles import pick_device
-from .samplers import IIDSampler
-from .seeding import seed_everything
-from .sources import ImageSource, make_split
-
-_ARTEFACTS: dict[str, Callable] = {}
+from ...io import save_torch
+from ...jobfeed import JobFeed
+from ...runtime import set_determinism
+from ...training.runfiles import pick_device
+from ...training.samplers import IIDSampler
+from ...training.seeding import seed_everything
+from ...training.sources import ImageSource, make_split
+from ..backbones import conv_trunk
+from .model import peak_cells
 
 
-def register_artefact(name: str):
-    """Register a builder of a pipeline artefact a method needs before training (its own rule)."""
-
-    def wrap(fn):
-        if name in _ARTEFACTS:
-            raise ValueError(f"artefact {name!r} registered twice")
-        _ARTEFACTS[name] = fn
-        return fn
-
-    return wrap
-
-
-def build_artefact(
-    name: str, cfg: dict, data_path, images_root, out, device: str | None = None, feed: JobFeed | None = None
-) -> None:
-    if name not in _ARTEFACTS:
-        raise ConfigError(f"unknown artefact {name!r}; known: {', '.join(sorted(_ARTEFACTS))}")
-    _ARTEFACTS[name](cfg, data_path, images_root, out, device, feed)
-
-
-@register_artefact("channel_groups")
 def build_channel_groups(
     cfg: dict, data_path, images_root, out, device: str | None = None, feed: JobFeed | None = None
 ) -> None:
@@ -107,3 +80,24 @@ def _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device
         opt.step()
         if i % max(1, updates // 5) == 0 or i + 1 == updates:
             print(f"stage A (seen-class CE) update {i + 1}/{updates}: loss {loss.item():.3f}")
+
+
+def channel_peaks(trunk: nn.Module, batches, device: torch.device) -> np.ndarray:
+    """C x 2N matrix: per channel, the (x, y) of its peak response (in [0, 1]) on each image."""
+    rows = []
+    with torch.no_grad():
+        for x in batches:
+            z = trunk(x.to(device)).float()
+            _b, c, h, w = z.shape
+            px, py = peak_cells(z)  # B x C each
+            xy = torch.stack([px / max(w - 1, 1), py / max(h - 1, 1)], -1)
+            rows.append(xy.permute(1, 0, 2).reshape(c, -1).cpu().numpy())  # C x 2B
+    return np.concatenate(rows, axis=1)
+
+
+def kmeans_indicators(peaks: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k x C one-hot cluster membership of the channels (k-means++ on the peak vectors, fixed seed)."""
+    from scipy.cluster.vq import kmeans2
+
+    _, assign = kmeans2(peaks.astype(np.float64), k, minit="++", seed=seed)
+    return np.eye(k, dtype=np.float32)[assign].T

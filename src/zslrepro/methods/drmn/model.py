@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features.backbone import ResNetStages, load_torchvision, pool_and_concat
-from .losses import self_calibration
-from .registry import AttentionMaps, DataSpec, ZslMethod, register
+from ...features.backbone import ResNetStages, load_torchvision, pool_and_concat
+from ..losses import self_calibration
+from ..registry import AttentionMaps, DataSpec, ZslMethod, register
 
 
 class MultiLevelFusion(nn.Module):

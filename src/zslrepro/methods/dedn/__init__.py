@@ -1,0 +1,5 @@
+"""DEDN (Rao et al., IJCAI 2024), as one package: ``model.py`` (the model; no I/O) and ``method_dedn.yaml`` (the
+schema of its config's ``model`` and ``loss`` sections). Nothing outside this folder names it.
+
+Import-free: the catalog reads the package while the workflow parses, before anything imports torch.
+"""
