@@ -171,7 +171,7 @@ def regressor_in_isolation(model_path: Path, root: Path) -> None:
     import numpy as np
     import torch
 
-    from zslrepro.methods.sgma import BoxRegressor
+    from zslrepro.methods.sgma.model import BoxRegressor
 
     model, cfg, split, source = load_run(model_path, root)
     idx = split.trainval_loc

@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artefact", action="append", help="NAME=PATH of a file a method needs (e.g. channel_groups)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("artefact", help="build a pipeline artefact a method needs (e.g. SGMA's channel groups)")
+    p = sub.add_parser("artefact", help="build a pipeline artefact a method declares (its schema's x-artefacts)")
     run_args(p, data_help)
     p.add_argument("--name", required=True)
     p.add_argument("--out", required=True)

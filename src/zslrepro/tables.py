@@ -38,7 +38,7 @@ LEGEND = (
     "the paper's value this run's n and spread detect (80 % power, 5 % level). AUSUC: mean ± std only."
 )
 PROTOCOL_TITLES = {
-    "paper": "Authors' protocol (best evaluation on the test set; H and T1 maximised separately, DAZLE: T1 at the best H)",
+    "paper": "Authors' protocol (best evaluation on the test set; H and T1 maximised separately, or T1 at the best H where the authors did so)",
     "clean": "Clean protocol (final model, no selection on the test set, fixed gamma)",
 }
 
@@ -407,7 +407,7 @@ def render_localisation(score_files: list[str | Path], out_dir: str | Path) -> d
         "for the object attributes of the image's class; uniform_mass: the object's area share (what uniform "
         "attention scores). pointing: the map's peak cell overlaps the object (chance: a random peak cell). "
         "On CUB: pointing = a visible point of the attribute's body part lies in the peak cell, pcp = in a "
-        "box of fixed relative size around it. Box IoU: SGMA's part boxes against the object's box, beside "
+        "box of fixed relative size around it. Box IoU: a box method's part boxes against the object's box, beside "
         "the IoU of the mean box (boxes identical for every image). Per run: "
         "results/attention/<method>/<DS>/<run>/scores.json and figure.png."
     )
