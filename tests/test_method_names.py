@@ -76,7 +76,7 @@ def test_no_code_outside_a_method_package_names_a_method():
 
 
 def test_the_check_sees_a_name_in_code_and_not_in_a_docstring(tmp_path):
-    name = sorted(builtin_entries())[0]
+    name = min(builtin_entries())
     path = tmp_path / "probe.py"
     path.write_text(f'"""Cites {name.upper()}."""\n\n# {name} in a comment\nX = "{name}"\n')
     assert [h.split(": ", 1)[1] for h in names_in_python(path, _pattern(), tmp_path)] == [repr(name)]
