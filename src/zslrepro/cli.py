@@ -9,11 +9,45 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from .errors import ZslError
 from .jobfeed import add_feed_arguments, feed_from_args
 
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}  # name -> (help, its arguments, its handler)
 
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Register a handler as ``python -m zslrepro <name>``, with the function that adds its arguments."""
+
+    def wrap(handler):
+        COMMANDS[name] = (help, arguments or (lambda p: None), handler)
+        return handler
+
+    return wrap
+
+
+DATA_HELP = "the run's feature store (.h5), or the dataset index (.npz) for runs that train from images"
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of the commands that run a method config (train, artefact, tune)."""
+    p.add_argument("--method-config", required=True)
+    p.add_argument("--run", default="main", help="which of the config's named runs")
+    p.add_argument("--data", "--features", dest="data", required=True, help=DATA_HELP)
+    p.add_argument("--images-root", default=None, help="the dataset's image folder (runs that train from images)")
+    p.add_argument(
+        "--validation-point",
+        type=int,
+        default=None,
+        help="train point K of the config's tuning grid on the validation split",
+    )
+    p.add_argument("--selected", default=None, help="values chosen on the validation split (tune's output)")
+    p.add_argument("--device", default=None)
+    add_feed_arguments(p)
+
+
+@command("methods", "list the registered methods with their origin (package and version)")
 def cmd_methods(args) -> None:
     """Every registered method with where it comes from (zslrepro.catalog), without importing any."""
     from .catalog import catalog
@@ -29,6 +63,12 @@ def cmd_methods(args) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
+def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--out", required=True, help="folder to write the dataset into")
+
+
+@command("synthesize", "generate the embedded synthetic dataset (xlsa17 layout)", _synthesize_arguments)
 def cmd_synthesize(args) -> None:
     from .config import load_dataset_config
     from .data.synthetic import SyntheticSpec, generate
@@ -40,6 +80,14 @@ def cmd_synthesize(args) -> None:
     print(f"synthetic dataset written to {args.out}: {summary}")
 
 
+def _download_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("--sources", required=True, help="config/downloads.yaml")
+    p.add_argument("--lock", required=True, help="lock file of recorded SHA-256 sums")
+    p.add_argument("--out", required=True)
+
+
+@command("download", "download (or verify a present) file of config/downloads.yaml", _download_arguments)
 def cmd_download(args) -> None:
     from pathlib import Path
 
@@ -50,6 +98,15 @@ def cmd_download(args) -> None:
     print(f"{args.out}: verified")
 
 
+def _extract_archive_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("--sources", required=True)
+    p.add_argument("--lock", required=True)
+    p.add_argument("--archive", required=True)
+    p.add_argument("--marker", required=True)
+
+
+@command("extract-archive", "extract a verified download into place, marker last", _extract_archive_arguments)
 def cmd_extract_archive(args) -> None:
     from pathlib import Path
 
@@ -60,6 +117,14 @@ def cmd_extract_archive(args) -> None:
     print(f"{args.name}: in place under {source['extract_to']}")
 
 
+def _verify_files_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+")
+    p.add_argument("--marker", required=True)
+    p.add_argument("--sources", default=None, help="config/downloads.yaml: files it provides must match its checksums")
+    p.add_argument("--lock", default="config/downloads.lock.yaml", help="first-use checksums recorded earlier")
+
+
+@command("verify-files", "check dataset files the user brought; write a marker", _verify_files_arguments)
 def cmd_verify_files(args) -> None:
     from pathlib import Path
 
@@ -70,6 +135,14 @@ def cmd_verify_files(args) -> None:
     print(f"{len(found)} file(s) and folder(s) of your own verified: {args.marker}")
 
 
+def _word_vectors_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--model", required=True, help="GoogleNews word2vec binary (.bin or .gz)")
+    p.add_argument("--out-pkl", required=True)
+    p.add_argument("--report", required=True, help="CSV of the cosine per attribute")
+
+
+@command("word-vectors", "regenerate attribute word vectors from word2vec; compare", _word_vectors_arguments)
 def cmd_word_vectors(args) -> None:
     from .config import load_dataset_config
     from .data.word2vec import compare_with_published
@@ -84,6 +157,14 @@ def cmd_word_vectors(args) -> None:
     )
 
 
+def _ingest_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--out", required=True, help="index .npz")
+    p.add_argument("--summary", required=True, help="counts .json")
+    p.add_argument("--localisation", help="ground truth for the attention scores .npz (default: beside --out)")
+
+
+@command("ingest", "read and check xlsa17 files; write the dataset index", _ingest_arguments)
 def cmd_ingest(args) -> None:
     from .config import load_dataset_config
     from .data.localisation import read_truth, save_truth
@@ -102,6 +183,14 @@ def cmd_ingest(args) -> None:
     )
 
 
+def _set_aside_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    p.add_argument("--marker", required=True)
+
+
+@command(
+    "set-aside-store", "rename a damaged feature store <store>.bad-<time>; write a marker", _set_aside_store_arguments
+)
 def cmd_set_aside_store(args) -> None:
     from pathlib import Path
 
@@ -113,6 +202,16 @@ def cmd_set_aside_store(args) -> None:
     print(f"{args.store}: moved aside to {aside}; it is extracted anew" if aside else f"{args.store} is readable")
 
 
+def _extract_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--index", required=True)
+    p.add_argument("--store", required=True, help="feature store name in the dataset config")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default=None)
+    add_feed_arguments(p)
+
+
+@command("extract", "extract backbone feature maps into an HDF5 feature store", _extract_arguments)
 def cmd_extract(args) -> None:
     from .config import load_dataset_config
     from .data.xlsa17 import IngestedDataset
@@ -157,6 +256,14 @@ def _artefacts(pairs: list[str]) -> dict:
     return out
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    _run_arguments(p)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--replicate", type=int, default=0, help="replicate k runs with the config's seed + k")
+    p.add_argument("--artefact", action="append", help="NAME=PATH of a file a method needs (e.g. channel_groups)")
+
+
+@command("train", "train a method (resumes from a checkpoint)", _train_arguments)
 def cmd_train(args) -> None:
     from .training.sources import open_source
     from .training.trainer import train
@@ -172,6 +279,13 @@ def cmd_train(args) -> None:
     print(f"final model: {path}")
 
 
+def _artefact_arguments(p: argparse.ArgumentParser) -> None:
+    _run_arguments(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", required=True)
+
+
+@command("artefact", "build a pipeline artefact a method declares (its schema's x-artefacts)", _artefact_arguments)
 def cmd_artefact(args) -> None:
     from .methods import artefact_builder
 
@@ -181,6 +295,13 @@ def cmd_artefact(args) -> None:
     print(f"{args.name}: {args.out}")
 
 
+def _tune_arguments(p: argparse.ArgumentParser) -> None:
+    _run_arguments(p)
+    p.add_argument("--models", nargs="+", required=True, help="the validation models, in train-grid order")
+    p.add_argument("--out", required=True)
+
+
+@command("tune", "choose a run's hyper-parameters on the validation classes", _tune_arguments)
 def cmd_tune(args) -> None:
     from .evaluation.tuning import select
 
@@ -201,6 +322,25 @@ def cmd_tune(args) -> None:
     )
 
 
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument(
+        "--history",
+        default=None,
+        help="the run's periodic test evaluations (none for imported weights: one evaluation)",
+    )
+    p.add_argument("--data", "--features", dest="data", required=True, help=DATA_HELP)
+    p.add_argument("--images-root", default=None)
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--curve", required=True)
+    p.add_argument(
+        "--predictions", required=True, help="npz of the test predictions behind each number (intervals, verdicts)"
+    )
+    p.add_argument("--device", default=None)
+    add_feed_arguments(p)
+
+
+@command("evaluate", "evaluate a trained run under the paper and clean protocols", _evaluate_arguments)
 def cmd_evaluate(args) -> None:
     from .evaluation.evaluate import evaluate_run
 
@@ -223,6 +363,32 @@ def cmd_evaluate(args) -> None:
     )
 
 
+def _import_official_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method", required=True, help="a method that declares released models (python -m zslrepro methods)"
+    )
+    p.add_argument("--checkpoint", required=True, help="the release file (the method schema's x-releases names them)")
+    p.add_argument("--data", required=True, help="our feature store (.h5) or dataset index (.npz) of its dataset")
+    p.add_argument(
+        "--setting", required=True, help="which setting the file is for (the schema's x-releases lists them)"
+    )
+    p.add_argument("--out", required=True, help="model file to write; diagnostics go beside it")
+    p.add_argument(
+        "--method-config",
+        default=None,
+        help="our method config of the dataset (default: <config-dir>/methods/<method>/<DS>.yaml, DS the data's folder)",
+    )
+    p.add_argument("--config-dir", default="config")
+    p.add_argument("--sources", default=None, help="config/downloads.yaml: check the file's checksum like a download")
+    p.add_argument("--lock", default="config/downloads.lock.yaml", help="where first-use checksums are recorded")
+    p.add_argument(
+        "--imagenet-weights",
+        default=None,
+        help="torchvision's ResNet-101 IMAGENET1K_V1 file to compare the backbone with (default: torch's cache)",
+    )
+
+
+@command("import-official", "a released official model as our model file, with diagnostics", _import_official_arguments)
 def cmd_import_official(args) -> None:
     from pathlib import Path
 
@@ -247,6 +413,19 @@ def cmd_import_official(args) -> None:
     print(f"model file: {args.out}")
 
 
+def _attention_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", "--features", dest="data", required=True, help=DATA_HELP)
+    p.add_argument("--index", required=True, help="the dataset index .npz (image paths, labels, attributes)")
+    p.add_argument("--truth", required=True, help="the localisation ground truth .npz ingest wrote")
+    p.add_argument("--dataset-config", required=True)
+    p.add_argument("--images-root", default=None)
+    p.add_argument("--out-dir", required=True, help="gets scores.json and figure.png")
+    p.add_argument("--device", default=None)
+    add_feed_arguments(p)
+
+
+@command("attention", "score and draw a trained run's attention maps on test images", _attention_arguments)
 def cmd_attention(args) -> None:
     from .config import load_dataset_config
     from .evaluation.attention import attention_run
@@ -277,6 +456,12 @@ def cmd_attention(args) -> None:
     )
 
 
+def _localisation_table_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--out-dir", required=True)
+
+
+@command("localisation-table", "the localisation table of the attention scores", _localisation_table_arguments)
 def cmd_localisation_table(args) -> None:
     from .tables import render_localisation
 
@@ -284,6 +469,15 @@ def cmd_localisation_table(args) -> None:
     print("localisation table: " + ", ".join(str(p) for p in paths.values()))
 
 
+def _tables_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--predictions", nargs="*", default=None, help="one predictions file per metrics file, same order")
+    p.add_argument("--paper-results", required=True)
+    p.add_argument("--out-dir", required=True)
+    statistics_args(p)
+
+
+@command("tables", "render the results tables (CSV, Markdown, LaTeX) and the pairwise table", _tables_arguments)
 def cmd_tables(args) -> None:
     from .tables import render
 
@@ -308,6 +502,12 @@ def statistics_settings(args):
     return Settings(resamples=args.resamples, seed=args.bootstrap_seed, level=args.level, power=args.power)
 
 
+def _tuning_table_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--selected", nargs="*", default=[], help="tune's selected.json files")
+    p.add_argument("--out-dir", required=True)
+
+
+@command("tuning-table", "tabulate the hyper-parameters chosen on the validation classes", _tuning_table_arguments)
 def cmd_tuning_table(args) -> None:
     from .tables import render_tuning
 
@@ -315,6 +515,15 @@ def cmd_tuning_table(args) -> None:
     print("tuning table: " + ", ".join(str(p) for p in paths.values()))
 
 
+def _plots_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--curves", nargs="+", required=True)
+    p.add_argument("--histories", nargs="+", required=True)
+    p.add_argument("--title", required=True)
+    p.add_argument("--seen-unseen", required=True, help="output PNG")
+    p.add_argument("--training", required=True, help="output PNG")
+
+
+@command("plots", "seen-unseen and training curves of one run (all replicates)", _plots_arguments)
 def cmd_plots(args) -> None:
     from .plots import seen_unseen_figure, training_figure
 
@@ -322,6 +531,13 @@ def cmd_plots(args) -> None:
     training_figure(args.histories, args.title, args.training)
 
 
+def _doctor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=".", help="the checkout (where config/ and results/ are)")
+    p.add_argument("--config", default="config/config.yaml", help="relative to --root")
+    p.add_argument("--lock", default="requirements/lock.txt", help="relative to --root")
+
+
+@command("doctor", "will a run work here? versions, torch build and GPUs, disk, data, tools", _doctor_arguments)
 def cmd_doctor(args) -> int:
     from pathlib import Path
 
@@ -334,18 +550,40 @@ def cmd_doctor(args) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
+def _verdict_figure_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-csv", required=True, help="results.csv of the tables command")
+    p.add_argument("--method", required=True)
+    p.add_argument("--out", required=True, help="PNG")
+
+
+@command("verdict-figure", "one method's verdicts: replicates, intervals, paper values", _verdict_figure_arguments)
 def cmd_verdict_figure(args) -> None:
     from .plots import verdict_figure
 
     verdict_figure(args.results_csv, args.method, args.out)
 
 
+def _benchmarks_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+")
+    p.add_argument("--compute", nargs="*", default=[], help="the trainer's compute.json records (all sessions)")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-html", required=True)
+
+
+@command("benchmarks", "summarise Snakemake benchmark files (wall time, peak memory)", _benchmarks_arguments)
 def cmd_benchmarks(args) -> None:
     from .benchmark_summary import render
 
     render(args.files, args.out_csv, args.out_html, compute_files=args.compute)
 
 
+def _reference_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", required=True, help="e.g. results/reference/main")
+    p.add_argument("--note", default="")
+
+
+@command("reference", "snapshot a finished run's metrics and tuning choices as a reference", _reference_arguments)
 def cmd_reference(args) -> None:
     from .reference_results import snapshot
 
@@ -353,6 +591,25 @@ def cmd_reference(args) -> None:
     print(f"reference snapshot {args.out}: {len(manifest['files'])} files, code {', '.join(manifest['code'])}")
 
 
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results")
+    p.add_argument("--reference", default=None, help="a snapshot made by `zslrepro reference`")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="points, for every cell; default: exact on the reference's machine type, else each number by "
+        "the reference's own interval (the rest by the documented cross-platform tolerance)",
+    )
+    p.add_argument("--paper", default=None, help="config/paper_results.yaml: print ours beside the papers' numbers")
+    p.add_argument("--out-md", default=None, help="also write the check as Markdown (then exit 0: the file says)")
+    p.add_argument("--out-csv", default=None, help="and every cell as CSV (with --out-md)")
+    statistics_args(p)
+
+
+@command(
+    "compare", "check a run against a reference snapshot, cell by cell (or print ours vs paper)", _compare_arguments
+)
 def cmd_compare(args) -> int:
     from pathlib import Path
 
@@ -398,6 +655,18 @@ def cmd_compare(args) -> int:
     return 1 if summary["moved"] or summary["missing"] else 0
 
 
+def _docs_tables_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", default="results/reference/main")
+    p.add_argument("--paper-results", default="config/paper_results.yaml")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a file is out of date")
+    p.add_argument(
+        "files", nargs="*", default=["README.md", "docs/synthetic.md", "docs/attention.md", "docs/verdicts.md"]
+    )
+
+
+@command(
+    "docs-tables", "regenerate the results tables in README/docs from a reference snapshot", _docs_tables_arguments
+)
 def cmd_docs_tables(args) -> int:
     from .reference_results import detectable_block, localisation_block, results_block, update_blocks
 
@@ -417,232 +686,10 @@ def cmd_docs_tables(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zslrepro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("methods", help="list the registered methods with their origin (package and version)")
-    p.set_defaults(func=cmd_methods)
-
-    p = sub.add_parser("synthesize", help="generate the embedded synthetic dataset (xlsa17 layout)")
-    p.add_argument("--dataset-config", required=True)
-    p.add_argument("--out", required=True, help="folder to write the dataset into")
-    p.set_defaults(func=cmd_synthesize)
-
-    p = sub.add_parser("download", help="download (or verify a present) file of config/downloads.yaml")
-    p.add_argument("name")
-    p.add_argument("--sources", required=True, help="config/downloads.yaml")
-    p.add_argument("--lock", required=True, help="lock file of recorded SHA-256 sums")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_download)
-
-    p = sub.add_parser("extract-archive", help="extract a verified download into place, marker last")
-    p.add_argument("name")
-    p.add_argument("--sources", required=True)
-    p.add_argument("--lock", required=True)
-    p.add_argument("--archive", required=True)
-    p.add_argument("--marker", required=True)
-    p.set_defaults(func=cmd_extract_archive)
-
-    p = sub.add_parser("set-aside-store", help="rename a damaged feature store <store>.bad-<time>; write a marker")
-    p.add_argument("store")
-    p.add_argument("--marker", required=True)
-    p.set_defaults(func=cmd_set_aside_store)
-
-    p = sub.add_parser("verify-files", help="check dataset files the user brought; write a marker")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--marker", required=True)
-    p.add_argument("--sources", default=None, help="config/downloads.yaml: files it provides must match its checksums")
-    p.add_argument("--lock", default="config/downloads.lock.yaml", help="first-use checksums recorded earlier")
-    p.set_defaults(func=cmd_verify_files)
-
-    p = sub.add_parser("word-vectors", help="regenerate attribute word vectors from word2vec; compare")
-    p.add_argument("--dataset-config", required=True)
-    p.add_argument("--model", required=True, help="GoogleNews word2vec binary (.bin or .gz)")
-    p.add_argument("--out-pkl", required=True)
-    p.add_argument("--report", required=True, help="CSV of the cosine per attribute")
-    p.set_defaults(func=cmd_word_vectors)
-
-    p = sub.add_parser("ingest", help="read and check xlsa17 files; write the dataset index")
-    p.add_argument("--dataset-config", required=True)
-    p.add_argument("--out", required=True, help="index .npz")
-    p.add_argument("--summary", required=True, help="counts .json")
-    p.add_argument("--localisation", help="ground truth for the attention scores .npz (default: beside --out)")
-    p.set_defaults(func=cmd_ingest)
-
-    p = sub.add_parser("extract", help="extract backbone feature maps into an HDF5 feature store")
-    p.add_argument("--dataset-config", required=True)
-    p.add_argument("--index", required=True)
-    p.add_argument("--store", required=True, help="feature store name in the dataset config")
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default=None)
-    add_feed_arguments(p)
-    p.set_defaults(func=cmd_extract)
-
-    def run_args(p, data_help: str) -> None:
-        p.add_argument("--method-config", required=True)
-        p.add_argument("--run", default="main", help="which of the config's named runs")
-        p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
-        p.add_argument("--images-root", default=None, help="the dataset's image folder (runs that train from images)")
-        p.add_argument(
-            "--validation-point",
-            type=int,
-            default=None,
-            help="train point K of the config's tuning grid on the validation split",
-        )
-        p.add_argument("--selected", default=None, help="values chosen on the validation split (tune's output)")
-        p.add_argument("--device", default=None)
-        add_feed_arguments(p)
-
-    data_help = "the run's feature store (.h5), or the dataset index (.npz) for runs that train from images"
-    p = sub.add_parser("train", help="train a method (resumes from a checkpoint)")
-    run_args(p, data_help)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--replicate", type=int, default=0, help="replicate k runs with the config's seed + k")
-    p.add_argument("--artefact", action="append", help="NAME=PATH of a file a method needs (e.g. channel_groups)")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("artefact", help="build a pipeline artefact a method declares (its schema's x-artefacts)")
-    run_args(p, data_help)
-    p.add_argument("--name", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_artefact)
-
-    p = sub.add_parser("tune", help="choose a run's hyper-parameters on the validation classes")
-    run_args(p, data_help)
-    p.add_argument("--models", nargs="+", required=True, help="the validation models, in train-grid order")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_tune)
-
-    p = sub.add_parser("evaluate", help="evaluate a trained run under the paper and clean protocols")
-    p.add_argument("--model", required=True)
-    p.add_argument(
-        "--history",
-        default=None,
-        help="the run's periodic test evaluations (none for imported weights: one evaluation)",
-    )
-    p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
-    p.add_argument("--images-root", default=None)
-    p.add_argument("--metrics", required=True)
-    p.add_argument("--curve", required=True)
-    p.add_argument(
-        "--predictions", required=True, help="npz of the test predictions behind each number (intervals, verdicts)"
-    )
-    p.add_argument("--device", default=None)
-    add_feed_arguments(p)
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("import-official", help="a released official model as our model file, with diagnostics")
-    p.add_argument(
-        "--method", required=True, help="a method that declares released models (python -m zslrepro methods)"
-    )
-    p.add_argument("--checkpoint", required=True, help="the release file (the method schema's x-releases names them)")
-    p.add_argument("--data", required=True, help="our feature store (.h5) or dataset index (.npz) of its dataset")
-    p.add_argument(
-        "--setting", required=True, help="which setting the file is for (the schema's x-releases lists them)"
-    )
-    p.add_argument("--out", required=True, help="model file to write; diagnostics go beside it")
-    p.add_argument(
-        "--method-config",
-        default=None,
-        help="our method config of the dataset (default: <config-dir>/methods/<method>/<DS>.yaml, DS the data's folder)",
-    )
-    p.add_argument("--config-dir", default="config")
-    p.add_argument("--sources", default=None, help="config/downloads.yaml: check the file's checksum like a download")
-    p.add_argument("--lock", default="config/downloads.lock.yaml", help="where first-use checksums are recorded")
-    p.add_argument(
-        "--imagenet-weights",
-        default=None,
-        help="torchvision's ResNet-101 IMAGENET1K_V1 file to compare the backbone with (default: torch's cache)",
-    )
-    p.set_defaults(func=cmd_import_official)
-
-    p = sub.add_parser("attention", help="score and draw a trained run's attention maps on test images")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", "--features", dest="data", required=True, help=data_help)
-    p.add_argument("--index", required=True, help="the dataset index .npz (image paths, labels, attributes)")
-    p.add_argument("--truth", required=True, help="the localisation ground truth .npz ingest wrote")
-    p.add_argument("--dataset-config", required=True)
-    p.add_argument("--images-root", default=None)
-    p.add_argument("--out-dir", required=True, help="gets scores.json and figure.png")
-    p.add_argument("--device", default=None)
-    add_feed_arguments(p)
-    p.set_defaults(func=cmd_attention)
-
-    p = sub.add_parser("localisation-table", help="the localisation table of the attention scores")
-    p.add_argument("--scores", nargs="+", required=True)
-    p.add_argument("--out-dir", required=True)
-    p.set_defaults(func=cmd_localisation_table)
-
-    p = sub.add_parser("tables", help="render the results tables (CSV, Markdown, LaTeX) and the pairwise table")
-    p.add_argument("--metrics", nargs="+", required=True)
-    p.add_argument("--predictions", nargs="*", default=None, help="one predictions file per metrics file, same order")
-    p.add_argument("--paper-results", required=True)
-    p.add_argument("--out-dir", required=True)
-    statistics_args(p)
-    p.set_defaults(func=cmd_tables)
-
-    p = sub.add_parser("doctor", help="will a run work here? versions, torch build and GPUs, disk, data, tools")
-    p.add_argument("--root", default=".", help="the checkout (where config/ and results/ are)")
-    p.add_argument("--config", default="config/config.yaml", help="relative to --root")
-    p.add_argument("--lock", default="requirements/lock.txt", help="relative to --root")
-    p.set_defaults(func=cmd_doctor)
-
-    p = sub.add_parser("verdict-figure", help="one method's verdicts: replicates, intervals, paper values")
-    p.add_argument("--results-csv", required=True, help="results.csv of the tables command")
-    p.add_argument("--method", required=True)
-    p.add_argument("--out", required=True, help="PNG")
-    p.set_defaults(func=cmd_verdict_figure)
-
-    p = sub.add_parser("tuning-table", help="tabulate the hyper-parameters chosen on the validation classes")
-    p.add_argument("--selected", nargs="*", default=[], help="tune's selected.json files")
-    p.add_argument("--out-dir", required=True)
-    p.set_defaults(func=cmd_tuning_table)
-
-    p = sub.add_parser("plots", help="seen-unseen and training curves of one run (all replicates)")
-    p.add_argument("--curves", nargs="+", required=True)
-    p.add_argument("--histories", nargs="+", required=True)
-    p.add_argument("--title", required=True)
-    p.add_argument("--seen-unseen", required=True, help="output PNG")
-    p.add_argument("--training", required=True, help="output PNG")
-    p.set_defaults(func=cmd_plots)
-
-    p = sub.add_parser("benchmarks", help="summarise Snakemake benchmark files (wall time, peak memory)")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--compute", nargs="*", default=[], help="the trainer's compute.json records (all sessions)")
-    p.add_argument("--out-csv", required=True)
-    p.add_argument("--out-html", required=True)
-    p.set_defaults(func=cmd_benchmarks)
-
-    p = sub.add_parser("reference", help="snapshot a finished run's metrics and tuning choices as a reference")
-    p.add_argument("--results", default="results")
-    p.add_argument("--out", required=True, help="e.g. results/reference/main")
-    p.add_argument("--note", default="")
-    p.set_defaults(func=cmd_reference)
-
-    p = sub.add_parser(
-        "compare", help="check a run against a reference snapshot, cell by cell (or print ours vs paper)"
-    )
-    p.add_argument("--results", default="results")
-    p.add_argument("--reference", default=None, help="a snapshot made by `zslrepro reference`")
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=None,
-        help="points, for every cell; default: exact on the reference's machine type, else each number by "
-        "the reference's own interval (the rest by the documented cross-platform tolerance)",
-    )
-    p.add_argument("--paper", default=None, help="config/paper_results.yaml: print ours beside the papers' numbers")
-    p.add_argument("--out-md", default=None, help="also write the check as Markdown (then exit 0: the file says)")
-    p.add_argument("--out-csv", default=None, help="and every cell as CSV (with --out-md)")
-    statistics_args(p)
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("docs-tables", help="regenerate the results tables in README/docs from a reference snapshot")
-    p.add_argument("--reference", default="results/reference/main")
-    p.add_argument("--paper-results", default="config/paper_results.yaml")
-    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a file is out of date")
-    p.add_argument(
-        "files", nargs="*", default=["README.md", "docs/synthetic.md", "docs/attention.md", "docs/verdicts.md"]
-    )
-    p.set_defaults(func=cmd_docs_tables)
+    for name, (help_text, arguments, handler) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        arguments(p)
+        p.set_defaults(func=handler)
     return parser
 
 
