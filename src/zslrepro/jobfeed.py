@@ -48,7 +48,10 @@ FEED_OPTIONS = {
 def feed_flags(features: dict, cores: int | None) -> str:
     """The options a workflow job gets from config ``features`` and the run's ``--cores`` (its
     threads are the rule's, given by the rule itself)."""
-    feed = JobFeed(features.get("cache", "auto"), float(features.get("ram_fraction", 0.5)), None, cores)
+    default = JobFeed()
+    feed = JobFeed(
+        features.get("cache", default.cache), float(features.get("ram_fraction", default.ram_fraction)), None, cores
+    )
     return " ".join(
         f"{FEED_OPTIONS[k]} {getattr(feed, k)}"
         for k in ("cache", "ram_fraction", "cores")
@@ -58,8 +61,9 @@ def feed_flags(features: dict, cores: int | None) -> str:
 
 def add_feed_arguments(parser: argparse.ArgumentParser) -> None:
     """The :data:`FEED_OPTIONS` and ``--compute-threads`` on a computing command."""
-    parser.add_argument(FEED_OPTIONS["cache"], dest="feature_cache", choices=CACHE_MODES, default="auto")
-    parser.add_argument(FEED_OPTIONS["ram_fraction"], dest="ram_fraction", type=float, default=0.5)
+    default = JobFeed()
+    parser.add_argument(FEED_OPTIONS["cache"], dest="feature_cache", choices=CACHE_MODES, default=default.cache)
+    parser.add_argument(FEED_OPTIONS["ram_fraction"], dest="ram_fraction", type=float, default=default.ram_fraction)
     parser.add_argument(
         FEED_OPTIONS["threads"],
         dest="threads",

@@ -140,7 +140,7 @@ class FeatureSource:
 
     kind = "features"
 
-    def __init__(self, path: str | Path, cache: str = "auto", ram_fraction: float = 0.5):
+    def __init__(self, path: str | Path, cache: str = JobFeed.cache, ram_fraction: float = JobFeed.ram_fraction):
         self.path = Path(path)
         self.store = FeatureStore(path)
         for key in INDEX_KEYS:
