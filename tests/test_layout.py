@@ -53,3 +53,26 @@ def test_the_package_has_no_import_circle():
 
     circles = [c for c in map(cycle_from, sorted(graph)) if c]
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles[:3])
+
+
+def test_every_path_the_workflow_names_is_in_the_layout():
+    """The results layout lives in zslrepro.layout: every results/ path the rules and the Snakefile
+    spell (their wildcards and f-string fields read as wildcards) is one of its templates."""
+    import re
+
+    from zslrepro import layout
+
+    rules = [REPO / "workflow/Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
+    paths = set()
+    for path in rules:
+        for literal in re.findall(r"[\"'](results/[^\"']+)[\"']", path.read_text()):
+            paths.add(re.sub(r"\{\{?([^}]+)\}?\}", lambda m: "{" + m.group(1).split(".")[-1] + "}", literal))
+    assert len(paths) > 20, paths  # the rules' outputs are read
+    # a path a function completes (a folder, a prefix of the file's name) is checked as a folder
+    outside = sorted(
+        p
+        for p in paths
+        if layout.template_of(p) is None and not any(layout.TEMPLATES[t].startswith(p) for t in layout.TEMPLATES)
+    )
+    assert not outside, f"results paths not in zslrepro.layout.TEMPLATES: {outside}"
+    assert layout.template_of("results/x.txt") is None  # the check can fail

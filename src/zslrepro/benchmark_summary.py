@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import layout
 from .io import write_text
+
+BENCHMARKS, RUNS = layout.folder("benchmark"), layout.folder("replicate")
 
 
 def _training_records(compute_files: list[str | Path], runs_root: Path) -> dict[tuple[str, str], dict]:
@@ -28,8 +31,8 @@ def _training_records(compute_files: list[str | Path], runs_root: Path) -> dict[
 def summarize(
     files: list[str | Path],
     compute_files: list[str | Path] = (),
-    root: str | Path = "results/benchmarks",
-    runs_root: str | Path = "results/runs",
+    root: str | Path = BENCHMARKS,
+    runs_root: str | Path = RUNS,
 ) -> pd.DataFrame:
     records = _training_records(list(compute_files), Path(runs_root))
     rows = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from . import devices, numerics
+from . import devices, layout, numerics
 from .errors import ZslError
 
 OK, WARN, FAIL, INFO = "ok", "warn", "FAIL", "info"
@@ -141,7 +141,7 @@ def disk_and_data(config: dict, config_dir: Path, root: Path, stores_needed: dic
         ds = yaml.safe_load(path.read_text())
         for store in sorted(stores_needed.get(name, set())):
             spec = ds.get("feature_stores", {}).get(store)
-            if spec and not (root / "results/features" / name / f"{store}.h5").exists():
+            if spec and not (root / layout.path("feature_store", dataset=name, store=store)).exists():
                 need += store_bytes(ds, spec)
         in_place = ds.get("kind") == "synthetic" or (root / ds["xlsa17_dir"]).exists()
         images = ds.get("kind") == "synthetic" or (root / ds.get("images_root", "-")).exists()

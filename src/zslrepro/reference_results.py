@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import layout
 from .errors import ZslError
 from .io import write_json, write_text
 from .numerics import deciding_parts, fingerprint
@@ -98,10 +99,10 @@ def result_files(results: Path) -> list[Path]:
     """The small files a reference holds: metrics, predictions, tuning choices and attention scores,
     relative to ``results``."""
     files = (
-        sorted(results.glob("metrics/*/*/*/rep*.json"))
-        + sorted(results.glob("predictions/*/*/*/rep*.npz"))
-        + sorted(results.glob("runs/*/*/*/tuning/selected.json"))
-        + sorted(results.glob("attention/*/*/*/scores.json"))
+        sorted(results.glob(layout.pattern("metrics")))
+        + sorted(results.glob(layout.pattern("predictions")))
+        + sorted(results.glob(layout.pattern("selected")))
+        + sorted(results.glob(layout.pattern("attention", file="scores.json")))
     )
     return [f.relative_to(results) for f in files]
 
@@ -387,7 +388,7 @@ def results_block(reference: str | Path, paper_results: str | Path) -> str:
 
     reference = Path(reference)
     manifest = json.loads((reference / "manifest.json").read_text())
-    metrics = sorted(reference.glob("metrics/*/*/*/rep*.json"))
+    metrics = sorted(reference.glob(layout.pattern("metrics")))
     predictions = [reference / predictions_of(m.relative_to(reference)) for m in metrics]
     if not all(p.exists() for p in predictions):
         predictions = None  # a snapshot made before predictions were kept: no intervals
@@ -439,7 +440,7 @@ def detectable_block(reference: str | Path, settings: Settings | None = None, ns
 
     settings = settings or Settings()
     reference = Path(reference)
-    metrics = sorted(reference.glob("metrics/*/*/*/rep*.json"))
+    metrics = sorted(reference.glob(layout.pattern("metrics")))
     predictions = [reference / predictions_of(m.relative_to(reference)) for m in metrics]
     if not metrics or not all(p.exists() for p in predictions):
         return "(the reference snapshot holds no predictions)\n"

@@ -28,6 +28,7 @@ from zslrepro.statistics.intervals import Settings as StatisticsSettings  # noqa
 from zslrepro.errors import ZslError  # noqa: E402
 from zslrepro.features.store import store_problem  # noqa: E402
 from zslrepro.jobfeed import feed_flags  # noqa: E402
+from zslrepro import layout  # noqa: E402
 from zslrepro.numerics import shell_exports  # noqa: E402
 from zslrepro.provenance import code_digest  # noqa: E402
 
@@ -94,8 +95,8 @@ shell.prefix(
 )
 
 CONFIG_DIR = Path(config["config_dir"])
-TABLES_DIR = "results/tables"
-REPORT = "results/report.html"
+TABLES_DIR = layout.folder("tables")
+REPORT = layout.TEMPLATES["report"]
 
 
 def replicates_of(method, dataset, run):
@@ -302,8 +303,8 @@ def run_data(wildcards):
     """What a run reads: the feature store its config names, or the dataset index (image runs)."""
     store = run_config_of(wildcards).get("feature_store")
     if store:
-        return f"results/features/{wildcards.dataset}/{store}.h5"
-    return f"results/data/{wildcards.dataset}/index.npz"
+        return layout.path("feature_store", dataset=wildcards.dataset, store=store)
+    return layout.path("index", dataset=wildcards.dataset)
 
 
 def images_flag(wildcards):
@@ -358,7 +359,7 @@ def all_feature_stores():
     stores = {
         (dataset, cfg["feature_store"]) for (_, dataset, _), cfg in RUN_CONFIGS.items() if cfg.get("feature_store")
     }
-    return [f"results/features/{d}/{s}.h5" for d, s in sorted(stores)]
+    return [layout.path("feature_store", dataset=d, store=s) for d, s in sorted(stores)]
 
 
 def all_plots():
@@ -372,7 +373,11 @@ def all_plots():
 def all_benchmarks():
     """Snakemake benchmark files of every job that computes (not the light report jobs)."""
     files = [
-        f.replace("results/features/", "results/benchmarks/extract_features/").replace(".h5", ".tsv")
+        layout.path(
+            "benchmark",
+            step="extract_features",
+            job=str(Path(f).relative_to(layout.folder("feature_store")).with_suffix("")),
+        )
         for f in all_feature_stores()
     ]
     for (method, dataset, run), cfg in RUN_CONFIGS.items():
@@ -428,7 +433,7 @@ def all_attention(kind):
 def all_metrics():
     """Metrics of every run of every method on every dataset, for every replicate (and of the
     authors' released models where their files are present: released.smk)."""
-    return all_runs("results/metrics/{method}/{dataset}/{run}/rep{rep}.json") + all_released_metrics()
+    return all_runs(layout.TEMPLATES["metrics"]) + all_released_metrics()
 
 
 def all_predictions():
@@ -489,9 +494,9 @@ DAMAGED_STORES = damaged_stores()
 
 def damaged_store_marker(wildcards):
     """The set-aside job's marker, for a store found damaged at parse time (else nothing)."""
-    store = f"results/features/{wildcards.dataset}/{wildcards.store}.h5"
+    store = layout.path("feature_store", dataset=wildcards.dataset, store=wildcards.store)
     return (
-        {"damaged": f"results/features/{wildcards.dataset}/{wildcards.store}.damaged"}
+        {"damaged": layout.path("damaged_store", dataset=wildcards.dataset, store=wildcards.store)}
         if store in DAMAGED_STORES
         else {}
     )
@@ -536,7 +541,7 @@ def released_store(wildcards):
 
 def all_released_metrics():
     return [
-        f"results/metrics/{method}/{dataset}/released_{setting}/rep0.json"
+        layout.path("metrics", method=method, dataset=dataset, run=f"released_{setting}", rep=0)
         for method, dataset in RELEASED_RUNS
         for setting in method_releases(method)["settings"]
     ]
