@@ -76,3 +76,20 @@ def test_every_path_the_workflow_names_is_in_the_layout():
     )
     assert not outside, f"results paths not in zslrepro.layout.TEMPLATES: {outside}"
     assert layout.template_of("results/x.txt") is None  # the check can fail
+
+
+def test_dvc_versions_the_layout_folders():
+    """dvc.yaml's outs are folders of zslrepro.layout (DVC cannot import it: a test keeps them in step)."""
+    import yaml
+
+    from zslrepro import layout
+
+    outs = {
+        str(next(iter(o)) if isinstance(o, dict) else o)
+        for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values()
+        for o in stage.get("outs", [])
+    }
+    results = {o for o in outs if o.startswith("results/")}
+    assert results, outs
+    folders = {t.split("{", 1)[0].rstrip("/") for t in layout.TEMPLATES.values()}
+    assert not {o for o in results if not any(f == o or f.startswith(o + "/") for f in folders)}
