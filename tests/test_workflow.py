@@ -363,7 +363,7 @@ def test_the_real_datasets_dry_run_plans_every_job_and_exits_0(tmp_path):
     assert len(trained) == 3 * len(runs) and len(runs) == 3 * 6 and len(planned) > 200  # DEDN, DRMN: 2 runs each
     # the released-models rule is off without the files, and says why
     assert not {r for r, _ in planned} & {"import_released", "evaluate_released"}
-    assert "evaluate_released is off for CUB, SUN, AWA2" in dry.stderr
+    assert "evaluate_released is off for msdn on CUB, SUN, AWA2" in dry.stderr
 
 
 def test_bad_run_config_is_one_clear_error(tmp_path):
