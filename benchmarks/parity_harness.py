@@ -22,6 +22,7 @@ unit-tested; the official modules import ``tensorflow`` without using it, so a s
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import inspect
 import io
@@ -238,15 +239,32 @@ class Side:
     optimizer: torch.optim.Optimizer
 
 
-def _side_by_side(case, ours: Side, theirs: Side, pairs, spec, batch, steps, dtype, seed: int = 1) -> list[Row]:
-    """The shared comparison: forward, losses, gradients, test scores, optimiser steps."""
+def _side_by_side(
+    case,
+    ours: Side,
+    theirs: Side,
+    pairs,
+    spec,
+    batch,
+    steps,
+    dtype,
+    seed: int = 1,
+    dropout: bool = True,
+    zero_gradient: tuple[str, ...] = (),
+    step_pairs: list | None = None,
+) -> list[Row]:
+    """The shared comparison: forward, losses, gradients, test scores, optimiser steps (the training
+    passes in eval mode when ``dropout`` is False: models with dropout are compared without it).
+    ``zero_gradient``: parameters whose gradient is zero in exact arithmetic (a softmax's key bias),
+    so round-off on both sides: their rows are reported only, and left out of the worst parameter.
+    ``step_pairs``: what the parameters after the steps are compared on (default: ``pairs``)."""
     tol = TOLERANCE[dtype]
     g = torch.Generator().manual_seed(seed)
     rows = []
     for step in range(steps + 1):
         x = torch.rand(batch, *spec.input_shape, generator=g, dtype=torch.float64).to(dtype)
         y = spec.seen[torch.randint(len(spec.seen), (batch,), generator=g)]
-        ours.model.train(), theirs.model.train()
+        ours.model.train(dropout), theirs.model.train(dropout)
         ours_parts = ours.loss(x, y)
         official_parts = theirs.loss(x, y)
         for p in list(ours.model.parameters()) + list(theirs.model.parameters()):
@@ -260,17 +278,25 @@ def _side_by_side(case, ours: Side, theirs: Side, pairs, spec, batch, steps, dty
                 if other.grad is not None or mine.grad is not None:
                     grad_m = mine.grad if mine.grad is not None else torch.zeros_like(mine)
                     grad_t = other.grad if other.grad is not None else torch.zeros_like(other)
-                    rows.append(compare(case, f"grad {name}", grad_m, grad_t.reshape(grad_m.shape), tol))
+                    row = compare(case, f"grad {name}", grad_m, grad_t.reshape(grad_m.shape), tol)
+                    if name in zero_gradient:
+                        row.quantity += " (zero in exact arithmetic: round-off)"
+                        row.tolerance = float("inf")
+                    rows.append(row)
             ours.model.eval(), theirs.model.eval()
             with torch.no_grad():
                 s_ours, s_off = ours.scores(x), theirs.scores(x)
             rows.append(compare(case, "test scores", s_ours, s_off, tol))
             rows.append(agreement(case, s_ours, s_off, 1.0 if dtype == torch.float64 else 0.98))
-            ours.model.train(), theirs.model.train()
+            ours.model.train(dropout), theirs.model.train(dropout)
         ours.optimizer.step()
         theirs.optimizer.step()
     worst = max(
-        (compare(case, name, mine, other.reshape(mine.shape), tol) for name, mine, other in pairs),
+        (
+            compare(case, name, mine, other.reshape(mine.shape), tol)
+            for name, mine, other in (pairs if step_pairs is None else step_pairs)
+            if name not in zero_gradient
+        ),
         key=lambda r: r.max_rel,
     )
     # RMSprop's first steps divide each gradient by its own magnitude, so where a gradient is near
@@ -648,6 +674,305 @@ def dazle_case(checkout: Path, repo: Path, dataset: str, dtype: torch.dtype, bat
     return rows
 
 
+# ---- TransZero, TransZero++ ------------------------------------------------------------------------
+
+TRANSZERO_FILES = {"transzero": ("model.py", "TransZero"), "transzero_pp": ("model_tzpp.py", "TransZeroPP")}
+
+
+def wandb_settings(checkout: Path, dataset: str, setting: str) -> dict:
+    """The values of ``wandb_config/<ds>_<setting>.yaml`` (each key's ``value``)."""
+    import yaml
+
+    where = checkout / "wandb_config" / f"{dataset.lower()}_{setting}.yaml"
+    if not where.is_file():
+        raise ZslError(f"{where} not found: is this a checkout of the official code?")
+    return {k: v["value"] for k, v in yaml.safe_load(where.read_text()).items()}
+
+
+def train_script_settings(checkout: Path, dataset: str) -> dict:
+    """What ``train_<ds>.py`` sets beside the config file: the optimiser, the loader's balance, the clamp."""
+    where = checkout / f"train_{dataset.lower()}.py"
+    text = where.read_text() if where.is_file() else ""
+    call = _constant(text, r"^optimizer = optim\.(\w+\(.*\))\s*$", where)
+    name, _, args = call.partition("(")
+    kwargs = {k: float(v) for k, v in re.findall(r"(\w+)\s*=\s*([0-9.eE+-]+)", args)}
+    loader = _constant(text, r"^dataloader = (\w+DataLoader\(.*\))\s*$", where)
+    balance = re.search(r"is_balance\s*=\s*(True|False)", loader)
+    return {
+        "optimizer": name.lower(),
+        "lr": kwargs["lr"],
+        "weight_decay": kwargs.get("weight_decay", 0.0),
+        "momentum": kwargs.get("momentum", 0.0),
+        "balanced": balance is None or balance.group(1) == "True",  # the loaders' default is True
+        "clamp_negative_att": re.search(r"^att\[att\s*<\s*0\]\s*=\s*0", text, flags=re.MULTILINE) is not None,
+    }
+
+
+@contextlib.contextmanager
+def on_cpu_in(dtype: torch.dtype, module):
+    """Run the official module on CPU in ``dtype``: its ``.cuda()`` calls become no-ops, its float32
+    geometry embedding is cast to ``dtype`` (values unchanged), and its decoder layer accepts the
+    keyword arguments newer torch's ``TransformerDecoder`` passes (``tgt_is_causal``, ...)."""
+    saved_cuda, embedding = torch.Tensor.cuda, module.BoxRelationalEmbedding
+    layer_forward = module.TransformerDecoderLayer.forward
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    module.BoxRelationalEmbedding = lambda *a, **k: embedding(*a, **k).to(dtype)
+    module.TransformerDecoderLayer.forward = (
+        lambda self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None, **_: (
+            layer_forward(self, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask)
+        )
+    )
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = saved_cuda
+        module.BoxRelationalEmbedding = embedding
+        module.TransformerDecoderLayer.forward = layer_forward
+
+
+def transformer_pairs(ours: torch.nn.Module, official: torch.nn.Module, prefixes: dict[str, str]):
+    """(name, ours, theirs) for every official transformer parameter we keep (``prefixes``: official
+    prefix -> ours), through the package's name map; the dropped ones are listed apart."""
+    from zslrepro.methods.attribute_transformer import ours_from_official
+
+    mine = dict(ours.named_parameters())
+    pairs, dropped = [], []
+    for name, p in official.named_parameters():
+        for theirs, prefix in prefixes.items():
+            if name.startswith(theirs):
+                target = ours_from_official(name, theirs, prefix)
+                if target is None or target not in mine:  # dead, or a layer switched off (SAtt=False)
+                    dropped.append(name)
+                else:
+                    pairs.append((target, mine[target], p))
+    return pairs, dropped
+
+
+def dropout_places(model: torch.nn.Module) -> list[float]:
+    """The probabilities of every dropout a model applies (its ``Dropout`` modules and its attention
+    modules' own), sorted, for comparison; the self-attention and its dropout of an official decoder
+    layer built with them switched off (``SAtt=False``) do not count."""
+    probs = []
+    for name, m in model.named_modules():
+        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        if getattr(parent, "SAtt", True) is False and name.rpartition(".")[2] in ("self_attn", "dropout1"):
+            continue
+        if isinstance(m, torch.nn.Dropout):
+            probs.append(m.p)
+        elif isinstance(m, torch.nn.MultiheadAttention):
+            probs.append(m.dropout)
+    return sorted(probs)
+
+
+TRANSZERO_RUNS = [(ds, setting) for ds in ("CUB", "SUN", "AWA2") for setting in ("czsl", "gzsl")]
+
+
+def transzero_case(
+    checkout: Path, repo: Path, dataset: str, setting: str, dtype: torch.dtype, batch: int, steps: int, method: str
+) -> list[Row]:
+    official_cfg = wandb_settings(checkout, dataset, setting)
+    script = train_script_settings(checkout, dataset)
+    method_cfg = load_method_config(repo / f"config/methods/{method}/{dataset}.yaml")
+    run = setting if setting in method_cfg.get("runs", {}) else "main"
+    cfg = run_config(method_cfg, run)
+    spec = dataset_spec(dataset, 14)
+    filename, classname = TRANSZERO_FILES[method]
+    module = load_module(checkout / filename, f"_official_{method}")
+    config = types.SimpleNamespace(**official_cfg)
+    torch.manual_seed(0)
+    with on_cpu_in(dtype, module):
+        official = getattr(module, classname)(config, spec.att.float(), spec.w2v.float(), spec.seen, spec.unseen)
+    official = official.to(dtype)
+    ours = build_method(cfg, spec).to(dtype)
+    case = f"{classname} {dataset} {setting} ({run}) {str(dtype).split('.')[-1]}"
+    model, loss, opt, sched = cfg["model"], cfg["loss"], cfg["optimizer"], cfg["schedule"]
+    pp = method == "transzero_pp"
+    rows = []
+    if dtype == torch.float64:
+        pairs = [
+            ("seed", cfg["seed"], official_cfg["random_seed"]),
+            ("batch size", sched["batch_size"], official_cfg["batch_size"]),
+            ("epochs", sched["epochs"], official_cfg["epochs"]),
+            ("class-balanced batches", sched["sampler"] == "class_balanced", script["balanced"]),
+            ("optimizer", opt["name"], script["optimizer"]),
+            ("lr", opt["lr"], script["lr"]),
+            ("weight decay", opt["weight_decay"], script["weight_decay"]),
+            ("momentum", opt.get("momentum", 0.0) if opt["name"] == "sgd" else 0.0, script["momentum"]),
+            ("negative attributes set to 0", cfg.get("clamp_negative_att", False), script["clamp_negative_att"]),
+            ("normalize_V", model["normalize_V"], official_cfg["normalize_V"]),
+            ("common dim", model["common_dim"], official_cfg["tf_common_dim"]),
+            ("feed-forward dim", model["feedforward_dim"], official_cfg["tf_dim_feedforward"]),
+            ("dropout", model["dropout"], official_cfg["tf_dropout"]),
+            ("heads", model["heads"], official_cfg["tf_heads"]),
+            ("encoder layers", model["encoder_layers"], official_cfg["tf_ec_layer"]),
+            ("decoder layers", model["decoder_layers"], official_cfg["tf_dc_layer"]),
+            ("decoder self-attention", model["decoder_self_attention"], official_cfg["tf_SAtt"]),
+            ("lambda (self-calibration)", loss["lambda_cal"], official_cfg["lambda_"]),
+            ("lambda_reg", loss["lambda_reg"], official_cfg["lambda_reg"]),
+            ("logit bias", model["logit_bias"], float(official.bias) if official.is_bias else 0.0),
+        ]
+        if pp:
+            pairs += [
+                ("weight_s2v", model["weight_s2v"], official_cfg["weight_s2v"]),
+                ("v2s init", model["v2s_init"] + "_", official_cfg["tf_v2s_init"]),
+                ("lambda_v2s", loss["lambda_v2s"], official_cfg["lambda_v2s"]),
+                ("lambda agreement (embeddings)", loss["lambda_agree_att"], official_cfg["lambda_cst_reg_att"]),
+                ("lambda agreement (logits)", loss["lambda_agree_cls"], official_cfg["lambda_cst_reg_cls"]),
+            ]
+        rows += settings_rows(case, pairs)
+        rows += [
+            Row(
+                case,
+                f"dropout places: ours {dropout_places(ours)}, official {dropout_places(official)}",
+                *((0.0, 0.0) if dropout_places(ours) == dropout_places(official) else (float("inf"), float("inf"))),
+                0.0,
+            )
+        ]
+    rows += [
+        compare(case, "class-attribute matrix Z", ours.Z, official.att, TOLERANCE[torch.float32]),
+        compare(case, "initial V (row-normalised word vectors)", ours.V, official.V, TOLERANCE[torch.float32]),
+        compare(case, "logit bias (+b unseen, -b seen)", ours.bias, (official.mask_bias * official.bias)[0], 0.0),
+    ]
+    if pp:
+        prefixes = {"transformer_s2v.": "s2v.", "transformer_v2s.": "v2s."}
+        heads = [
+            ("V", ours.V, official.V),
+            ("W_1", ours.W_1, official.W_1_s2v),
+            ("W_1_v2s", ours.W_1_v2s, official.W_1_v2s),
+        ]
+    else:
+        prefixes = {"transformer.": ""}
+        heads = [("V", ours.V, official.V), ("W_1", ours.W_1, official.W_1)]
+    pairs, dropped = transformer_pairs(ours, official, prefixes)
+    pairs = heads + pairs
+    for _, mine, theirs in pairs:
+        _copy(mine, theirs)
+    if pp:  # only W_4's diagonal reaches the output (einsum 'cc'); ours keeps that diagonal
+        _copy(ours.w_4, torch.diagonal(official.W_4_v2s))
+        pairs.append(("w_4 (diagonal of W_4_v2s)", ours.w_4, _Diagonal(official.W_4_v2s)))
+
+    def ours_loss(x, y):
+        return (_tzpp_ours_loss if pp else _tz_ours_loss)(ours, x, y)
+
+    def official_loss(x, y):
+        with on_cpu_in(dtype, module):
+            return (_tzpp_official_loss if pp else _tz_official_loss)(official, official_cfg, x, y)
+
+    def official_scores(x):
+        with on_cpu_in(dtype, module):
+            return official(x)["S_pp"]
+
+    theirs_opt = {
+        "adam": lambda ps: torch.optim.Adam(ps, lr=script["lr"], weight_decay=script["weight_decay"]),
+        "sgd": lambda ps: torch.optim.SGD(
+            ps, lr=script["lr"], weight_decay=script["weight_decay"], momentum=script["momentum"]
+        ),
+    }[script["optimizer"]]([p for p in official.parameters() if p.requires_grad])
+    mine = Side(ours, ours_loss, ours.scores, build_optimizer(cfg["optimizer"], ours.parameters()))
+    theirs = Side(official, official_loss, official_scores, theirs_opt)
+    rows.append(
+        Row(
+            case,
+            f"official parameters not kept (unused in forward): {', '.join(dropped) or 'none'}",
+            0.0,
+            0.0,
+            float("inf"),
+        )
+    )
+    # dropout off for the exact comparison; its places are compared above
+    # the encoder's key bias adds q.b to every logit of a softmax row: no gradient in exact arithmetic
+    zero = tuple(name for name, _, _ in pairs if re.search(r"encoder\.layers\.\d+\.attention\.k\.bias$", name))
+    # so is the key part of an attention's packed input bias: after the steps (Adam and RMSprop
+    # scale each gradient by its own size) the query and value parts are compared, not that one
+    step_pairs = [p for p in pairs if not p[0].endswith("in_proj_bias")]
+    for name, m, t in pairs:
+        if name.endswith("in_proj_bias"):
+            d = m.shape[0] // 3
+            step_pairs += [(f"{name} (query part)", m[:d], t[:d]), (f"{name} (value part)", m[2 * d :], t[2 * d :])]
+    rows += _side_by_side(
+        case, mine, theirs, pairs, spec, batch, steps, dtype, dropout=False, zero_gradient=zero, step_pairs=step_pairs
+    )
+    return rows
+
+
+class _Diagonal:
+    """A view of a square parameter's diagonal with ``.grad`` and ``reshape`` as the pairs need."""
+
+    def __init__(self, p: torch.Tensor):
+        self.p = p
+
+    @property
+    def grad(self):
+        return None if self.p.grad is None else torch.diagonal(self.p.grad)
+
+    def reshape(self, *shape):
+        return torch.diagonal(self.p).reshape(*shape)
+
+
+def _tz_ours_loss(ours, x, y):
+    out = ours(x)
+    total, parts = ours.loss(out, y)
+    names = {"ce": "cross-entropy", "calibration": "self-calibration", "regression": "semantic regression"}
+    return {"logits": out[0], "embedding psi": out[1], **_named(parts, names), "total loss": total}
+
+
+def _tz_official_loss(official, config, x, y):
+    package = official(x)
+    package["batch_label"] = y
+    out = official.compute_loss(package)
+    return {
+        "logits": package["pred"],
+        "embedding psi": package["embed"],
+        "cross-entropy": out["loss_CE"],
+        "self-calibration": out["loss_cal"],
+        "semantic regression": out["loss_reg"],
+        "total loss": out["loss"],
+    }
+
+
+def _tzpp_ours_loss(ours, x, y):
+    out = ours(x)
+    total, parts = ours.loss(out, y)
+    names = {
+        "ce": "cross-entropy (both branches)",
+        "calibration": "self-calibration (both)",
+        "regression": "semantic regression (both)",
+        "agree_att": "agreement of the embeddings",
+        "agree_cls": "agreement of the logits",
+    }
+    return {
+        "logits s2v": out["s2v"],
+        "logits v2s": out["v2s"],
+        "embedding psi (s2v)": out["psi"],
+        "embedding phi (v2s)": out["phi"],
+        **_named(parts, names),
+        "total loss": total,
+    }
+
+
+def _tzpp_official_loss(official, config, x, y):
+    """The official train_<ds>.py loop's loss of one batch, with its parts."""
+    out = official(x)
+    p1, p2 = out["package_s2v"], out["package_v2s"]
+    p1["batch_label"], p2["batch_label"] = y, y
+    o1, o2 = official.compute_loss(p1), official.compute_loss(p2)
+    loss_att, loss_cls = official.compute_contrastive_loss(p1, p2)
+    total = o1["loss"] + config["lambda_v2s"] * o2["loss"]
+    total = total + config["lambda_cst_reg_att"] * loss_att + config["lambda_cst_reg_cls"] * loss_cls
+    return {
+        "logits s2v": p1["pred"],
+        "logits v2s": p2["pred"],
+        "embedding psi (s2v)": p1["embed"],
+        "embedding phi (v2s)": p2["embed"],
+        "cross-entropy (both branches)": o1["loss_CE"] + o2["loss_CE"],
+        "self-calibration (both)": o1["loss_cal"] + o2["loss_cal"],
+        "semantic regression (both)": o1["loss_reg"] + o2["loss_reg"],
+        "agreement of the embeddings": loss_att,
+        "agreement of the logits": loss_cls,
+        "total loss": total,
+    }
+
+
 def run_all(
     msdn: Path | None,
     dedn: Path | None,
@@ -657,6 +982,8 @@ def run_all(
     dtypes=(torch.float64, torch.float32),
     log=print,
     dazle: Path | None = None,
+    transzero: Path | None = None,
+    transzero_pp: Path | None = None,
 ) -> list[Row]:
     """Every case whose official checkout is given; logs a table per case."""
     rows: list[Row] = []
@@ -667,6 +994,12 @@ def run_all(
         jobs += [(dedn_case, (dedn, repo, ds, run)) for ds, run in DEDN_RUNS]
     if dazle:
         jobs += [(dazle_case, (dazle, repo, ds)) for ds in ("CUB", "SUN", "AWA2")]
+    for method, checkout in (("transzero", transzero), ("transzero_pp", transzero_pp)):
+        if checkout:
+            jobs += [
+                (functools.partial(transzero_case, method=method), (checkout, repo, ds, setting))
+                for ds, setting in TRANSZERO_RUNS
+            ]
     for fn, fixed in jobs:
         checkout = fixed[0]
         with official_imports(checkout):

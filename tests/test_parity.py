@@ -1,5 +1,6 @@
 """The official-code parity harness: its comparison logic (no official code needed), and the
-harness itself on a checkout named by ZSL_OFFICIAL_MSDN / _DEDN / _DAZLE (skipped without)."""
+harness itself on a checkout named by ZSL_OFFICIAL_MSDN / _DEDN / _DAZLE / _TRANSZERO /
+_TRANSZERO_PP (skipped without)."""
 
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def test_official_imports_stub_tensorflow_and_clean_up(tmp_path):
     assert str(tmp_path) not in sys.path and ("tensorflow" in sys.modules) == had_tf
 
 
-@pytest.mark.parametrize("which", ["MSDN", "DEDN", "DAZLE"])
+@pytest.mark.parametrize("which", ["MSDN", "DEDN", "DAZLE", "TRANSZERO", "TRANSZERO_PP"])
 def test_parity_with_the_official_code(which):
     checkout = os.environ.get(f"ZSL_OFFICIAL_{which}")
     if not checkout:

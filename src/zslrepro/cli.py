@@ -401,7 +401,10 @@ def cmd_import_official(args) -> None:
         config = Path(args.config_dir) / "methods" / args.method / f"{Path(args.data).parent.name}.yaml"
         if not config.exists():
             raise ZslError(f"no method config {config} for the dataset of {args.data}: give --method-config")
-    cfg = run_config(load_method_config(config), "main", source=str(config))
+    method_cfg = load_method_config(config)
+    # a method trained as separate CZSL and GZSL runs imports each setting's file under that run's config
+    run = args.setting if args.setting in method_cfg.get("runs", {}) else "main"
+    cfg = run_config(method_cfg, run, source=str(config))
     if args.sources:
         from .released import verify_release
 

@@ -13,6 +13,8 @@ gap in a retrained model is in the training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -170,4 +172,163 @@ def backbone_line(bb: dict) -> str:
     return (
         f"backbone vs {bb['reference']}: {'equal' if bb['equal'] else 'DIFFERENT'} "
         f"(max |diff| {bb['max_abs_difference']:.3g} over {bb['tensors']} tensors)"
+    )
+
+
+# ---- the import itself: a method's release format, then one function for every method -------------
+
+# resnet101 = nn.Sequential(*children()[:-2]) in the DAZLE-lineage test models: index -> torchvision name
+RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass(frozen=True)
+class ReleaseFormat:
+    """What one method's release files hold and how they become our model.
+
+    The DAZLE lineage's test-time models share a layout: the fixed ``att`` (class x attribute,
+    rows L2-normalised), ``bias`` and ``mask_bias`` (-1 seen, +1 unseen), the trained head, and the
+    backbone ``resnet101.*``. ``ours`` maps the file's state dict (and our model's state dict, for
+    names and shapes) to ``{our name: tensor}``.
+    """
+
+    what: str  # "an MSDN release file", for the messages
+    required: tuple[str, ...]  # keys every such file has
+    expected: str  # its keys in words
+    citation: str  # where the files come from
+    reports: dict[str, list[str]]  # setting -> the table columns its file supplies
+    table_row: str
+    channels_key: str  # a key whose shape[1] is the channels of the feature maps it reads
+    ours: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    unused: tuple[str, ...] = ()  # trained or built, but dead in the test-time forward
+    scalars: tuple[str, ...] = ()  # other fixed values the diagnostics report
+    backbone: str = "resnet101."
+
+
+def diagnose(fmt: ReleaseFormat, release: dict, att, seen, unseen, backbone_reference, backbone_note: str) -> dict:
+    """What the release file says about our data and features (class attributes, split, bias, the
+    dead parameters, the backbone)."""
+    import torch.nn.functional as F
+
+    ours = F.normalize(torch.as_tensor(att, dtype=torch.float64), dim=1)
+    theirs = release["att"].double()
+    mask = release["mask_bias"].reshape(-1)
+    their_unseen = set(np.flatnonzero(mask.numpy() > 0).tolist())
+    their_seen = set(np.flatnonzero(mask.numpy() < 0).tolist())
+    unused = {k: float(release[k].abs().max()) for k in fmt.unused if k in release}
+    return {
+        "att": {
+            "max_abs_difference": float((theirs - ours).abs().max()),
+            "compared_with": "our ingest's class-attribute matrix, rows L2-normalised as the model uses it",
+        },
+        "split": {
+            "seen_agree": their_seen == set(seen.tolist()),
+            "unseen_agree": their_unseen == set(unseen.tolist()),
+            "theirs": {"seen": len(their_seen), "unseen": len(their_unseen)},
+            "ours": {"seen": len(seen), "unseen": len(unseen)},
+            "unseen_only_theirs": sorted(their_unseen - set(unseen.tolist()))[:20],
+            "unseen_only_ours": sorted(set(unseen.tolist()) - their_unseen)[:20],
+        },
+        "bias": float(release["bias"]),
+        **{k: float(release[k]) if k in release else None for k in fmt.scalars},
+        "unused_parameters_max_abs": unused,
+        "unused_parameters_zero": all(v == 0 for v in unused.values()),
+        "backbone": compare_backbone(release, fmt.backbone, RESNET_CHILDREN, backbone_reference, backbone_note),
+    }
+
+
+def import_release(
+    fmt: ReleaseFormat,
+    checkpoint: str | Path,
+    data: str | Path,
+    cfg: dict,
+    setting: str,
+    out: str | Path,
+    imagenet_weights: str | Path | None = None,
+) -> dict:
+    """Write the release file ``checkpoint`` as our model file ``out`` (for ``evaluate`` and
+    ``attention``) and its diagnostics beside it (``<out stem>.diagnostics.json``); returns them.
+
+    The model is built from ``cfg`` on *our* data: the class-attribute matrix and the split come
+    from our ingest, the features from our extraction; only the trained weights are the authors'."""
+    from .methods import build_method
+    from .training.runfiles import data_spec
+    from .training.sources import make_split
+
+    if setting not in fmt.reports:
+        raise ZslError(f"--setting must be one of {', '.join(fmt.reports)}, got {setting!r}")
+    checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
+    release = read_state_dict(checkpoint, fmt.required, fmt.what, fmt.expected)
+    source = release_data(data)
+    try:
+        n_classes, n_att = np.asarray(source.att).shape
+        c, a = release["att"].shape
+        if (c, a) != (n_classes, n_att) or release["V"].shape[0] != n_att:
+            raise ZslError(
+                f"{checkpoint.name} is for another dataset: it has {c} classes and {a} attributes; "
+                f"{cfg['dataset']} ({data}) has {n_classes} classes and {n_att} attributes"
+            )
+        split = make_split(source, "test")
+        channels = release[fmt.channels_key].shape[1]
+        if source.input_shape is not None and source.input_shape[0] != channels:
+            raise ZslError(
+                f"{checkpoint.name} reads {channels}-channel feature maps; the store {data} holds "
+                f"{source.input_shape[0]} channels"
+            )
+        if source.input_shape is None:
+            source.input_shape = (channels, 14, 14)
+        cfg = {
+            **cfg,
+            "model": {**cfg["model"], "logit_bias": float(release["bias"])},
+            "run": f"released_{setting}",
+            "reports": fmt.reports[setting],
+            "table_row": fmt.table_row,
+            "chosen_on_test": None,
+        }
+        model = build_method(cfg, data_spec(source, cfg, split))
+        state = model.state_dict()
+        weights = fmt.ours(release, state)
+        unset = [n for n, p in model.named_parameters() if p.requires_grad and n not in weights]
+        if unset:
+            raise ZslError(
+                f"{checkpoint.name} has no weights for {', '.join(unset[:4])}{' ...' if len(unset) > 4 else ''}: "
+                f"a release of another configuration than {cfg['dataset']}'s {cfg['method']} config"
+            )
+        for ours, tensor in weights.items():
+            if ours not in state or tensor.shape != state[ours].shape:
+                expected = tuple(state[ours].shape) if ours in state else "no such parameter"
+                raise ZslError(
+                    f"{checkpoint.name}: the weights for {ours} have shape {tuple(tensor.shape)}; our "
+                    f"{cfg['method']} with {cfg['dataset']}'s config expects {expected}"
+                )
+            state[ours] = tensor.to(state[ours].dtype)
+        model.load_state_dict(state)
+        reference, note = imagenet_reference(imagenet_weights)
+        diagnostics = diagnose(
+            fmt, release, np.asarray(source.att), split.seen_classes, split.unseen_classes, reference, note
+        )
+    finally:
+        source.close()
+    diagnostics = {"file": checkpoint.name, "setting": setting, "dataset": cfg["dataset"], **diagnostics}
+    write_imported(
+        out, cfg["method"], cfg, model, release_weights(checkpoint, fmt.citation, setting), diagnostics, data
+    )
+    return diagnostics
+
+
+def summary(fmt: ReleaseFormat, d: dict) -> str:
+    """The diagnostics in a few lines, for the terminal."""
+    split = d["split"]
+    unused = ", ".join(fmt.unused) or "none"
+    state = "zero" if d["unused_parameters_zero"] else d["unused_parameters_max_abs"]
+    return "\n".join(
+        [
+            f"{d['file']} ({d['setting']}) on {d['dataset']}:",
+            f"  att vs our class-attribute matrix: max |diff| {d['att']['max_abs_difference']:.3g}",
+            (
+                f"  split: seen {'agrees' if split['seen_agree'] else 'DIFFERS'}, unseen "
+                f"{'agrees' if split['unseen_agree'] else 'DIFFERS'} (theirs {split['theirs']}, ours {split['ours']})"
+            ),
+            f"  bias {d['bias']:g}; unused {unused} {state}",
+            f"  {backbone_line(d['backbone'])}",
+        ]
     )
