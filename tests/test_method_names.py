@@ -80,3 +80,42 @@ def test_the_check_sees_a_name_in_code_and_not_in_a_docstring(tmp_path):
     path = tmp_path / "probe.py"
     path.write_text(f'"""Cites {name.upper()}."""\n\n# {name} in a comment\nX = "{name}"\n')
     assert [h.split(": ", 1)[1] for h in names_in_python(path, _pattern(), tmp_path)] == [repr(name)]
+
+
+# what reads a file: the builtin, the project's readers, torch's and numpy's loaders, torchvision's
+# weight loading; a model gets what it needs through DataSpec (artefacts, pretrained state dicts)
+READS = {
+    "open",
+    "load",
+    "load_torch",
+    "load_torchvision",
+    "read_pretrained",
+    "verified_weights",
+    "read_artefacts",
+    "File",
+}
+
+
+def calls_that_read(path: Path, root: Path = REPO) -> list[str]:
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if name in READS or (name.startswith(("read_", "load_")) and name != "load_state_dict"):
+                hits.append(f"{path.relative_to(root)}:{node.lineno}: {name}()")
+    return hits
+
+
+def test_model_files_do_no_io():
+    models = [e.module_file for e in builtin_entries().values()]
+    assert len(models) >= 7
+    hits = [h for path in models for h in calls_that_read(path)]
+    assert not hits, "a model file reads a file (pass it in through DataSpec):\n" + "\n".join(hits)
+
+
+def test_the_io_check_sees_a_read(tmp_path):
+    probe = tmp_path / "model.py"
+    probe.write_text("import torch\nx = torch.load('w.pt')\ny = open('f')\nz = net.load_state_dict(s)\n")
+    found = [h.split(": ", 1)[1] for h in calls_that_read(probe, tmp_path)]
+    assert found == ["load()", "open()"]

@@ -16,28 +16,63 @@ from ..io import load_torch
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
-def load_torchvision(arch: str, weights: str | None, init_seed: int = 0) -> nn.Module:
-    """A torchvision classification network with ``weights`` (an enum name such as IMAGENET1K_V1).
+def pretrained_key(arch: str, weights: str) -> str:
+    """The key of a network's pretrained state dict in ``DataSpec.pretrained``."""
+    return f"{arch}:{weights}"
 
-    ``weights=None`` gives a randomly initialised network seeded by ``init_seed`` (the synthetic
-    dataset's default: no download). ``DEFAULT`` is refused: it silently means V2 for ResNet-101,
-    not the V1 weights every paper used. Offline, the error says where to put the weight file.
-    """
+
+def _weights_enum(arch: str, weights: str):
     if weights == "DEFAULT":
         raise ConfigError(
             "weights: DEFAULT is ambiguous (it is V2 for ResNet-101); name the weights, e.g. IMAGENET1K_V1"
         )
+    try:
+        return torchvision.models.get_model_weights(arch)[weights]
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"unknown weights {weights!r} for {arch}: {exc}") from None
+
+
+def torchvision_network(
+    arch: str, weights: str | None, init_seed: int = 0, pretrained: dict | None = None
+) -> nn.Module:
+    """A torchvision classification network with ``weights`` (an enum name such as IMAGENET1K_V1),
+    reading no file: ``pretrained`` holds the state dicts by :func:`pretrained_key`, read before
+    (:func:`read_pretrained`). A model builds its backbone with this, so model files do no I/O.
+
+    ``weights=None`` gives a randomly initialised network seeded by ``init_seed`` (the synthetic
+    dataset's default: no download). ``DEFAULT`` is refused: it silently means V2 for ResNet-101,
+    not the V1 weights every paper used.
+    """
     if weights is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             return torchvision.models.get_model(arch, weights=None)
-    try:
-        enum = torchvision.models.get_model_weights(arch)[weights]
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"unknown weights {weights!r} for {arch}: {exc}") from None
+    _weights_enum(arch, weights)
+    key = pretrained_key(arch, weights)
+    if not pretrained or key not in pretrained:
+        raise ZslError(
+            f"the {weights} weights of {arch} were not read for this model (DataSpec.pretrained lacks {key!r}): "
+            "the method's pretrained_networks(cfg) should name them"
+        )
     net = torchvision.models.get_model(arch, weights=None)  # what torchvision builds before loading weights
-    net.load_state_dict(verified_weights(arch, weights, enum.url))
+    net.load_state_dict(pretrained[key])
     return net
+
+
+def read_pretrained(networks: list[tuple[str, str | None]]) -> dict[str, dict]:
+    """The state dicts of the pretrained ``(arch, weights)`` networks (random ones need none),
+    downloaded where missing and verified (:func:`verified_weights`)."""
+    return {
+        pretrained_key(arch, weights): verified_weights(arch, weights, _weights_enum(arch, weights).url)
+        for arch, weights in dict.fromkeys(networks)
+        if weights is not None
+    }
+
+
+def load_torchvision(arch: str, weights: str | None, init_seed: int = 0) -> nn.Module:
+    """:func:`torchvision_network` with its weights file read here (feature extraction). Offline,
+    the error says where to put the weight file."""
+    return torchvision_network(arch, weights, init_seed, read_pretrained([(arch, weights)]))
 
 
 def verified_weights(arch: str, weights: str, url: str) -> dict:

@@ -6,18 +6,19 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..features.backbone import ResNetStages, load_torchvision
+from ..features.backbone import ResNetStages, torchvision_network
 
 # end of the vgg19.features slice for each tap: [:36] ends at relu5_4 (stride 16), [:37] at pool5 (stride 32)
 VGG_TAPS = {"relu5_4": 36, "pool5": 37, "relu4_4": 27, "relu3_4": 18}
 
 
-def conv_trunk(cfg: dict, init_offset: int = 0) -> tuple[nn.Module, int]:
+def conv_trunk(cfg: dict, init_offset: int = 0, pretrained: dict | None = None) -> tuple[nn.Module, int]:
     """A single-output trunk (``arch`` up to ``layer``) and its number of output channels.
 
     VGG: ``layer`` is a named tap (relu5_4, pool5, ...); ResNet: a stage (layer1..layer4).
+    ``pretrained``: the state dicts read for the model (``DataSpec.pretrained``).
     """
-    net = load_torchvision(cfg["arch"], cfg["weights"], cfg["init_seed"] + init_offset)
+    net = torchvision_network(cfg["arch"], cfg["weights"], cfg["init_seed"] + init_offset, pretrained)
     if cfg["arch"].startswith("vgg"):
         if cfg["layer"] not in VGG_TAPS:
             raise ConfigError(f"unknown VGG tap {cfg['layer']!r}; use {', '.join(VGG_TAPS)}")

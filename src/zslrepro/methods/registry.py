@@ -29,6 +29,7 @@ class DataSpec:
     unseen: torch.Tensor  # (U,) long, unseen class ids
     input_shape: tuple[int, ...]  # (channels, H, W) of a feature map, or of an image
     artefacts: dict = field(default_factory=dict)  # name -> what a pipeline step wrote (ZslMethod.artefact_builders)
+    pretrained: dict = field(default_factory=dict)  # "arch:weights" -> state dict (ZslMethod.pretrained_networks)
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +72,12 @@ class ZslMethod(nn.Module):
     # the module of its own package that imports the authors' released models (``import_release``,
     # ``summary``; the schema's x-releases names the files for the workflow); None: there are none
     releases: ClassVar[str | None] = None
+
+    @classmethod
+    def pretrained_networks(cls, cfg: dict) -> list[tuple[str, str | None]]:
+        """The (arch, weights) torchvision networks ``cfg`` builds the method from: their files are
+        read before the model is built (``DataSpec.pretrained``), so a model file reads none."""
+        return []
 
     def register_class_buffers(self, spec: DataSpec) -> None:
         """Buffers ``att``, ``seen``, ``unseen`` and ``seen_row`` (class id -> its row among the

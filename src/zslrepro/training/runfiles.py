@@ -14,8 +14,9 @@ import torch
 from ..config import apply_overrides
 from ..devices import resolve
 from ..errors import DatasetError
+from ..features.backbone import read_pretrained
 from ..io import load_torch
-from ..methods import DataSpec, build_method
+from ..methods import DataSpec, build_method, method_class
 from .sources import Split, make_split
 
 
@@ -39,6 +40,7 @@ def data_spec(source, cfg: dict, split: Split | None = None, artefacts: dict | N
         unseen=torch.as_tensor(split.unseen_classes).long(),
         input_shape=tuple(source.input_shape),
         artefacts=read_artefacts(artefacts),
+        pretrained=read_pretrained(method_class(cfg["method"]).pretrained_networks(cfg)),
     )
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...features.backbone import ResNetStages, load_torchvision, pool_and_concat
+from ...features.backbone import ResNetStages, pool_and_concat, torchvision_network
 from ..losses import self_calibration
 from ..registry import AttentionMaps, DataSpec, ZslMethod, register
 
@@ -101,6 +101,11 @@ def cosine_logits(e: torch.Tensor, z: torch.Tensor, scale: float) -> torch.Tenso
 
 @register("drmn")
 class DRMN(ZslMethod):
+    @classmethod
+    def pretrained_networks(cls, cfg: dict) -> list[tuple[str, str | None]]:
+        bb = cfg["model"]["backbone"]
+        return [] if cfg.get("feature_store") else [(bb["arch"], bb["weights"])]
+
     def __init__(self, cfg: dict, spec: DataSpec):
         super().__init__()
         m, self.lw = cfg["model"], cfg["loss"]
@@ -109,7 +114,8 @@ class DRMN(ZslMethod):
         self.register_class_buffers(spec)
         bb = m["backbone"]
         if self.consumes == "images":
-            self.backbone = ResNetStages(load_torchvision(bb["arch"], bb["weights"], bb["init_seed"]), m["mff_stages"])
+            net = torchvision_network(bb["arch"], bb["weights"], bb["init_seed"], spec.pretrained)
+            self.backbone = ResNetStages(net, m["mff_stages"])
             with torch.no_grad():
                 in_channels = sum(t.shape[1] for t in self.backbone.eval()(torch.zeros(1, 3, 64, 64)))
             self.fine_tune = bb["fine_tune"]

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...features.backbone import read_pretrained
 from ...io import save_torch
 from ...jobfeed import JobFeed
 from ...runtime import set_determinism
@@ -35,7 +36,8 @@ def build_channel_groups(
     seed_everything(cfg["seed"])
     source = ImageSource(data_path, images_root, cfg["images"], feed)
     split = make_split(source, cfg["split"], cfg["tuning"]["holdout_fraction"])
-    trunk, channels = conv_trunk(m["attention_backbone"])
+    bb = m["attention_backbone"]
+    trunk, channels = conv_trunk(bb, pretrained=read_pretrained([(bb["arch"], bb["weights"])]))
     trunk = trunk.to(device_)
     if grouping["pretrain_epochs"]:
         _pretrain_seen_classes(trunk, channels, source, split, grouping, cfg, device_)

@@ -201,6 +201,12 @@ class SGMA(ZslMethod):
     stages = ("localizer_init", "attention", "features", "joint")
     artefact_builders: ClassVar[dict[str, str]] = {"channel_groups": "channel_groups:build_channel_groups"}
 
+    @classmethod
+    def pretrained_networks(cls, cfg: dict) -> list[tuple[str, str | None]]:
+        return [
+            (cfg["model"][b]["arch"], cfg["model"][b]["weights"]) for b in ("attention_backbone", "feature_backbone")
+        ]
+
     def __init__(self, cfg: dict, spec: DataSpec):
         super().__init__()
         m, self.lw = cfg["model"], cfg["loss"]
@@ -209,7 +215,7 @@ class SGMA(ZslMethod):
         self.register_class_buffers(spec)
         n = m["parts"]
 
-        self.f_conv, channels = conv_trunk(m["attention_backbone"], init_offset=0)
+        self.f_conv, channels = conv_trunk(m["attention_backbone"], init_offset=0, pretrained=spec.pretrained)
         self.attention = ChannelAttention(channels, m["attention_hidden"], n, m["attention_norm"])
         with torch.no_grad():
             h, w = self.f_conv.eval()(torch.zeros(1, 3, self.image_size, self.image_size)).shape[-2:]
@@ -229,7 +235,7 @@ class SGMA(ZslMethod):
                 for _ in range(n)
             ]
         )
-        trunks = [conv_trunk(m["feature_backbone"], init_offset=1 + b) for b in range(n + 1)]
+        trunks = [conv_trunk(m["feature_backbone"], 1 + b, spec.pretrained) for b in range(n + 1)]
         if m["share_attention_backbone_with_global"]:
             trunks[0] = (self.f_conv, channels)
         self.trunks = nn.ModuleList([t for t, _ in trunks])
