@@ -287,8 +287,10 @@ class ImageSource:
         )
 
     def expect(self, rows: np.ndarray, device=None) -> dict:
-        """Images are decoded per batch by the loader workers; nothing is held."""
-        return {"cache": "none", "workers": loader_workers(self.cfg["num_workers"], device, self.job_feed)}
+        """Images are decoded per batch by the loader workers; nothing is held. The feed says how
+        many distinct images the run reads (``rows``), for the log."""
+        workers = loader_workers(self.cfg["num_workers"], device, self.job_feed)
+        return {"cache": "none", "workers": workers, "rows": len(np.unique(np.asarray(rows, dtype=np.int64)))}
 
     def train_batches(
         self, plan: list[np.ndarray], seeds: list[int], device=None

@@ -134,7 +134,7 @@ def describe_feed(feed: dict, ram_cap: int | None = None) -> str:
             else ""
         )
         return f"feature rows streamed from the store, prefetched{why}"
-    return f"images decoded by {feed['workers']} loader worker(s)"
+    return f"{feed['rows']} images decoded by {feed['workers']} loader worker(s)"
 
 
 class TrainingDiverged(ZslError):
