@@ -710,12 +710,14 @@ def train_script_settings(checkout: Path, dataset: str) -> dict:
 
 @contextlib.contextmanager
 def on_cpu_in(dtype: torch.dtype, module):
-    """Run the official module on CPU in ``dtype``: its ``.cuda()`` calls become no-ops, its float32
+    """Run the official module in ``dtype``, on the CPU too: its ``.cuda()`` calls become no-ops
+    where there is no GPU, its float32
     geometry embedding is cast to ``dtype`` (values unchanged), and its decoder layer accepts the
     keyword arguments newer torch's ``TransformerDecoder`` passes (``tgt_is_causal``, ...)."""
     saved_cuda, embedding = torch.Tensor.cuda, module.BoxRelationalEmbedding
     layer_forward = module.TransformerDecoderLayer.forward
-    torch.Tensor.cuda = lambda self, *a, **k: self
+    if not torch.cuda.is_available():  # on a GPU the official calls stand
+        torch.Tensor.cuda = lambda self, *a, **k: self
     module.BoxRelationalEmbedding = lambda *a, **k: embedding(*a, **k).to(dtype)
     module.TransformerDecoderLayer.forward = (
         lambda self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None, **_: (
@@ -770,19 +772,13 @@ TRANSZERO_RUNS = [(ds, setting) for ds in ("CUB", "SUN", "AWA2") for setting in 
 def transzero_case(
     checkout: Path, repo: Path, dataset: str, setting: str, dtype: torch.dtype, batch: int, steps: int, method: str
 ) -> list[Row]:
-    official_cfg = wandb_settings(checkout, dataset, setting)
-    script = train_script_settings(checkout, dataset)
     method_cfg = load_method_config(repo / f"config/methods/{method}/{dataset}.yaml")
     run = setting if setting in method_cfg.get("runs", {}) else "main"
     cfg = run_config(method_cfg, run)
     spec = dataset_spec(dataset, 14)
-    filename, classname = TRANSZERO_FILES[method]
-    module = load_module(checkout / filename, f"_official_{method}")
-    config = types.SimpleNamespace(**official_cfg)
     torch.manual_seed(0)
-    with on_cpu_in(dtype, module):
-        official = getattr(module, classname)(config, spec.att.float(), spec.w2v.float(), spec.seen, spec.unseen)
-    official = official.to(dtype)
+    official, module, official_cfg, script = build_official_transzero(checkout, method, dataset, setting, spec, dtype)
+    classname = TRANSZERO_FILES[method][1]
     ours = build_method(cfg, spec).to(dtype)
     case = f"{classname} {dataset} {setting} ({run}) {str(dtype).split('.')[-1]}"
     model, loss, opt, sched = cfg["model"], cfg["loss"], cfg["optimizer"], cfg["schedule"]
@@ -855,19 +851,13 @@ def transzero_case(
         return (_tzpp_ours_loss if pp else _tz_ours_loss)(ours, x, y)
 
     def official_loss(x, y):
-        with on_cpu_in(dtype, module):
-            return (_tzpp_official_loss if pp else _tz_official_loss)(official, official_cfg, x, y)
+        return official_transzero_step_loss(official, module, official_cfg, method, x, y, dtype)
 
     def official_scores(x):
         with on_cpu_in(dtype, module):
             return official(x)["S_pp"]
 
-    theirs_opt = {
-        "adam": lambda ps: torch.optim.Adam(ps, lr=script["lr"], weight_decay=script["weight_decay"]),
-        "sgd": lambda ps: torch.optim.SGD(
-            ps, lr=script["lr"], weight_decay=script["weight_decay"], momentum=script["momentum"]
-        ),
-    }[script["optimizer"]]([p for p in official.parameters() if p.requires_grad])
+    theirs_opt = official_transzero_optimizer(official, script)
     mine = Side(ours, ours_loss, ours.scores, build_optimizer(cfg["optimizer"], ours.parameters()))
     theirs = Side(official, official_loss, official_scores, theirs_opt)
     rows.append(
@@ -893,6 +883,33 @@ def transzero_case(
         case, mine, theirs, pairs, spec, batch, steps, dtype, dropout=False, zero_gradient=zero, step_pairs=step_pairs
     )
     return rows
+
+
+def build_official_transzero(checkout: Path, method: str, dataset: str, setting: str, spec: DataSpec, dtype):
+    """The official model as ``train_<ds>.py`` builds it from ``wandb_config/<ds>_<setting>.yaml``,
+    in ``dtype``; with its module, the config file's values and the script's settings."""
+    official_cfg = wandb_settings(checkout, dataset, setting)
+    script = train_script_settings(checkout, dataset)
+    filename, classname = TRANSZERO_FILES[method]
+    module = load_module(checkout / filename, f"_official_{method}")
+    config = types.SimpleNamespace(**official_cfg)
+    with on_cpu_in(dtype, module):
+        official = getattr(module, classname)(config, spec.att.float(), spec.w2v.float(), spec.seen, spec.unseen)
+    return official.to(dtype), module, official_cfg, script
+
+
+def official_transzero_step_loss(official, module, official_cfg: dict, method: str, x, y, dtype) -> dict:
+    """The official training loop's loss of one batch, with its parts."""
+    with on_cpu_in(dtype, module):
+        return (_tzpp_official_loss if method == "transzero_pp" else _tz_official_loss)(official, official_cfg, x, y)
+
+
+def official_transzero_optimizer(official, script: dict) -> torch.optim.Optimizer:
+    """Adam or SGD over every parameter with requires_grad, as ``train_<ds>.py`` builds it."""
+    params = [p for p in official.parameters() if p.requires_grad]
+    if script["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=script["lr"], weight_decay=script["weight_decay"])
+    return torch.optim.SGD(params, lr=script["lr"], weight_decay=script["weight_decay"], momentum=script["momentum"])
 
 
 class _Diagonal:

@@ -206,3 +206,20 @@ def test_compute_threads_stay_fixed_when_a_job_gets_more_cpus():
         assert runtime.apply_threads(3) == 3  # by hand, no workflow: as asked
     finally:
         torch.set_num_threads(before)
+
+
+def test_feature_level_jobs_do_not_load_torchvision():
+    """Importing torchvision costs each job about 1.5 s on the 2-core machine (the main job runs
+    some sixty): the train, evaluate and attention paths of a feature-level run import it only
+    where an image transform or a torchvision network is built."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import zslrepro.cli, zslrepro.training.trainer, zslrepro.evaluation.evaluate, "
+        "zslrepro.evaluation.attention, zslrepro.training.runfiles; from zslrepro.catalog import builtin_entries; "
+        "import importlib; [importlib.import_module(e.module) for e in builtin_entries().values()]; "
+        "print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -272,6 +272,8 @@ def test_release_files_are_checksummed_like_downloads(tiny, tmp_path):
     download's message; the file is never fetched from its browser-only page."""
     import yaml
 
+    from zslrepro.catalog import builtin_entries
+    from zslrepro.config import method_releases
     from zslrepro.data.download import fetch, load_sources
     from zslrepro.errors import DatasetError
     from zslrepro.released import verify_release
@@ -279,7 +281,15 @@ def test_release_files_are_checksummed_like_downloads(tiny, tmp_path):
     repo = Path(__file__).resolve().parents[1]
     sources = yaml.safe_load((repo / "config/downloads.yaml").read_text())
     byo = {k: v for k, v in sources["files"].items() if v.get("bring_your_own")}
-    assert sorted(byo) == sorted(f"{d}_MSDN_{s}.pth" for d in ("CUB", "SUN", "AWA2") for s in ("CZSL", "GZSL"))
+    declared = {  # every file a method's schema declares (x-releases), and nothing else
+        r["file"].format(dataset=d, SETTING=s.upper()): method
+        for method in builtin_entries()
+        if (r := method_releases(method))
+        for d in r["datasets"]
+        for s in r["settings"]
+    }
+    assert sorted(byo) == sorted(declared) and len(set(declared.values())) == 3
+    assert all(byo[f]["extract_to"] == f"resources/released/{m}" for f, m in declared.items())
     ckpt = tmp_path / "CUB_MSDN_GZSL.pth"
     torch.save(release_state(tiny.store_path), ckpt)
     lock = tmp_path / "downloads.lock.yaml"

@@ -5,28 +5,37 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
-from torchvision import transforms
 
 from ..errors import DatasetError
+
+if TYPE_CHECKING:  # torchvision is imported where a transform is built: a second and a half per job
+    from torchvision import transforms
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_normalised_tensor() -> list:
+    from torchvision import transforms
+
     return [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
 def resize_and_crop(resize: int, crop: int) -> transforms.Compose:
     """The geometric part of the preprocessing: shorter side to ``resize``, centre crop (PIL in and out;
     also what takes a ground-truth mask or an image for display into the network's input frame)."""
+    from torchvision import transforms
+
     return transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop)])
 
 
 def image_transform(resize: int, crop: int) -> transforms.Compose:
     """The official preprocessing: shorter side to ``resize``, centre crop, ImageNet normalisation."""
+    from torchvision import transforms
+
     return transforms.Compose([resize_and_crop(resize, crop), *to_normalised_tensor()])
 
 

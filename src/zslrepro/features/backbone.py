@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import ConfigError, ZslError
@@ -22,6 +21,8 @@ def pretrained_key(arch: str, weights: str) -> str:
 
 
 def _weights_enum(arch: str, weights: str):
+    import torchvision
+
     if weights == "DEFAULT":
         raise ConfigError(
             "weights: DEFAULT is ambiguous (it is V2 for ResNet-101); name the weights, e.g. IMAGENET1K_V1"
@@ -43,6 +44,8 @@ def torchvision_network(
     dataset's default: no download). ``DEFAULT`` is refused: it silently means V2 for ResNet-101,
     not the V1 weights every paper used.
     """
+    import torchvision  # here, not at the top: feature-level jobs never load it (1.5 s each)
+
     if weights is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -104,6 +107,8 @@ def verified_weights(arch: str, weights: str, url: str) -> dict:
 
 def weights_file(arch: str, weights: str) -> Path:
     """Where torchvision keeps (and looks for) the file of ``arch``'s ``weights``."""
+    import torchvision
+
     enum = torchvision.models.get_model_weights(arch)[weights]
     return Path(torch.hub.get_dir()) / "checkpoints" / enum.url.rsplit("/", 1)[-1]
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 from ..data.images import check_images_present, image_transform, load_rgb, to_normalised_tensor
 from ..data.xlsa17 import IngestedDataset
@@ -28,6 +28,9 @@ from ..errors import ConfigError, DatasetError
 from ..features import feed
 from ..features.store import FeatureStore
 from ..jobfeed import JobFeed
+
+if TYPE_CHECKING:  # imported where a transform is built (images only): feature runs never load it
+    from torchvision import transforms
 from ..runtime import loader_workers
 
 # what both sources copy from their index: labels, splits and class-level data
@@ -214,6 +217,8 @@ class FeatureSource:
 
 def train_transform(cfg: dict) -> transforms.Compose:
     """Training augmentation of an image run (``images.train_augment``)."""
+    from torchvision import transforms
+
     size, crop = cfg["resize"], cfg["crop"]
     aug = cfg["train_augment"]
     if aug == "random_resized_crop_flip":
