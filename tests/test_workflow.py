@@ -366,6 +366,23 @@ def test_the_real_datasets_dry_run_plans_every_job_and_exits_0(tmp_path):
     assert "evaluate_released is off for msdn on CUB, SUN, AWA2" in dry.stderr
 
 
+def test_released_files_of_a_method_with_czsl_and_gzsl_runs_import_under_each_run(tmp_path):
+    """TransZero trains SUN as a czsl and a gzsl run (no 'main'): each release file is imported
+    with the store of its setting's run (a dry run: the files are placeholders, never read)."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "config/config.yaml").write_text("datasets: [SUN]\nmethods: [transzero]\nreplicates: 1\n")
+    released = tmp_path / "resources/released/transzero"
+    released.mkdir(parents=True)
+    for setting in ("CZSL", "GZSL"):
+        (released / f"TransZero_SUN_{setting}.pth").write_bytes(b"")
+    dry = snakemake(tmp_path, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    planned = planned_jobs(dry.stdout + dry.stderr)
+    assert ("import_released", "method=transzero, dataset=SUN, setting=czsl") in planned
+    assert ("evaluate_released", "method=transzero, dataset=SUN, setting=gzsl") in planned
+    assert "results/features/SUN/res101_448.h5" in dry.stdout + dry.stderr
+
+
 def test_bad_run_config_is_one_clear_error(tmp_path):
     shutil.copytree(REPO / ".test/config", tmp_path / "config")
     (tmp_path / "config/config.yaml").write_text("datasets: [SYNTH]\nmethods: [msdn]\nreplicates: 1\nseeds: 3\n")

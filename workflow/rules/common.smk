@@ -535,8 +535,11 @@ RELEASED_RUNS = released_runs()
 
 
 def released_store(wildcards):
-    """The feature store the method's main run of the dataset reads (run_data)."""
-    return run_data(SimpleNamespace(method=wildcards.method, dataset=wildcards.dataset, run="main"))
+    """The feature store the method's run of that setting reads (run_data): its czsl or gzsl run
+    where the method trains the two apart, else its main run."""
+    runs = {r for m, d, r in RUN_CONFIGS if (m, d) == (wildcards.method, wildcards.dataset)}
+    run = wildcards.setting if wildcards.setting in runs else "main"
+    return run_data(SimpleNamespace(method=wildcards.method, dataset=wildcards.dataset, run=run))
 
 
 def all_released_metrics():
