@@ -134,3 +134,19 @@ def test_every_stage_dispatches_no_op_that_strict_cuda_refuses(method, paths):
         _scores, _maps = evaluate(model, x)
     problems += [f"{method}, evaluation and attention maps: {op}" for op in flagged(recorder.calls)]
     assert not problems, "ops with no deterministic CUDA kernel:\n" + "\n".join(problems)
+
+
+def test_determinism_is_switched_without_loading_the_compiler():
+    """set_determinism sets torch's eager flag through set_deterministic_debug_mode: the public
+    use_deterministic_algorithms also imports torch._inductor, about 2.5 s of every job here."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from zslrepro.runtime import set_determinism; set_determinism(True); "
+        "a = torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled(); "
+        "set_determinism(False); b = not torch.are_deterministic_algorithms_enabled(); "
+        "print(a, b, 'torch._inductor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "False"]

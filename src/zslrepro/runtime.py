@@ -75,7 +75,10 @@ def set_determinism(deterministic: bool) -> dict:
     """Switch the determinism mode for this process; returns what was set, for provenance."""
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.use_deterministic_algorithms(deterministic)
+    # the same eager switch as torch.use_deterministic_algorithms, through its documented alternative:
+    # that one also sets the inductor compiler's flag, whose import costs about 2.5 s per job on the
+    # 2-core machine, and nothing here compiles
+    torch.set_deterministic_debug_mode("error" if deterministic else "default")
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = False
     return {
