@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.machinery
 import importlib.util
 import inspect
 import io
@@ -109,7 +110,10 @@ def official_imports(checkout: Path):
     added = str(checkout)
     saved = {k: sys.modules.get(k) for k in ("tensorflow", "core", "config")}
     if "tensorflow" not in sys.modules:
-        sys.modules["tensorflow"] = types.ModuleType("tensorflow")  # imported, never used
+        stub = types.ModuleType("tensorflow")  # imported, never used
+        # a spec, as a real module has: torch._dynamo, imported lazily by the optimisers, looks it up
+        stub.__spec__ = importlib.machinery.ModuleSpec("tensorflow", None)
+        sys.modules["tensorflow"] = stub
     for name in ("core", "config"):
         sys.modules.pop(name, None)
     sys.path.insert(0, added)
