@@ -12,6 +12,7 @@ from conftest import TINY_CONFIG
 from zslrepro.config import load_method_config, run_config
 from zslrepro.errors import ZslError
 from zslrepro.methods import build_method
+from zslrepro.methods.attribute_transformer import ours_from_official
 from zslrepro.methods.transzero import release as tz_release
 from zslrepro.methods.transzero_pp import release as tzpp_release
 from zslrepro.training.runfiles import data_spec, load_trained, read_model_file
@@ -66,7 +67,7 @@ def release_state(method: str, store_path, cfg: dict, seed: int = 0) -> tuple[di
     )
     for theirs, prefix in prefixes.items():
         for key in official_transformer(cfg["model"]["encoder_layers"], cfg["model"]["decoder_layers"]):
-            name = tz_release.ours_from_official(theirs + key, theirs, prefix)
+            name = ours_from_official(theirs + key, theirs, prefix)
             shape = ours[name].shape if name in ours else (3, 3)  # dead ones: any shape
             release[theirs + key] = torch.randn(shape, generator=g)
             if name in ours:

@@ -198,3 +198,18 @@ def ours_from_official(name: str, theirs: str, ours: str) -> str | None:
         if match:
             return None if replacement is None else ours + match.expand(replacement) + rest[match.end() :]
     raise KeyError(name)
+
+
+def official_transformer_weights(release: dict, state: dict, prefixes: dict[str, str]) -> dict:
+    """Our names for the official transformer weights in a release state dict (``prefixes``:
+    official prefix -> ours), the dead ones left out. So is a decoder self-attention the file
+    carries but our model (``state``) has not: the config switches it off (SUN: tf_SAtt False),
+    and the official model never trained it."""
+    mapped = {}
+    for key, tensor in release.items():
+        for theirs, ours in prefixes.items():
+            if key.startswith(theirs):
+                name = ours_from_official(key, theirs, ours)
+                if name is not None and (name in state or ".self_" not in name):
+                    mapped[name] = tensor
+    return mapped

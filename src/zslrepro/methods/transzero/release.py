@@ -12,22 +12,15 @@ from __future__ import annotations
 
 from ... import released
 from ...released import ReleaseFormat
-from ..attribute_transformer import ours_from_official
+from ..attribute_transformer import official_transformer_weights
 
 PREFIX = "transformer."
 UNUSED = ("transformer.embed_cv_aux.0.weight", "transformer.embed_cv_aux.0.bias")  # built, never used
 
 
 def ours(release: dict, state: dict) -> dict:
-    """Our names for the file's trained weights: V, W_1 and the transformer. A decoder self-attention
-    the file carries but our config switches off (SUN: tf_SAtt False) was never trained: left out."""
-    mapped = {"V": release["V"], "W_1": release["W_1"]}
-    for key, tensor in release.items():
-        if key.startswith(PREFIX):
-            name = ours_from_official(key, PREFIX, "")
-            if name is not None and (name in state or ".self_" not in name):
-                mapped[name] = tensor
-    return mapped
+    """Our names for the file's trained weights: V, W_1 and the transformer (official_transformer_weights)."""
+    return {"V": release["V"], "W_1": release["W_1"], **official_transformer_weights(release, state, {PREFIX: ""})}
 
 
 FORMAT = ReleaseFormat(

@@ -14,7 +14,7 @@ import torch
 
 from ... import released
 from ...released import ReleaseFormat
-from ..attribute_transformer import ours_from_official
+from ..attribute_transformer import official_transformer_weights
 
 BRANCHES = {"transformer_s2v.": "s2v.", "transformer_v2s.": "v2s."}
 UNUSED = (
@@ -28,21 +28,15 @@ UNUSED = (
 
 
 def ours(release: dict, state: dict) -> dict:
-    """Our names for the file's trained weights. A decoder self-attention the file carries but our
-    config switches off (SUN: tf_SAtt False) was never trained: left out."""
-    mapped = {
+    """Our names for the file's trained weights: V, the heads (W_4's diagonal) and both
+    transformers (official_transformer_weights)."""
+    return {
         "V": release["V"],
         "W_1": release["W_1_s2v"],
         "W_1_v2s": release["W_1_v2s"],
         "w_4": torch.diagonal(release["W_4_v2s"]).clone(),
+        **official_transformer_weights(release, state, BRANCHES),
     }
-    for key, tensor in release.items():
-        for theirs, prefix in BRANCHES.items():
-            if key.startswith(theirs):
-                name = ours_from_official(key, theirs, prefix)
-                if name is not None and (name in state or ".self_" not in name):
-                    mapped[name] = tensor
-    return mapped
 
 
 FORMAT = ReleaseFormat(
